@@ -1,0 +1,53 @@
+"""batch-nst: Gatys-style neural style transfer for whole asset libraries.
+
+The public surface is what `__all__` lists; everything else may change between versions.
+TensorFlow is imported only when an engine name is first used, so `import batch_nst` stays
+cheap for drivers and tools that never build the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from batch_nst.errors import (
+    BatchNSTError,
+    ImageError,
+    ManifestError,
+    ParamsError,
+    StorageError,
+    WeightsError,
+)
+from batch_nst.params import StyleParams
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "stylize": "batch_nst.stylize",
+    "evaluate": "batch_nst.stylize",
+    "Result": "batch_nst.stylize",
+    "Losses": "batch_nst.stylize",
+    "StyleCache": "batch_nst.stylize",
+    "Optimizer": "batch_nst.optimize",
+    "Progress": "batch_nst.optimize",
+    "Extractor": "batch_nst.vgg",
+    "Weights": "batch_nst.weights",
+    "resolve_weights": "batch_nst.weights",
+}
+
+__all__ = [
+    "BatchNSTError",
+    "ImageError",
+    "ManifestError",
+    "ParamsError",
+    "StorageError",
+    "WeightsError",
+    "StyleParams",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    """Import engine names on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'batch_nst' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -1,0 +1,281 @@
+"""`batch-nst` commands: argument parsing and presentation only; the work happens elsewhere.
+
+Exit codes (DESIGN.md): 0 all ok or already done; 1 the job ran but some items failed;
+2 nothing was run (bad usage, input, manifest, config or weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Sequence
+
+from batch_nst.errors import BatchNSTError
+from batch_nst.params import StyleParams
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_NOT_RUN = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `batch-nst` and `python -m batch_nst`."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except BatchNSTError as err:
+        print(f"batch-nst: error: {err}", file=sys.stderr)
+        return EXIT_NOT_RUN
+    except KeyboardInterrupt:
+        print("batch-nst: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-nst", description="Neural style transfer for asset libraries.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stylize", help="stylize one image on this machine (no Ray)")
+    p.add_argument("content", help="content image (path or URI)")
+    p.add_argument("style", help="style image (path or URI)")
+    p.add_argument("-o", "--output", required=True, help="output PNG (path or URI)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(p)
+    p.set_defaults(command=_cmd_stylize)
+
+    p = sub.add_parser("run", help="the batch job: stylize a manifest on Ray, incrementally")
+    _add_job_options(p)
+    p.add_argument("--workers", type=int, help="actors (default: one per GPU, else 1)")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor, fractions allowed (default 1 if GPUs)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(command=_cmd_run)
+
+    p = sub.add_parser("plan", help="count what a run would do: done, to do, invalid")
+    _add_job_options(p)
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(command=_cmd_plan)
+
+    p = sub.add_parser("manifest", help="write a manifest of every asset matching GLOB, once per style")
+    p.add_argument("glob", help="assets to stylize, any URI, recursive ** allowed (quote it)")
+    p.add_argument("--style", action="append", required=True, help="style image URI (repeat for several)")
+    p.add_argument("-o", "--output", required=True, help="manifest to write (.csv, .parquet or .jsonl)")
+    p.set_defaults(command=_cmd_manifest)
+
+    p = sub.add_parser("weights", help="manage VGG19 weights")
+    wsub = p.add_subparsers(required=True, metavar="ACTION")
+    f = wsub.add_parser("fetch", help="download Keras' ImageNet VGG19 weights once and store them at URI")
+    f.add_argument("uri", help="where to store them (path, s3://..., gs://...)")
+    f.set_defaults(command=_cmd_weights_fetch)
+    return parser
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """--weights, --max-pixels and one flag per StyleParams field (defaults read from it)."""
+    p.add_argument(
+        "--weights",
+        default=os.environ.get("BATCH_NST_WEIGHTS", "imagenet"),
+        help="'imagenet' (Keras' download and cache) or a weights file path/URI "
+        "(default: $BATCH_NST_WEIGHTS or imagenet)",
+    )
+    from batch_nst.images import MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
+    defaults = StyleParams()
+    group = p.add_argument_group("style parameters")
+    for f in dataclasses.fields(StyleParams):
+        default = getattr(defaults, f.name)
+        choices = f.metadata.get("choices")
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=type(default),
+            choices=choices,
+            default=None,
+            help=f"{f.metadata['help']} (default {default})",
+        )
+
+
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="manifest URI (.csv, .parquet, .jsonl)")
+    p.add_argument("-o", "--output-root", required=True, help="output root URI: images/, metadata/, runs/")
+    p.add_argument("--force", action="store_true", help="redo every item, even those already done")
+    _add_engine_options(p)
+
+
+def _job_config(args: argparse.Namespace):
+    from batch_nst.job import JobConfig
+
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise BatchNSTError(f"--workers must be >= 1, got {args.workers}")
+    if getattr(args, "gpus_per_worker", None) is not None and args.gpus_per_worker < 0:
+        raise BatchNSTError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    if getattr(args, "max_attempts", 1) < 1:
+        raise BatchNSTError(f"--max-attempts must be >= 1, got {args.max_attempts}")
+    return JobConfig(
+        manifest=args.manifest, output_root=args.output_root, weights=args.weights, params=style_params(args),
+        workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
+        address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
+        max_attempts=getattr(args, "max_attempts", 3),
+    )
+
+
+def style_params(args: argparse.Namespace) -> StyleParams:
+    """The StyleParams the flags ask for; unset flags keep the defaults."""
+    return StyleParams.from_mapping(vars(args))
+
+
+def _cmd_stylize(args: argparse.Namespace) -> int:
+    from batch_nst import images, storage, weights
+    from batch_nst.optimize import Optimizer
+    from batch_nst.stylize import stylize
+    from batch_nst.vgg import Extractor, configure_tensorflow
+
+    params = style_params(args)
+    if not args.output.lower().endswith(".png"):
+        raise BatchNSTError(f"output must be a .png file, got {args.output}")
+    content = images.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
+    style = images.decode(storage.read_bytes(args.style), storage.redact(args.style), args.max_pixels)
+    configure_tensorflow()
+    optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
+    with _progress(params.steps, args.quiet) as on_step:
+        result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
+    storage.write_bytes(args.output, images.encode_png(result.image))
+    summary = {
+        "output": storage.redact(args.output),
+        "width": result.image.width,
+        "height": result.image.height,
+        "optimized_at": [result.width, result.height],
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "losses": dataclasses.asdict(result.losses),
+        "params": dataclasses.asdict(params),
+        "weights": optimizer.extractor.weights.identity,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        l = result.losses
+        print(
+            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): total {l.total:.6g} "
+            f"= style {l.style:.6g}, content {l.content:.6g}, tv {l.tv:.6g} "
+            f"after {result.steps} steps at {result.width}x{result.height} in {result.seconds:.1f}s"
+        )
+    return EXIT_OK
+
+
+class _progress:
+    """A tqdm bar over optimization steps, fed by the engine's progress callback."""
+
+    def __init__(self, steps: int, quiet: bool):
+        self.steps, self.quiet = steps, quiet
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.steps, unit="step", disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
+        return self._update
+
+    def _update(self, progress) -> None:
+        self.bar.update(1)
+        if progress.step % 10 == 0 or progress.step == progress.steps:
+            self.bar.set_postfix(loss=f"{progress.losses['total']:.4g}", refresh=False)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from batch_nst import storage, weights
+
+    sha256 = weights.fetch(args.uri)
+    print(f"stored Keras' ImageNet VGG19 no-top weights at {storage.redact(args.uri)}\nsha256 {sha256}")
+    return EXIT_OK
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from batch_nst import job
+
+    the_plan = job.plan(_job_config(args))
+    counts = {"done": len(the_plan.done), "todo": len(the_plan.todo), "invalid": len(the_plan.invalid),
+              "steps": the_plan.steps}
+    reasons = [{"row": item.row, "id": item.id, "error": why} for item, why in the_plan.invalid[:10]]
+    if args.json:
+        print(json.dumps({**counts, "invalid_reasons": reasons}))
+        return EXIT_OK
+    print(f"{counts['done']} done, {counts['todo']} to do, {counts['invalid']} invalid; "
+          f"estimated work: {counts['steps']} optimization steps")
+    for r in reasons:
+        print(f"  invalid row {r['row']} ({r['id']}): {r['error']}")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from batch_nst import job
+
+    bar = _RunProgress(args.quiet)
+    summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start)
+    bar.close()
+    if args.json:
+        print(json.dumps({"run_id": summary.run_id, "ok": summary.ok, "failed": summary.failed,
+                          "skipped": summary.skipped, "invalid": summary.invalid,
+                          "seconds": round(summary.seconds, 3), "failures": summary.failures}))
+    else:
+        _print_summary(summary, args.output_root)
+    return summary.exit_code
+
+
+class _RunProgress:
+    """Live bar over the items to do: done / failed / to do and items per minute."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar = quiet, None
+
+    def start(self, the_plan) -> None:
+        from tqdm import tqdm
+
+        self.todo = len(the_plan.todo)
+        self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
+                        desc=f"{len(the_plan.done)} already done")
+
+    def update(self, rec, summary) -> None:
+        self.bar.update(1)
+        elapsed = self.bar.format_dict["elapsed"] or 1e-9
+        self.bar.set_postfix_str(f"ok {summary.ok}, failed {summary.failed}, to do {self.todo - self.bar.n}, "
+                                 f"{60 * self.bar.n / elapsed:.1f} items/min", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(summary, root: str) -> None:
+    from batch_nst import storage
+
+    rows = [("ok", summary.ok), ("failed", summary.failed), ("invalid", summary.invalid),
+            ("skipped (already done)", summary.skipped)]
+    ran = summary.ok + summary.failed
+    print(f"run {summary.run_id} finished in {summary.seconds:.1f}s"
+          + (f" ({60 * ran / summary.seconds:.1f} items/min)" if ran and summary.seconds else ""))
+    for name, count in rows:
+        print(f"  {name:<24}{count:>8}")
+    for failure in summary.failures:
+        print(f"  failed {failure['id']}: {failure['error']}")
+    print(f"metadata: {storage.redact(storage.join(root, 'metadata'))}  "
+          f"summary: {storage.redact(storage.join(root, 'runs', summary.run_id + '.json'))}")
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from batch_nst import manifest, storage
+
+    table = manifest.from_glob(args.glob, args.style)
+    if table.num_rows == 0:
+        raise BatchNSTError(f"no file matches {storage.redact(args.glob)}")
+    manifest.write(table, args.output)
+    print(f"wrote {storage.redact(args.output)}: {table.num_rows} rows "
+          f"({table.num_rows // len(args.style)} assets x {len(args.style)} styles)")
+    return EXIT_OK

@@ -1,0 +1,232 @@
+"""The driver: plan (done / to do / invalid), start Ray, dispatch to actors, record, summarize.
+
+Ray Core actors in a `ray.util.ActorPool`: each actor (one per GPU, or a fraction) loads the
+weights once; Ray restarts dead actors (`max_restarts=-1`) and retries their task on the restarted
+actor up to `max_attempts` times in all (`max_task_retries`), so a killed worker costs one retry and
+a poison item fails alone. Records come back to this process and are written once, so a retried
+item never gets two records. The pool is fed lazily in style order, so items of one style run
+together and each actor computes a style's Grams once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from batch_nst import images, manifest, records, storage, weights
+from batch_nst.manifest import WorkItem
+from batch_nst.params import StyleParams
+from batch_nst.worker import Worker, WorkerConfig
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything a run needs, validated by the CLI before any work."""
+
+    manifest: str
+    output_root: str
+    weights: str = weights.IMAGENET
+    params: StyleParams = field(default_factory=StyleParams)  # base; rows override
+    workers: int | None = None  # None: one per GPU, else one per machine
+    gpus_per_worker: float | None = None  # None: 1 where Ray has GPUs, else 0
+    address: str | None = None  # None: $RAY_ADDRESS or an embedded local Ray
+    force: bool = False
+    max_pixels: int = images.MAX_PIXELS
+    max_attempts: int = 3  # per item, across worker deaths
+
+
+@dataclass(frozen=True)
+class Plan:
+    todo: list[WorkItem]  # in dispatch order: grouped by style
+    done: list[WorkItem]  # an `ok` record with the same key exists
+    invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time, with the reason
+    weights_identity: str
+
+    @property
+    def steps(self) -> int:
+        """Estimated work: optimization steps over the items to do."""
+        return sum(item.params.steps for item in self.todo)
+
+
+def plan(config: JobConfig) -> Plan:
+    """Validate the manifest and decide what to do from listings and fingerprints alone."""
+    items = manifest.load(config.manifest, config.params)
+    weights_id = weights.identity(config.weights)
+    prints = storage.fingerprints({u for item in items for u in (item.content, item.style)})
+    done_keys = set() if config.force else records.ok_keys(config.output_root)
+    todo, done, invalid = [], [], []
+    for item in items:
+        missing = [u for u in (item.content, item.style) if u not in prints]
+        if missing:
+            invalid.append((item, "; ".join(f"no such file: {storage.redact(u)}" for u in missing)))
+            continue
+        item = item.keyed(prints[item.content], prints[item.style], weights_id)
+        (done if item.key in done_keys else todo).append(item)
+    todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
+    return Plan(todo, done, invalid, weights_id)
+
+
+@dataclass
+class Summary:
+    """What a run did; written to runs/<run_id>.json and printed by the CLI."""
+
+    run_id: str
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # already done
+    invalid: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # first few: row/id/error
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.invalid else 0
+
+    def add(self, rec: dict[str, Any], invalid: bool = False) -> None:
+        if rec["status"] == records.OK:
+            self.ok += 1
+            return
+        if invalid:
+            self.invalid += 1
+        else:
+            self.failed += 1
+        if len(self.failures) < 20:
+                self.failures.append({"id": rec["id"], "error": rec["error"]})
+
+
+def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] | None = None,
+        on_start: Callable[[Plan], None] | None = None) -> Summary:
+    """Run the job; records and summary land under the output root. Raises BatchNSTError before
+    any work for a bad manifest, config or weights."""
+    started = time.perf_counter()
+    the_plan = plan(config)
+    weights.resolve_weights(config.weights)  # unreachable weights: exit 2 now, not N failures later
+    summary = Summary(run_id=_new_run_id(), skipped=len(the_plan.done))
+    writer = records.Writer(config.output_root, summary.run_id)
+    if on_start:
+        on_start(the_plan)
+    for item, reason in the_plan.invalid:
+        rec = records.for_item(item, run_id=summary.run_id, worker="driver", weights=the_plan.weights_identity,
+                               status=records.FAILED, error=reason)
+        writer.add(rec)
+        summary.add(rec, invalid=True)
+    if the_plan.todo:
+        for rec in _dispatch(config, the_plan, summary.run_id):
+            writer.add(rec)
+            summary.add(rec)
+            if on_record:
+                on_record(rec, summary)
+    writer.flush()
+    summary.seconds = time.perf_counter() - started
+    records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary))
+    return summary
+
+
+def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[str, Any]]:
+    """Records of the items to do as actors finish them; an item whose worker died
+    `max_attempts` times gets a failed record saying so."""
+    import ray
+    from ray.util import ActorPool
+
+    items = the_plan.todo
+    _init_ray(config)
+    workers, cpus, gpus = _pool_shape(config, len(items))
+    actor = ray.remote(Worker).options(
+        num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
+    )
+    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels, threads=max(1, int(cpus)))
+    pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
+    pending, returned = iter(items), set()
+
+    def feed() -> None:
+        while pool.has_free():
+            item = next(pending, None)
+            if item is None:
+                return
+            pool.submit(lambda a, it: a.process.remote(it), item)
+
+    feed()
+    while pool.has_next():
+        try:
+            rec = pool.get_next_unordered()
+        except ray.exceptions.RayError as err:  # the worker died on every attempt
+            _log(f"a worker died: {type(err).__name__}")
+        else:
+            returned.add(rec["id"])
+            yield rec
+        feed()
+    for item in items:
+        if item.id not in returned:
+            yield records.for_item(
+                item, run_id=run_id, worker="?", weights=the_plan.weights_identity, status=records.FAILED,
+                error=f"the worker process died while stylizing it, {config.max_attempts} times "
+                "(killed, or out of memory)",
+            )
+
+
+def _init_ray(config: JobConfig) -> None:
+    """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, logging_level="WARNING")
+
+
+def _pool_shape(config: JobConfig, n_items: int) -> tuple[int, float, float]:
+    """(workers, CPUs and GPUs per worker) from the cluster's resources and the config."""
+    import ray
+
+    resources = ray.cluster_resources()
+    total_gpus, total_cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if total_gpus else 0.0)
+    if config.workers:
+        workers = config.workers
+    elif gpus:
+        workers = max(1, int(total_gpus / gpus))
+    else:
+        workers = 1  # measured: one worker with all cores beats two on this 2-core CPU (README)
+    workers = max(1, min(workers, n_items))
+    cpus = max(1.0, float(int(total_cpus // workers))) if not gpus else 1.0
+    if gpus and total_gpus and gpus * workers > total_gpus:
+        _log(f"asking {workers} workers x {gpus} GPU on {total_gpus} GPUs: some wait for autoscaling")
+    return workers, cpus, gpus
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "run_id": summary.run_id,
+        "counts": {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,
+                   "invalid": summary.invalid, "total": summary.ok + summary.failed + summary.skipped + summary.invalid},
+        "seconds": round(summary.seconds, 3),
+        "steps_planned": the_plan.steps,
+        "failures": summary.failures,
+        "config": {
+            "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
+            "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
+            "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
+            "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
+        },
+        "versions": {"algorithm": manifest.ALGORITHM_VERSION, "python": sys.version.split()[0],
+                     **{pkg: version(pkg) for pkg in ("batch-nst", "tensorflow", "ray", "fsspec", "pyarrow")}},
+        "finished_at": records.now(),
+    }
+
+
+def _log(message: str) -> None:
+    print(f"batch-nst: {message}", file=sys.stderr)

@@ -1,0 +1,67 @@
+"""The seed's loss terms, as pure TensorFlow math on batches.
+
+Every function keeps the batch axis: item b's loss depends only on item b, so several same-size
+items can be optimized in one step and still get exactly their solo losses and gradients.
+Grams and losses are computed in float32 whatever dtype the features arrive in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+CONTENT_LAYER = "block5_conv2"
+TERMS = ("total", "style", "content", "tv")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Constant targets of one optimization, computed once, never per step."""
+
+    content: tf.Tensor  # [B, h, w, 512] features of the content image at CONTENT_LAYER
+    grams: dict[str, tf.Tensor]  # layer -> [B, C, C] Gram matrices of the style image
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C]."""
+    features = tf.cast(features, tf.float32)
+    pixels = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
+    return tf.einsum("bijc,bijd->bcd", features, features) / pixels
+
+
+def style_loss(gram: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Mean squared Gram difference per item: [B, C, C] -> [B]."""
+    return tf.reduce_mean(tf.square(gram - target), axis=[1, 2])
+
+
+def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Half the summed squared feature difference per item: [B, H, W, C] -> [B]."""
+    diff = tf.cast(features, tf.float32) - target
+    return 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+
+
+def tv_loss(image: tf.Tensor) -> tf.Tensor:
+    """Anisotropic total variation of the [0, 255] image per item: [B, H, W, 3] -> [B]."""
+    return tf.image.total_variation(image)
+
+
+def style_targets(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Gram matrices of the style layers, the style half of `Targets`."""
+    return {name: gram_matrix(features[name]) for name in STYLE_LAYERS}
+
+
+def loss_terms(
+    features: dict[str, tf.Tensor], image: tf.Tensor, targets: Targets, weights: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """All loss terms per item, each [B]. `weights` = [style, content, tv] (float32 [3]).
+
+    `style`, `content` and `tv` are unweighted; `total` is the weighted sum the optimizer descends.
+    """
+    per_layer = [style_loss(gram_matrix(features[n]), targets.grams[n]) for n in STYLE_LAYERS]
+    style = tf.add_n(per_layer) / len(STYLE_LAYERS)
+    content = content_loss(features[CONTENT_LAYER], targets.content)
+    tv = tv_loss(image)
+    total = weights[0] * style + weights[1] * content + weights[2] * tv
+    return {"total": total, "style": style, "content": content, "tv": tv}

@@ -1,0 +1,191 @@
+"""Manifests: tables of content/style pairs read from any URI, validated whole before any work.
+
+Formats by extension: .csv, .parquet/.pq, .jsonl/.ndjson. Columns: `content`, `style` (URIs;
+relative ones resolve against the manifest's folder), optional `id`, and optional per-row
+overrides named like the StyleParams fields. Every schema problem is collected and raised as one
+ManifestError naming the rows (row numbers count data rows from 1), so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from batch_nst import storage
+from batch_nst.errors import BatchNSTError, ManifestError
+from batch_nst.params import StyleParams, param_names
+
+# Bump when the optimization changes its output for the same inputs and parameters: every key
+# changes, so the next run redoes everything.
+ALGORITHM_VERSION = "1"
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+REQUIRED = ("content", "style")
+COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
+ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One manifest row, resolved and validated: what a worker needs to make one image."""
+
+    row: int  # data row number in the manifest, from 1: for messages
+    id: str  # safe file name: the output is images/<id>.png
+    content: str  # absolute URI
+    style: str  # absolute URI
+    params: StyleParams  # effective: defaults, then CLI flags, then the row's overrides
+    key: str = ""  # content-addressed; set once fingerprints are known (`keyed`)
+
+    def keyed(self, content_fp: str, style_fp: str, weights_identity: str) -> "WorkItem":
+        """This item with its key: changes iff an input, a parameter, the weights or the algorithm do."""
+        payload = json.dumps(
+            [ALGORITHM_VERSION, self.id, self.content, content_fp, self.style, style_fp,
+             self.params.to_json(), weights_identity]
+        )
+        return WorkItem(self.row, self.id, self.content, self.style, self.params,
+                        hashlib.sha256(payload.encode()).hexdigest()[:32])
+
+
+def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
+    """Read and validate a manifest; ManifestError listing every bad row, or the items."""
+    table = _read_table(uri)
+    _check_columns(uri, table.column_names)
+    folder = storage.parent(uri)
+    items, problems = [], []
+    for row, values in enumerate(_rows(table), start=1):
+        try:
+            items.append(_item(row, values, folder, base))
+        except BatchNSTError as err:
+            problems.append(f"row {row}: {err}")
+    problems += _duplicate_ids(items)
+    if problems:
+        shown = "\n  ".join(problems[:MAX_REPORTED])
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        raise ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
+    return items
+
+
+def derive_id(content: str, style: str, base: str) -> str:
+    """A stable id from the content's path under `base` and the style's name.
+
+    "lib/chars/hero.png" under "lib" with style "ink.jpg" -> "chars__hero--ink": assets added to
+    the library later never change the ids of those already there.
+    """
+    rel = content[len(base.rstrip("/")) + 1:] if content.startswith(base.rstrip("/") + "/") else posixpath.basename(content)
+    stem = posixpath.splitext(rel)[0].replace("/", "__")
+    return _safe(stem) + "--" + _safe(posixpath.splitext(posixpath.basename(style))[0])
+
+
+def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
+    """A manifest table covering every file matching `pattern` once per style."""
+    styles = [storage.resolve(s) for s in styles]
+    root = _glob_root(storage.resolve(pattern))
+    rows = [
+        {"id": derive_id(content, style, root), "content": content, "style": style}
+        for content in storage.glob(storage.resolve(pattern))
+        for style in styles
+    ]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
+
+
+def write(table: pa.Table, uri: str) -> None:
+    """Write a manifest in the format its extension names, atomically."""
+    buf = io.BytesIO()
+    kind = _format(uri)
+    if kind == "csv":
+        pacsv.write_csv(table, buf)
+    elif kind == "parquet":
+        pq.write_table(table, buf)
+    else:
+        buf.write("".join(json.dumps(r) + "\n" for r in table.to_pylist()).encode())
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def _format(uri: str) -> str:
+    path = uri.split("?", 1)[0].lower()
+    for ext, kind in FORMATS.items():
+        if path.endswith(ext):
+            return kind
+    raise ManifestError(f"manifest {storage.redact(uri)}: unknown format; use one of {', '.join(FORMATS)}")
+
+
+def _read_table(uri: str) -> pa.Table:
+    kind = _format(uri)
+    data = io.BytesIO(storage.read_bytes(uri))
+    try:
+        if kind == "csv":
+            return pacsv.read_csv(data, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        if kind == "parquet":
+            return pq.read_table(data)
+        return pajson.read_json(data)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise ManifestError(f"manifest {storage.redact(uri)}: not a readable {kind} table: {err}") from None
+
+
+def _check_columns(uri: str, names: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in names]
+    unknown = [c for c in names if c not in COLUMNS]
+    if missing or unknown:
+        parts = [f"missing column(s) {', '.join(missing)}"] if missing else []
+        parts += [f"unknown column(s) {', '.join(unknown)} (known: {', '.join(sorted(COLUMNS))})"] if unknown else []
+        raise ManifestError(f"manifest {storage.redact(uri)}: {'; '.join(parts)}")
+
+
+def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
+    for batch in table.to_batches(max_chunksize=10_000):
+        yield from batch.to_pylist()
+
+
+def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams) -> WorkItem:
+    content, style = (_uri_cell(values.get(name), name, folder) for name in REQUIRED)
+    item_id = values.get("id")
+    if item_id is None or item_id == "":
+        item_id = derive_id(content, style, folder)
+    elif not isinstance(item_id, str) or not ID_PATTERN.fullmatch(item_id):
+        raise ManifestError(
+            f"id {item_id!r} is not a safe file name (ASCII letters, digits, '.', '_', '-'; "
+            "no slashes; at most 200 characters; not starting with '.' or '-')"
+        )
+    return WorkItem(row, item_id, content, style, base.with_overrides(values))
+
+
+def _uri_cell(value: Any, name: str, folder: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(f"{name} is empty" if value in (None, "") else f"{name} must be a URI, got {value!r}")
+    if "\x00" in value:
+        raise ManifestError(f"{name} contains a NUL character")
+    return storage.resolve(value.strip(), folder)
+
+
+def _duplicate_ids(items: list[WorkItem]) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for item in items:
+        if item.id in first:
+            problems.append(f"row {item.row}: duplicate id {item.id!r} (first used in row {first[item.id]})")
+        else:
+            first[item.id] = item.row
+    return problems
+
+
+def _safe(text: str) -> str:
+    """Characters an id may not hold become '_'; a leading '.' or '-' too."""
+    text = re.sub(r"[^A-Za-z0-9._-]", "_", text)[:120]
+    return "_" + text[1:] if text[:1] in (".", "-", "") else text
+
+
+def _glob_root(pattern: str) -> str:
+    """The folder above the first wildcard: ids are paths relative to it."""
+    head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    return head.rsplit("/", 1)[0] if "/" in head else head

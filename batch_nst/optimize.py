@@ -1,0 +1,122 @@
+"""The optimization loop: Adam on the pixels, one compiled step, traced once per image shape.
+
+No I/O and no printing: progress leaves through a callback and the loss history is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from batch_nst import losses
+from batch_nst.losses import Targets
+from batch_nst.params import StyleParams
+from batch_nst.vgg import Extractor
+
+# The tutorial's Adam settings carried from [0, 1] pixels to [0, 255] (epsilon scales with pixels).
+BETA_1 = 0.99
+EPSILON = 0.1 / 255.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step's report to the caller's callback (losses of item 0 of the batch)."""
+
+    step: int  # 1-based
+    steps: int
+    losses: dict[str, float]
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Slot:
+    """The image variable, its Adam state and the compiled step for one [B, H, W, 3] shape."""
+
+    def __init__(self, shape: tuple[int, ...], step_fn: Callable, jit_compile: bool):
+        self.image = tf.Variable(tf.zeros(shape, tf.float32), trainable=True, name="image")
+        self.adam = keras.optimizers.Adam(learning_rate=1.0, beta_1=BETA_1, epsilon=EPSILON)
+        self.adam.build([self.image])
+        # Targets travel as plain tensors (a dataclass argument would retrace per instance).
+        self.step = tf.function(
+            lambda content, grams, w: step_fn(self, Targets(content, grams), w), jit_compile=jit_compile
+        )
+
+    def reset(self, init: np.ndarray, learning_rate: float) -> None:
+        """Start a new item: its pixels in the variable, Adam's moments and step count at zero."""
+        for var in self.adam.variables:
+            var.assign(tf.zeros_like(var))
+        self.adam.learning_rate.assign(learning_rate)
+        self.image.assign(init)
+
+
+class Optimizer:
+    """Runs the seed's Adam loop on an extractor; reuses one trace per image shape across items."""
+
+    def __init__(self, extractor: Extractor, jit_compile: bool = False):
+        self.extractor = extractor
+        self.jit_compile = jit_compile
+        self._slots: dict[tuple[int, ...], _Slot] = {}
+        self.traces = 0  # how many times a step was traced: tests pin "once per shape"
+
+    def content_features(self, content: np.ndarray) -> tf.Tensor:
+        """Content target: features of content pixels [B, H, W, 3] at the content layer."""
+        return self.extractor(tf.constant(content))[losses.CONTENT_LAYER]
+
+    def style_grams(self, style: np.ndarray) -> dict[str, tf.Tensor]:
+        """Gram targets of style pixels [B, h, w, 3]; callers cache them per style and size."""
+        return losses.style_targets(self.extractor(tf.constant(style)))
+
+    def evaluate(self, pixels: np.ndarray, targets: Targets, params: StyleParams) -> dict[str, np.ndarray]:
+        """Loss terms ([B] each) of fixed pixels, e.g. the image as written after quantization."""
+        image = tf.constant(pixels, tf.float32)
+        terms = losses.loss_terms(self.extractor(image), image, targets, _weights(params))
+        return {k: v.numpy() for k, v in terms.items()}
+
+    def run(
+        self,
+        init: np.ndarray,
+        targets: Targets,
+        params: StyleParams,
+        on_step: ProgressCallback | None = None,
+    ) -> tuple[np.ndarray, list[float]]:
+        """Optimize pixels [B, H, W, 3] from `init`; return them and item 0's total loss per step.
+
+        The history holds the loss of the image each step started from (before its update).
+        """
+        slot = self._slot(init.shape)
+        slot.reset(init.astype(np.float32), params.learning_rate)
+        weights = _weights(params)
+        history: list[float] = []
+        for step in range(1, params.steps + 1):
+            terms = {k: float(v[0]) for k, v in slot.step(targets.content, targets.grams, weights).items()}
+            history.append(terms["total"])
+            if on_step is not None:
+                on_step(Progress(step=step, steps=params.steps, losses=terms))
+        return slot.image.numpy(), history
+
+    def _slot(self, shape: tuple[int, ...]) -> _Slot:
+        if shape not in self._slots:
+            self._slots[shape] = _Slot(tuple(shape), self._step, self.jit_compile)
+        return self._slots[shape]
+
+    def _step(self, slot: _Slot, targets: Targets, weights: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One Adam step on `slot.image`, then the seed's clip to [0, 255]."""
+        self.traces += 1  # Python side effect: runs only while tracing
+        with tf.GradientTape() as tape:
+            terms = losses.loss_terms(self.extractor(slot.image), slot.image, targets, weights)
+            # Items are independent, so the gradient of the sum is each item's own gradient.
+            total = tf.reduce_sum(terms["total"])
+        grad = tape.gradient(total, slot.image)
+        slot.adam.apply_gradients([(grad, slot.image)])
+        slot.image.assign(tf.clip_by_value(slot.image, 0.0, 255.0))
+        return terms
+
+
+def _weights(params: StyleParams) -> tf.Tensor:
+    """Loss weights as one tensor, so changing them never retraces the step."""
+    return tf.constant([params.style_weight, params.content_weight, params.tv_weight], tf.float32)

@@ -1,0 +1,103 @@
+"""Frozen, validated parameters. The defaults are defined here once and only here.
+
+`StyleParams` is everything that changes an output image; it is part of every item's key, built
+the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
+
+Default recipe: the seed's losses with the settings of TensorFlow's style-transfer tutorial,
+carried from its [0, 1] pixels to our [0, 255] ones (README, "The recipe"): Adam at a constant
+learning rate 0.02 * 255 ~ 5.0 with beta_1 0.99 and epsilon 0.1 / 255, total-variation weight
+30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from batch_nst.errors import ParamsError
+
+INITS = ("content", "noise")
+
+
+def _opt(help_: str, **bounds: Any) -> Any:
+    """A field's CLI help and numeric bounds, kept beside its default."""
+    return {"help": help_, **bounds}
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """What shapes one stylized image. Hashable, JSON-able, validated on construction."""
+
+    steps: int = field(default=1000, metadata=_opt("optimization steps", low=1, high=100_000))
+    max_size: int = field(
+        default=512, metadata=_opt("long side the optimization runs at (never upscaled)", low=16, high=16384)
+    )
+    style_weight: float = field(default=1e-2, metadata=_opt("weight of the mean style loss", low=0.0))
+    content_weight: float = field(default=4e-2, metadata=_opt("weight of the content loss", low=0.0))
+    tv_weight: float = field(default=0.12, metadata=_opt("weight of the total-variation loss", low=0.0))
+    learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
+    seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
+    init: str = field(default="content", metadata=_opt("start from the content image or from noise", choices=INITS))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "StyleParams":
+        """Build from a mapping, ignoring keys that are not parameters and values that are None."""
+        return cls().with_overrides(values)
+
+    def with_overrides(self, values: Mapping[str, Any]) -> "StyleParams":
+        """A copy with the given parameters replaced (None and unknown keys left alone)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        changes = {k: v for k, v in values.items() if k in names and v is not None}
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys): the form stored in records and hashed into keys."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def param_names() -> tuple[str, ...]:
+    """Names of every StyleParams field, in declaration order (CLI flags, manifest columns)."""
+    return tuple(f.name for f in dataclasses.fields(StyleParams))
+
+
+def _checked(f: dataclasses.Field, value: Any) -> Any:
+    """Coerce `value` to the field's type and check its bounds, or raise ParamsError naming it."""
+    kind = type(f.default)
+    meta = f.metadata
+    try:
+        value = _coerce(kind, value)
+    except (TypeError, ValueError):
+        raise ParamsError(f"{f.name} must be {kind.__name__}, got {value!r}") from None
+    if "choices" in meta and value not in meta["choices"]:
+        raise ParamsError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value < low or (meta.get("open_low") and value == low)):
+        raise ParamsError(f"{f.name} must be {'>' if meta.get('open_low') else '>='} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ParamsError(f"{f.name} must be <= {high}, got {value!r}")
+    return value
+
+
+def _coerce(kind: type, value: Any) -> Any:
+    """int/float/str from CLI strings or table cells; bools and non-integral floats are refused."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if kind is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(value)
+        return value
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value

@@ -1,0 +1,87 @@
+"""Session-wide fixtures: seeded VGG19 weights in both formats, one extractor, tiny images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from tests import vgg_weights
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def legacy_weights_path(weights_dir) -> str:
+    path = os.path.join(weights_dir, "vgg19_seeded_notop.h5")
+    vgg_weights.write_legacy_h5(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras3_weights_path(weights_dir) -> str:
+    path = os.path.join(weights_dir, "vgg19_seeded.weights.h5")
+    vgg_weights.write_keras3(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights(legacy_weights_path):
+    from batch_nst.weights import Weights
+
+    return Weights(path=legacy_weights_path, identity="seeded:0", source=legacy_weights_path)
+
+
+@pytest.fixture(scope="session")
+def extractor(weights):
+    from batch_nst.vgg import Extractor
+
+    return Extractor(weights)
+
+
+@pytest.fixture(scope="session")
+def optimizer(extractor):
+    from batch_nst.optimize import Optimizer
+
+    return Optimizer(extractor)
+
+
+def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth random colour field, [H, W, 3] uint8: image-like, unlike white noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [np.sin(rng.uniform(2, 9) * x + rng.uniform(2, 9) * y + rng.uniform(0, 6)) for _ in range(3)]
+    return np.clip((np.stack(channels, -1) + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on loopback; its credentials go in the environment before Ray starts,
+    so actors inherit them."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(env)
+    yield env["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_endpoint):
+    """One local Ray for the whole test session (2 CPUs, as on CI)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    yield ray
+    ray.shutdown()

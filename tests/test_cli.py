@@ -1,0 +1,98 @@
+"""The `batch-nst` command through its entry point: outputs, summaries and exit codes."""
+
+import io
+import json
+import re
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batch_nst.cli import main
+from tests.conftest import smooth_image
+
+FAST = ["--steps", "3", "--max-size", "32"]
+
+
+def _png(path, array):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    return _png(tmp_path / "content.png", smooth_image(24, 40, 1)), _png(tmp_path / "style.png", smooth_image(32, 32, 2))
+
+
+def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weights_path, capsys):
+    out = tmp_path / "out" / "result.png"
+    code = main(["stylize", *pair, "-o", str(out), "--weights", legacy_weights_path, "--json", "--quiet", *FAST])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert Image.open(out).size == (40, 24)
+    assert summary["steps"] == 3 and summary["params"]["max_size"] == 32
+    assert set(summary["losses"]) == {"total", "style", "content", "tv"}
+    assert summary["weights"].startswith("sha256=")
+
+
+def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, legacy_weights_path, monkeypatch, capsys):
+    monkeypatch.setenv("BATCH_NST_WEIGHTS", legacy_weights_path)
+    assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), *FAST]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("\n") == 1 and "total" in captured.out and "3 steps" in captured.out
+    assert "3/3" in captured.err  # the progress bar
+
+
+def _truncated_png(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(smooth_image(32, 32, 3)).save(buf, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "make_content, message",
+    [
+        (lambda t: str(t / "absent.png"), r"no such file: .*absent\.png"),
+        (lambda t: (t / "notes.png").write_text("hello") and str(t / "notes.png"), r"notes\.png: not an image"),
+        (_truncated_png, r"cut\.png: broken image"),
+        (lambda t: _png(t / "big.png", smooth_image(64, 64, 4)), r"big\.png: 64x64 = 4096 pixels exceeds"),
+    ],
+)
+def test_bad_inputs_exit_2_naming_the_file(pair, tmp_path, legacy_weights_path, capsys, make_content, message):
+    content = make_content(tmp_path)
+    args = ["stylize", content, pair[1], "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path,
+            "--max-pixels", "2000", *FAST]
+    assert main(args) == 2
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_corrupt_weights_exit_2(pair, tmp_path, capsys):
+    bad = tmp_path / "w.h5"
+    bad.write_bytes(os.urandom(4096))
+    assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--weights", str(bad), *FAST]) == 2
+    assert "cannot load VGG19 weights" in capsys.readouterr().err
+
+
+def test_bad_parameter_and_output_exit_2(pair, tmp_path, legacy_weights_path, capsys):
+    assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), "--steps", "0"]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().err
+    assert main(["stylize", *pair, "-o", str(tmp_path / "o.jpg"), "--weights", legacy_weights_path]) == 2
+    assert "must be a .png" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(pair, tmp_path, legacy_weights_path):
+    out = tmp_path / "m.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "batch_nst", "stylize", *pair, "-o", str(out), "--weights", legacy_weights_path,
+         "--quiet", *FAST],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and proc.stdout.startswith("wrote ")

@@ -1,0 +1,127 @@
+"""The batch job end to end on a local Ray with two actors: `run`, `plan`, incremental reruns."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+from PIL import Image
+
+from batch_nst import images
+from batch_nst.cli import main
+from batch_nst.params import StyleParams
+from batch_nst.stylize import evaluate
+from tests.conftest import smooth_image
+
+FAST = ["--steps", "3", "--max-size", "32", "--workers", "2", "--quiet"]
+GOOD = ["c1--s1", "c2--s1", "c3--s2", "c4--s2"]
+
+
+def _save(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """Four good rows over two styles, plus a missing file, a non-image and a truncated PNG."""
+    lib = tmp_path_factory.mktemp("lib")
+    _save(lib / "art" / "c1.png", smooth_image(24, 40, 1))
+    _save(lib / "art" / "c2.png", np.dstack([smooth_image(32, 32, 2), np.full((32, 32), 128, np.uint8)]))
+    _save(lib / "art" / "c3.png", smooth_image(48, 20, 3))
+    _save(lib / "art" / "c4.png", smooth_image(16, 16, 4))
+    _save(lib / "styles" / "s1.png", smooth_image(32, 32, 5))
+    _save(lib / "styles" / "s2.png", smooth_image(32, 32, 6))
+    (lib / "art" / "notes.png").write_text("not an image")
+    buf = io.BytesIO()
+    Image.fromarray(smooth_image(32, 32, 7)).save(buf, "PNG")
+    (lib / "art" / "cut.png").write_bytes(buf.getvalue()[:200])
+    rows = [("c1", "art/c1.png", "s1"), ("c2", "art/c2.png", "s1"), ("c3", "art/c3.png", "s2"),
+            ("c4", "art/c4.png", "s2"), ("gone", "art/missing.png", "s1"), ("text", "art/notes.png", "s2"),
+            ("cut", "art/cut.png", "s1")]
+    lines = ["id,content,style"] + [f"{i}--{s},{c},styles/{s}.png" for i, c, s in rows]
+    (lib / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return lib
+
+
+def _records(root):
+    return pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
+
+
+def _run(manifest, root, weights, *extra):
+    return main(["run", manifest, "-o", root, "--weights", weights, *FAST, *extra])
+
+
+def test_run_then_incremental_reruns(ray_session, library, tmp_path, legacy_weights_path, optimizer, capsys):
+    manifest, root = str(library / "manifest.csv"), str(tmp_path / "out")
+
+    assert main(["plan", manifest, "-o", root, "--weights", legacy_weights_path, "--json", *FAST[:4]]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert (planned["done"], planned["todo"], planned["invalid"], planned["steps"]) == (0, 6, 1, 18)
+    assert "missing.png" in planned["invalid_reasons"][0]["error"]
+
+    assert _run(manifest, root, legacy_weights_path) == 1
+    out = capsys.readouterr().out
+    assert "ok" in out and "failed" in out
+    recs = {r["id"]: r for r in _records(root)}
+    assert sorted(r for r in recs if recs[r]["status"] == "ok") == GOOD
+    assert recs["gone--s1"]["error"].startswith("no such file:") and "missing.png" in recs["gone--s1"]["error"]
+    assert "notes.png: not an image" in recs["text--s2"]["error"]
+    assert "cut.png: broken image" in recs["cut--s1"]["error"]
+    for item_id in GOOD:
+        _check_output(library, root, recs[item_id], optimizer)
+    (summary_file,) = os.listdir(os.path.join(root, "runs"))
+    summary = json.load(open(os.path.join(root, "runs", summary_file)))
+    assert summary["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "invalid": 1, "total": 7}
+
+    # Nothing changed: no optimization, no new ok record; the failed rows are tried again.
+    assert _run(manifest, root, legacy_weights_path) == 1
+    recs2 = _records(root)
+    assert sum(r["status"] == "ok" for r in recs2) == 4
+    assert len(recs2) == 7 + 3
+
+    # One content image changed: exactly that item is redone.
+    _save(library / "art" / "c3.png", smooth_image(48, 20, 99))
+    assert _run(manifest, root, legacy_weights_path) == 1
+    new_ok = [r["id"] for r in _records(root)[len(recs2):] if r["status"] == "ok"]
+    assert new_ok == ["c3--s2"]
+
+    # A parameter changed: every item it touches is redone.
+    before = len(_records(root))
+    assert _run(manifest, root, legacy_weights_path, "--tv-weight", "0.5") == 1
+    new_ok = sorted(r["id"] for r in _records(root)[before:] if r["status"] == "ok")
+    assert new_ok == GOOD
+
+    # Everything written stayed under the output root; inputs untouched.
+    assert sorted(os.listdir(root)) == ["images", "metadata", "runs"]
+    assert sorted(os.listdir(os.path.join(root, "images"))) == [f"{i}.png" for i in GOOD]
+
+
+def _check_output(library, root, rec, optimizer):
+    """The image has the content's size (and alpha); its losses recompute from the stored file."""
+    content = images.decode((library / "art" / (rec["id"].split("--")[0] + ".png")).read_bytes(), "content")
+    style = images.decode((library / "styles" / (rec["id"].split("--")[1] + ".png")).read_bytes(), "style")
+    stored = images.decode(open(rec["output"], "rb").read(), rec["output"])
+    assert (stored.height, stored.width) == (content.height, content.width) == (rec["height"], rec["width"])
+    assert (stored.alpha is None) == (content.alpha is None)
+    params = StyleParams.from_mapping(json.loads(rec["params"]))
+    losses = evaluate(content, style, stored, params=params, extractor=optimizer)
+    assert (losses.total, losses.style, losses.content, losses.tv) == pytest.approx(
+        (rec["total_loss"], rec["style_loss"], rec["content_loss"], rec["tv_loss"]), rel=1e-5)
+    assert len(rec["loss_history"]) == rec["steps"] == 3
+
+
+def test_bad_manifest_exits_2_before_any_work(ray_session, tmp_path, legacy_weights_path, capsys):
+    (tmp_path / "m.csv").write_text("content,style,steps\na.png,b.png,-1\n")
+    assert _run(str(tmp_path / "m.csv"), str(tmp_path / "out"), legacy_weights_path) == 2
+    assert "row 1: steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_exit_2_before_any_work(ray_session, library, tmp_path, capsys):
+    code = _run(str(library / "manifest.csv"), str(tmp_path / "out"), str(tmp_path / "none.h5"))
+    assert code == 2
+    assert "--weights PATH" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

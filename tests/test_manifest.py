@@ -1,0 +1,110 @@
+"""Manifest reading and validation, ids, keys and the glob-built manifest."""
+
+import json
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch_nst import manifest
+from batch_nst.errors import ManifestError
+from batch_nst.params import StyleParams
+
+
+@pytest.fixture
+def mem():
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    return fs
+
+
+def _put(fs, path, text):
+    with fs.open(path, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+
+
+def test_csv_relative_uris_overrides_and_derived_ids(mem):
+    _put(mem, "/lib/jobs/m.csv", "content,style,steps,id\nart/hero.png,../styles/ink.jpg,5,\nart/tree.png,s3://b/oil.png,,tree\n")
+    items = manifest.load("memory://lib/jobs/m.csv", StyleParams(steps=7, max_size=64))
+    assert [i.content for i in items] == ["memory://lib/jobs/art/hero.png", "memory://lib/jobs/art/tree.png"]
+    assert items[0].style == "memory://lib/styles/ink.jpg" and items[1].style == "s3://b/oil.png"
+    assert [i.params.steps for i in items] == [5, 7] and items[0].params.max_size == 64
+    assert [i.id for i in items] == ["art__hero--ink", "tree"]
+    assert [i.row for i in items] == [1, 2]
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".jsonl"])
+def test_parquet_and_json_lines(mem, ext):
+    rows = [{"content": "a.png", "style": "s.png", "tv_weight": 0.5}]
+    if ext == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buf)
+        _put(mem, "/m" + ext, buf.getvalue())
+    else:
+        _put(mem, "/m" + ext, "".join(json.dumps(r) + "\n" for r in rows))
+    (item,) = manifest.load("memory://m" + ext)
+    assert item.params.tv_weight == 0.5 and item.content == "memory://a.png"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("style\nx.png\n", "missing column.*content"),
+        ("content,style,stpes\na.png,s.png,3\n", r"unknown column.*stpes"),
+        ("content,style\na.png,\n,s.png\n", r"row 1: style is empty.*\n.*row 2: content is empty"),
+        ("content,style,steps\na.png,s.png,0\nb.png,s.png,x\n", r"row 1: steps must be >= 1.*\n.*row 2: steps must be int"),
+        ("content,style,id\na.png,s.png,x\nb.png,s.png,x\n", r"row 2: duplicate id 'x' \(first used in row 1\)"),
+        ("content,style,id\na.png,s.png,../up\n", r"row 1: id '../up' is not a safe file name"),
+        ("content,style,id\na.png,s.png,a/b\n", r"row 1: id 'a/b' is not a safe file name"),
+        ("content,style,id\na.png,s.png,/abs\n", r"row 1: id '/abs' is not a safe file name"),
+        ("content,style,id\na.png,s.png,héros\n", r"row 1: id 'héros' is not a safe file name"),
+    ],
+)
+def test_schema_problems_name_the_rows(mem, text, message):
+    _put(mem, "/bad.csv", text)
+    with pytest.raises(ManifestError, match=message):
+        manifest.load("memory://bad.csv")
+
+
+def test_not_a_table_and_unknown_format(mem):
+    _put(mem, "/m.parquet", b"definitely not parquet")
+    with pytest.raises(ManifestError, match=r"memory://m.parquet: not a readable parquet table"):
+        manifest.load("memory://m.parquet")
+    with pytest.raises(ManifestError, match="unknown format"):
+        manifest.load("memory://m.xlsx")
+
+
+def test_keys_change_with_inputs_params_and_weights():
+    item = manifest.WorkItem(1, "a", "memory://a.png", "memory://s.png", StyleParams())
+    base = item.keyed("size=1;mtime=1", "size=2;mtime=1", "w1").key
+    assert base == item.keyed("size=1;mtime=1", "size=2;mtime=1", "w1").key
+    changed = [
+        item.keyed("size=1;mtime=2", "size=2;mtime=1", "w1"),
+        item.keyed("size=1;mtime=1", "size=3;mtime=1", "w1"),
+        item.keyed("size=1;mtime=1", "size=2;mtime=1", "w2"),
+        manifest.WorkItem(1, "a", "memory://a.png", "memory://s.png", StyleParams(steps=9)).keyed(
+            "size=1;mtime=1", "size=2;mtime=1", "w1"),
+        manifest.WorkItem(1, "b", "memory://a.png", "memory://s.png", StyleParams()).keyed(
+            "size=1;mtime=1", "size=2;mtime=1", "w1"),
+    ]
+    assert len({base, *(c.key for c in changed)}) == 6
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".jsonl"])
+def test_glob_manifest_round_trips_with_stable_ids(mem, ext):
+    for path in ["/lib/chars/hero.png", "/lib/chars/npc/guard.png", "/lib/tree.png", "/lib/readme.txt"]:
+        _put(mem, path, b"x")
+    table = manifest.from_glob("memory://lib/**/*.png", ["memory://styles/ink.jpg", "memory://styles/oil.png"])
+    manifest.write(table, "memory://out/m" + ext)
+    items = manifest.load("memory://out/m" + ext)
+    assert sorted(i.id for i in items) == sorted(
+        f"{a}--{s}" for a in ["chars__hero", "chars__npc__guard", "tree"] for s in ["ink", "oil"]
+    )
+    _put(mem, "/lib/chars/aaa.png", b"x")  # a new asset leaves the others' ids alone
+    grown = {r["id"] for r in manifest.from_glob("memory://lib/**/*.png", ["memory://styles/ink.jpg"]).to_pylist()}
+    assert {"chars__hero--ink", "chars__aaa--ink", "tree--ink"} <= grown

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from batch_nst.params import StyleParams, param_names
+from batch_nst.errors import ParamsError
+
+
+def test_defaults_are_the_documented_recipe():
+    p = StyleParams()
+    assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
+    assert (p.style_weight, p.content_weight, p.tv_weight) == (1e-2, 4e-2, 0.12)
+
+
+def test_coerces_strings_and_integral_floats_from_tables():
+    p = StyleParams.from_mapping({"steps": "20", "max_size": 64.0, "tv_weight": "0", "unknown": 3, "seed": None})
+    assert (p.steps, p.max_size, p.tv_weight, p.seed) == (20, 64, 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"steps": 2.5}, "steps must be int"),
+        ({"steps": True}, "steps must be int"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"style_weight": -1}, "style_weight must be >= 0"),
+        ({"tv_weight": "nan"}, "tv_weight must be float"),
+        ({"max_size": 10**6}, "max_size must be <= 16384"),
+        ({"init": "zeros"}, "init must be one of content, noise"),
+    ],
+)
+def test_bad_values_name_the_parameter(values, message):
+    with pytest.raises(ParamsError, match=message):
+        StyleParams.from_mapping(values)
+
+
+def test_frozen_hashable_and_canonical_json():
+    p = StyleParams(steps=3)
+    with pytest.raises(Exception):
+        p.steps = 4
+    assert hash(p) == hash(StyleParams(steps=3))
+    assert json.loads(p.to_json())["steps"] == 3
+    assert list(json.loads(p.to_json())) == sorted(param_names())

@@ -1,0 +1,48 @@
+"""The metadata contract: schema, atomic parts readable as one dataset, ok keys, summaries."""
+
+import json
+
+import fsspec
+import pyarrow.dataset as pads
+import pytest
+
+from batch_nst import records
+
+
+def _rec(i, status="ok", key=None):
+    return records.record(id=f"item{i}", key=key or f"k{i}", status=status, loss_history=[3.0, 2.0],
+                          total_loss=1.5, steps=2, run_id="r1", finished_at=records.now())
+
+
+def test_record_has_every_column_and_refuses_unknown_ones():
+    rec = _rec(1)
+    assert list(rec) == records.SCHEMA.names
+    with pytest.raises(AssertionError, match="not metadata columns"):
+        records.record(id="x", losses=1)
+
+
+def test_writer_flushes_parts_readable_as_one_dataset(tmp_path):
+    root = str(tmp_path / "out")
+    writer = records.Writer(root, "r1", every=2, seconds=3600)
+    for i in range(5):
+        writer.add(_rec(i, status="ok" if i % 2 == 0 else "failed"))
+    writer.flush()
+    files = sorted(p.name for p in (tmp_path / "out" / "metadata").iterdir())
+    assert files == ["part-r1-00000.parquet", "part-r1-00001.parquet", "part-r1-00002.parquet"]
+    table = pads.dataset(root + "/metadata").to_table()
+    assert table.num_rows == 5 and table.schema.equals(records.SCHEMA)
+    assert table.column("loss_history").to_pylist()[0] == [3.0, 2.0]
+    assert records.ok_keys(root) == {"k0", "k2", "k4"}
+
+
+def test_ok_keys_on_memory_root_and_empty_root():
+    fsspec.filesystem("memory").store.clear()
+    assert records.ok_keys("memory://nothing-here") == set()
+    records.write_part("memory://root", "r9", 0, [_rec(1), _rec(2, status="failed")])
+    assert records.ok_keys("memory://root") == {"k1"}
+
+
+def test_summary_json_and_image_uri(tmp_path):
+    uri = records.write_summary(str(tmp_path), "r1", {"counts": {"ok": 1}, "at": records.now()})
+    assert json.loads(open(uri).read())["counts"] == {"ok": 1}
+    assert records.image_uri("s3://b/out", "hero--ink") == "s3://b/out/images/hero--ink.png"

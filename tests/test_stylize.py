@@ -1,0 +1,96 @@
+"""One item end to end: sizes, alpha, losses of the image as written, determinism, caching."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batch_nst import images
+from batch_nst.params import StyleParams
+from batch_nst.stylize import StyleCache, evaluate, stylize
+from tests.conftest import smooth_image
+
+FAST = StyleParams(steps=8, max_size=32)
+
+
+def _rgba(h, w, seed):
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 255
+    alpha[0, 0] = 77
+    return np.dstack([smooth_image(h, w, seed), alpha])
+
+
+def test_output_keeps_content_size_and_restores_alpha_exactly(optimizer):
+    content = _rgba(45, 70, 1)  # larger than max_size: optimized at 21x32, written at 45x70
+    result = stylize(content, smooth_image(30, 30, 2), params=FAST, extractor=optimizer)
+    assert (result.image.height, result.image.width) == (45, 70)
+    assert (result.height, result.width) == (21, 32)
+    np.testing.assert_array_equal(result.image.alpha, content[..., 3])
+    assert result.to_pil().mode == "RGBA" and result.to_pil().size == (70, 45)
+    assert len(result.history) == FAST.steps == result.steps
+
+
+def test_never_upscales_small_images(optimizer):
+    result = stylize(smooth_image(20, 24, 3), smooth_image(32, 32, 4), params=FAST, extractor=optimizer)
+    assert (result.height, result.width) == (20, 24) == (result.image.height, result.image.width)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 200), (200, 2), (15, 15)])
+def test_tiny_and_thin_images_run_at_the_network_minimum(optimizer, size):
+    """VGG19 needs 16 px per side; smaller inputs are stretched for the optimization only."""
+    result = stylize(smooth_image(*size, 3), smooth_image(8, 300, 4), params=FAST, extractor=optimizer)
+    assert (result.image.height, result.image.width) == size
+    assert min(result.height, result.width) >= 16 and max(result.height, result.width) <= max(32, 16)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGB", "RGBA", "I;16", "CMYK"])
+def test_any_input_mode_gives_content_size_and_alpha(optimizer, mode):
+    base = Image.fromarray(_rgba(24, 36, 5), "RGBA")
+    if mode == "I;16":
+        content = Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257))
+    elif mode == "P":
+        content = base.convert("RGB").convert("P")
+    else:
+        content = base.convert(mode)
+    result = stylize(content, smooth_image(32, 32, 6), params=FAST, extractor=optimizer)
+    assert (result.image.height, result.image.width) == (24, 36)
+    assert (result.image.alpha is not None) == (mode in ("LA", "RGBA"))
+    if result.image.alpha is not None:
+        np.testing.assert_array_equal(result.image.alpha, np.asarray(base)[..., 3])
+
+
+def test_reported_losses_are_those_of_the_written_file(optimizer, tmp_path):
+    content, style = _rgba(40, 56, 7), smooth_image(32, 32, 8)
+    result = stylize(content, style, params=FAST, extractor=optimizer)
+    path = tmp_path / "out.png"
+    path.write_bytes(images.encode_png(result.image))
+    stored = images.decode(path.read_bytes(), str(path))
+    recomputed = evaluate(content, style, stored, params=FAST, extractor=optimizer)
+    assert recomputed == result.losses
+    assert result.losses.total < result.history[0]
+
+
+def test_same_inputs_give_the_same_bytes(optimizer):
+    run = lambda: images.encode_png(
+        stylize(smooth_image(32, 32, 9), smooth_image(32, 32, 10), params=FAST, extractor=optimizer).image
+    )
+    assert run() == run()
+
+
+def test_noise_init_depends_on_seed_only(optimizer):
+    args = dict(content=smooth_image(32, 32, 11), style=smooth_image(32, 32, 12), extractor=optimizer)
+    a = stylize(**args, params=StyleParams(steps=2, max_size=32, init="noise", seed=1))
+    b = stylize(**args, params=StyleParams(steps=2, max_size=32, init="noise", seed=1))
+    c = stylize(**args, params=StyleParams(steps=2, max_size=32, init="noise", seed=2))
+    assert a.history == b.history and a.history != c.history
+
+
+def test_style_cache_computes_each_style_once_per_size(optimizer):
+    cache = StyleCache()
+    style = smooth_image(32, 32, 13)
+    for seed in (14, 15):
+        stylize(smooth_image(32, 32, seed), style, params=StyleParams(steps=1, max_size=32),
+                extractor=optimizer, style_cache=cache, style_key="style-a")
+    assert cache.misses == 1
+    stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32),
+            extractor=optimizer, style_cache=cache, style_key="style-a")
+    assert cache.misses == 2  # another size, other targets

@@ -1,0 +1,86 @@
+"""The truncated extractor and both weights formats; weights resolution from URIs."""
+
+import os
+
+import fsspec
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from batch_nst import losses
+from batch_nst.errors import WeightsError
+from batch_nst.vgg import LAYERS, Extractor
+from batch_nst.weights import Weights
+from batch_nst.weights import resolve_weights
+from tests.conftest import smooth_image
+
+
+def test_extractor_is_cut_at_the_content_layer(extractor):
+    assert extractor.model.layers[-1].name == losses.CONTENT_LAYER
+    names = {layer.name for layer in extractor.model.layers}
+    assert "block5_conv3" not in names and "block5_pool" not in names
+    feats = extractor(tf.constant(smooth_image(32, 48, 0)[None].astype(np.float32)))
+    assert set(feats) == set(LAYERS)
+    assert feats["block1_conv1"].shape == (1, 32, 48, 64)
+    assert feats[losses.CONTENT_LAYER].shape == (1, 2, 3, 512)
+
+
+def test_legacy_and_keras3_files_give_the_same_network(extractor, keras3_weights_path):
+    other = Extractor(Weights(keras3_weights_path, "k3", keras3_weights_path))
+    x = tf.constant(smooth_image(32, 32, 1)[None].astype(np.float32))
+    a, b = extractor(x), other(x)
+    for name in LAYERS:
+        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
+    assert float(tf.reduce_max(a[losses.CONTENT_LAYER])) > 0  # real weights, not a dead network
+
+
+def test_weights_from_local_path_memory_and_file_uri(legacy_weights_path, tmp_path):
+    data = open(legacy_weights_path, "rb").read()
+    local = resolve_weights(legacy_weights_path, cache_dir=str(tmp_path / "cache"))
+    assert local.path == legacy_weights_path and local.identity.startswith("sha256=")
+    with fsspec.open("memory://models/vgg19_notop.h5", "wb") as f:
+        f.write(data)
+    remote = resolve_weights("memory://models/vgg19_notop.h5", cache_dir=str(tmp_path / "cache"))
+    assert remote.identity == local.identity
+    assert remote.path.startswith(str(tmp_path / "cache")) and remote.path.endswith("vgg19_notop.h5")
+    file_uri = resolve_weights("file://" + legacy_weights_path, cache_dir=str(tmp_path / "cache"))
+    assert file_uri.identity == local.identity
+    Extractor(remote)  # the cached copy loads
+
+
+def test_corrupt_weights_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "vgg19_notop.h5"
+    bad.write_bytes(b"this is not hdf5" * 100)
+    with pytest.raises(WeightsError, match=r"cannot load VGG19 weights from .*vgg19_notop\.h5"):
+        Extractor(Weights(str(bad), "x", str(bad)))
+
+
+def test_wrong_shaped_weights_are_refused(tmp_path):
+    import h5py
+
+    path = tmp_path / "small.h5"
+    with h5py.File(path, "w") as f:  # a legacy file with one conv of the wrong shape
+        f.attrs["layer_names"] = [b"block1_conv1"]
+        g = f.create_group("block1_conv1")
+        g.attrs["weight_names"] = [b"k:0", b"b:0"]
+        g["k:0"] = np.zeros((3, 3, 3, 8), np.float32)
+        g["b:0"] = np.zeros(8, np.float32)
+    with pytest.raises(WeightsError, match="small.h5"):
+        Extractor(Weights(str(path), "x", str(path)))
+
+
+def test_missing_weights_uri_says_how_to_pass_a_copy(tmp_path):
+    with pytest.raises(WeightsError, match=r"no such file.*--weights PATH"):
+        resolve_weights(str(tmp_path / "absent.h5"), cache_dir=str(tmp_path))
+
+
+def test_imagenet_without_internet_says_how_to_pass_a_copy(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached copy
+    import keras.utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsError, match=r"cannot download the ImageNet VGG19 weights.*--weights PATH"):
+        resolve_weights("imagenet")
