@@ -1,32 +1,42 @@
-"""Pillow in and out: any input mode to 8-bit RGB plus an exact alpha, resize rules, PNG out.
+"""Pixels in and out: bytes or in-memory images become a `Picture`; a `Picture` becomes PNG bytes.
 
-No TensorFlow and no file I/O: bytes and arrays only. Sizes are checked from the header before a
-single pixel is decoded, so a decompression bomb is refused without being expanded.
+No file or network I/O and no TensorFlow: storage hands this module bytes and takes bytes back.
+Every failure is an `ImageError` whose message starts with the input's name. An input's size is
+read from its header and refused before any pixel is decoded, so a small file that declares a huge
+image costs nothing. Colour and alpha travel apart: the optimization sees only RGB, and the alpha
+written back is the source's own, byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from batch_nst.errors import ImageError
 
-MAX_PIXELS = 8192 * 8192  # the largest texture we accept by default (--max-pixels)
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+MAX_PIXELS: int = 8192 * 8192  # default refusal limit on width * height
+
+_WIDE_GRAY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # integer gray wider than 8 bits
+_UNPREMULTIPLY = {"La": "LA", "RGBa": "RGBA"}  # Pillow cannot take La straight to RGB(A)
 
 
 @dataclass(frozen=True)
 class Picture:
-    """Decoded pixels: colour and alpha kept apart, so alpha can be restored exactly."""
+    """Decoded pixels: colour and (optional) alpha kept apart so alpha can be restored exactly."""
 
     rgb: np.ndarray  # [H, W, 3] uint8
     alpha: np.ndarray | None  # [H, W] uint8, or None when the source has no alpha
-    note: str = ""  # e.g. "first frame of 12" for an animation
+    note: str = ""  # e.g. "first frame of 12" for animations; "" otherwise
+
+    def __post_init__(self) -> None:
+        assert self.rgb.dtype == np.uint8 and self.rgb.ndim == 3 and self.rgb.shape[2] == 3, self.rgb.shape
+        assert self.alpha is None or (self.alpha.dtype == np.uint8 and self.alpha.shape == self.rgb.shape[:2])
 
     @property
     def height(self) -> int:
@@ -38,101 +48,140 @@ class Picture:
 
 
 def decode(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Picture:
-    """Bytes of any image Pillow reads -> Picture; ImageError naming `name` otherwise."""
+    """Bytes in any format Pillow reads -> an upright Picture (an animation's first frame).
+
+    `name` (the file's URI, redacted) starts every error message; inputs over `max_pixels`
+    are refused from their header alone.
+    """
     if not data:
         raise ImageError(f"{name}: empty file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            _check_size(image.width, image.height, name, max_pixels)
-            frames = getattr(image, "n_frames", 1)
-            image.load()
-            image = ImageOps.exif_transpose(image)
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(f"{name}: not an image (no format Pillow knows)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageError(f"{name}: refused as a decompression bomb: {err}") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise ImageError(f"{name}: broken image: {err}") from None
-    picture = _from_pil(image, name)
-    return Picture(picture.rgb, picture.alpha, f"first frame of {frames}" if frames > 1 else "")
+    with _pillow_errors(name):
+        image = _open(data, name)
+        _check_size(image.width, image.height, name, max_pixels)
+        frames = getattr(image, "n_frames", 1)  # counted from frame headers, nothing decoded
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # cameras store sideways pixels plus a tag
+        rgb, alpha = _split(image)
+    return Picture(rgb, alpha, f"first frame of {frames}" if frames > 1 else "")
 
 
 def to_picture(image: Any, name: str = "image", max_pixels: int = MAX_PIXELS) -> Picture:
-    """A PIL image, an array ([H, W], [H, W, 3] or [H, W, 4]; uint8 or floats in [0, 255]) or a Picture."""
+    """The in-memory twin of `decode`: a PIL image, an array or a Picture (returned as is).
+
+    A PIL image is taken as it stands (its current frame, no EXIF rotation): whoever built it
+    has already chosen. Arrays are [H, W] gray, [H, W, 3] RGB or [H, W, 4] RGBA, either uint8
+    or real values on the 0..255 scale (rounded and clipped).
+    """
     if isinstance(image, Picture):
         return image
     if isinstance(image, Image.Image):
         _check_size(image.width, image.height, name, max_pixels)
-        return _from_pil(image, name)
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = array[..., None].repeat(3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ImageError(f"{name}: expected an [H, W], [H, W, 3] or [H, W, 4] array, got shape {array.shape}")
-    _check_size(array.shape[1], array.shape[0], name, max_pixels)
-    array = np.clip(np.rint(array), 0, 255).astype(np.uint8) if array.dtype != np.uint8 else array
-    alpha = np.ascontiguousarray(array[..., 3]) if array.shape[2] == 4 else None
-    return Picture(np.ascontiguousarray(array[..., :3]), alpha)
+        with _pillow_errors(name):
+            return Picture(*_split(image))
+    if isinstance(image, np.ndarray):
+        return _from_array(image, name, max_pixels)
+    raise ImageError(f"{name}: expected a PIL image, a numpy array or a Picture, not {type(image).__name__}")
 
 
 def fit(height: int, width: int, max_size: int) -> tuple[int, int]:
-    """Scale down so the long side is at most `max_size`, keeping aspect; never scale up."""
+    """The size with its long side scaled down to `max_size`, aspect kept; never scaled up."""
+    assert max_size >= 1, max_size
     long_side = max(height, width)
     if long_side <= max_size:
         return height, width
-    scale = max_size / long_side
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    # h * m / h is exactly m in floating point, so the long side lands on max_size exactly
+    return max(1, round(height * max_size / long_side)), max(1, round(width * max_size / long_side))
 
 
 def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> [height, width, 3] with Lanczos; the input itself when sizes match."""
+    """[H, W, 3] uint8 -> [height, width, 3] uint8 by Lanczos; the input itself when sizes match."""
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, (rgb.dtype, rgb.shape)
     if rgb.shape[:2] == (height, width):
         return rgb
-    return np.asarray(Image.fromarray(rgb, "RGB").resize((width, height), Image.Resampling.LANCZOS))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
 
 
 def encode_png(picture: Picture) -> bytes:
-    """RGB or RGBA PNG with the alpha re-attached exactly; same pixels give the same bytes."""
-    if picture.alpha is None:
-        image = Image.fromarray(picture.rgb, "RGB")
-    else:
-        image = Image.fromarray(np.dstack([picture.rgb, picture.alpha]), "RGBA")
+    """PNG bytes, RGBA when the picture has alpha. No metadata chunks: equal pixels, equal bytes."""
+    pixels = picture.rgb if picture.alpha is None else np.dstack([picture.rgb, picture.alpha])
     buf = io.BytesIO()
-    image.save(buf, "PNG", optimize=False, compress_level=6)
+    Image.fromarray(pixels).save(buf, "PNG")
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Pillow's failures as ImageErrors naming the input; its bomb *warning* refuses too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"{name}: too large to decode safely: {exc}") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"{name}: broken image: {exc}") from exc
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """Read the header only. The first bytes go in the error: an HTML error page or a Git LFS
+    pointer where an image should be is then obvious from the message alone."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (no format Pillow reads starts {data[:16]!r})") from None
 
 
 def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
     if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
-    if width < 1 or height < 1:
-        raise ImageError(f"{name}: empty image ({width}x{height})")
+        raise ImageError(
+            f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels"
+        )
 
 
-def _from_pil(image: Image.Image, name: str) -> Picture:
-    """Any Pillow mode -> 8-bit RGB and, where the mode carries one, the exact alpha channel."""
-    mode = image.mode
-    if mode in _SIXTEEN_BIT:  # Pillow's convert("L") clips 16-bit values instead of scaling them
-        gray = np.rint(np.asarray(image, dtype=np.float64) / 257.0)
-        return _gray(np.clip(gray, 0, 255))
-    if mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        values = values * 255.0 if np.nanmax(values) <= 1.0 else values
-        return _gray(np.clip(np.nan_to_num(np.rint(values)), 0, 255))
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    try:
-        if has_alpha:
-            array = np.asarray(image.convert("RGBA"))
-            return Picture(np.ascontiguousarray(array[..., :3]), np.ascontiguousarray(array[..., 3]))
-        return Picture(np.ascontiguousarray(np.asarray(image.convert("RGB"))), None)
-    except (OSError, ValueError) as err:
-        raise ImageError(f"{name}: cannot convert mode {mode} to RGB: {err}") from None
+def _split(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> ([H, W, 3] uint8, [H, W] uint8 alpha or None)."""
+    if image.mode in _WIDE_GRAY:
+        return _gray(_from_wide(np.asarray(image))), None
+    if image.mode == "F":
+        return _gray(_from_float(np.asarray(image))), None
+    if image.mode in _UNPREMULTIPLY:
+        image = image.convert(_UNPREMULTIPLY[image.mode])
+    if image.has_transparency_data:  # an alpha band, an RGBA palette or a transparent colour key
+        rgba = np.asarray(image.convert("RGBA"))  # [H, W, 4]
+        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    return np.asarray(image.convert("RGB")), None
 
 
-def _gray(values: np.ndarray) -> Picture:
-    gray = values.astype(np.uint8)
-    return Picture(np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), None)
+def _from_array(array: np.ndarray, name: str, max_pixels: int) -> Picture:
+    """[H, W], [H, W, 3] or [H, W, 4] of uint8 or real 0..255 values -> Picture."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
+        raise ImageError(f"{name}: array of shape {array.shape}; expected [H, W], [H, W, 3] or [H, W, 4]")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ImageError(f"{name}: array of dtype {array.dtype}; expected uint8 or real values in 0..255")
+    _check_size(array.shape[1], array.shape[0], name, max_pixels)
+    pixels = array if array.dtype == np.uint8 else _to_uint8(array.astype(np.float64))
+    if pixels.ndim == 2:
+        return Picture(_gray(pixels), None)
+    alpha = np.ascontiguousarray(pixels[..., 3]) if pixels.shape[2] == 4 else None
+    return Picture(np.ascontiguousarray(pixels[..., :3]), alpha)
+
+
+def _from_wide(values: np.ndarray) -> np.ndarray:
+    """16-bit gray -> 8 bits by /257 (65535 -> 255), rounded. Pillow's convert("L") clips at 255
+    instead, turning most 16-bit images white. Mode "I" is 32-bit: clipped to 0..65535 first."""
+    return np.rint(np.clip(values, 0, 65535) / 257).astype(np.uint8)
+
+
+def _from_float(values: np.ndarray) -> np.ndarray:
+    """Mode F has no fixed scale: a maximum of at most 1.0 reads as 0..1, anything else as 0..255."""
+    values = np.nan_to_num(values.astype(np.float64))
+    return _to_uint8(values * 255.0 if values.max() <= 1.0 else values)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8)
+
+
+def _gray(values: np.ndarray) -> np.ndarray:
+    """[H, W] -> [H, W, 3], the gray repeated in each channel."""
+    return np.repeat(values[..., None], 3, axis=2)
