@@ -23,7 +23,6 @@ from batch_nst.errors import ImageError
 MAX_PIXELS: int = 8192 * 8192  # default refusal limit on width * height
 
 _WIDE_GRAY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # integer gray wider than 8 bits
-_UNPREMULTIPLY = {"La": "LA", "RGBa": "RGBA"}  # Pillow cannot take La straight to RGB(A)
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def _open(data: bytes, name: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image (no format Pillow reads starts {data[:16]!r})") from None
+        raise ImageError(f"{name}: not an image (no format Pillow knows begins {data[:16]!r})") from None
 
 
 def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
@@ -144,8 +143,8 @@ def _split(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return _gray(_from_wide(np.asarray(image))), None
     if image.mode == "F":
         return _gray(_from_float(np.asarray(image))), None
-    if image.mode in _UNPREMULTIPLY:
-        image = image.convert(_UNPREMULTIPLY[image.mode])
+    if image.mode == "La":  # Pillow has no La -> RGBA; via LA it unpremultiplies (RGBa -> RGBA does)
+        image = image.convert("LA")
     if image.has_transparency_data:  # an alpha band, an RGBA palette or a transparent colour key
         rgba = np.asarray(image.convert("RGBA"))  # [H, W, 4]
         return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])

@@ -65,7 +65,7 @@ class Optimizer:
 
     def content_features(self, content: np.ndarray) -> tf.Tensor:
         """Content target: features of content pixels [B, H, W, 3] at the content layer."""
-        return self.extractor(tf.constant(content))[losses.CONTENT_LAYER]
+        return tf.cast(self.extractor(tf.constant(content))[losses.CONTENT_LAYER], tf.float32)
 
     def style_grams(self, style: np.ndarray) -> dict[str, tf.Tensor]:
         """Gram targets of style pixels [B, h, w, 3]; callers cache them per style and size."""

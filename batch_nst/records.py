@@ -42,7 +42,8 @@ SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("opt_height", pa.int32()),  # size the optimization ran at
         ("opt_width", pa.int32()),
-        ("seconds", pa.float64()),
+        ("seconds", pa.float64()),  # the item in its worker: read, stylize, write
+        ("optimize_seconds", pa.float64()),  # inside the optimization steps only
         ("params", pa.string()),  # effective StyleParams, canonical JSON
         ("weights", pa.string()),
         ("note", pa.string()),  # e.g. "content: first frame of 12"

@@ -1,84 +1,91 @@
 """The one boundary to storage: fsspec URIs (local paths, file://, s3://, gs://, memory://, ...).
 
-Every error becomes a StorageError naming the URI with its credentials redacted. Writes are atomic:
-a local file is written under a hidden temporary name and renamed into place; an object store's
-single PUT is atomic by itself. Listing-based fingerprints let a run decide what changed with one
-listing call per folder instead of one request per asset.
+Every failure is a StorageError naming the URI with credentials redacted: messages reach terminals,
+logs and metadata records. Writes are atomic (local: hidden temporary file renamed into place;
+object stores: one PUT), so retries and reruns never expose half a file. Fingerprints cost one
+listing per folder, not one request per asset. Listing caches are dropped before each listing: a
+long-lived worker must see today's files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import re
 import uuid
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-import fsspec
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from batch_nst.errors import StorageError
 
-_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-_SECRET_QUERY = re.compile(r"(?i)([?&][^=&]*(?:token|signature|key|secret|password|credential)[^=&]*=)[^&]*")
+__all__ = ["resolve", "parent", "join", "redact", "filesystem", "read_bytes", "write_bytes", "exists",
+           "glob", "fingerprints", "cache_locally"]
+
+_PREFIX = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+# user:password@ may hold a '/' (AWS secrets do), so a ':' before the first '/' marks credentials.
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@?#]*@|[^/@:?#]*:[^@]*?@)")
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*(?:token|sig|key|secret|password|credential)[^=&#]*=)([^&#]*)")
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs"}
-# Change markers in fsspec listings, best first: content hashes, then times.
-_MARKERS = ("ETag", "etag", "md5Hash", "md5", "crc32c", "checksum", "mtime", "LastModified", "updated", "created")
-
-
-def _scheme(uri: str) -> str | None:
-    match = _SCHEME.match(uri)
-    return match.group(1).lower() if match else None
-
-
-def is_local(uri: str) -> bool:
-    return _scheme(uri) in (None, "file", "local")
+_BACKENDS = {"fsspec", "s3fs", "gcsfs", "adlfs", "botocore", "aiobotocore", "aiohttp", "google", "azure"}
+# Change markers in fsspec listing entries, best first: content hashes, then times.
+_MARKERS = ("ETag", "etag", "md5Hash", "md5", "checksum", "crc32c", "mtime", "LastModified", "updated", "created")
+_CHUNK = 1 << 20
 
 
 def resolve(uri: str, base: str | None = None) -> str:
-    """An absolute URI: relative paths join `base` (a folder URI or path; default the cwd)."""
-    if _scheme(uri) is not None:
+    """An absolute URI; a relative one is taken against `base` (a folder; default the cwd),
+    as manifests name assets relative to their own folder."""
+    if _PREFIX.match(uri):
         return uri
     if os.path.isabs(uri):
-        return os.path.normpath(uri)
-    base = base if base is not None else os.getcwd()
-    if _scheme(base) in (None, "file", "local"):
-        return os.path.normpath(os.path.join(_local_path(base), uri))
-    scheme, rest = base.split("://", 1)
-    return f"{scheme}://{posixpath.normpath(posixpath.join(rest, uri))}"
+        return os.path.abspath(uri)
+    prefix, rest = _split(base if base is not None else os.getcwd())
+    if not prefix:
+        return os.path.abspath(os.path.join(rest, uri))
+    joined = posixpath.normpath(posixpath.join(rest, uri))
+    if joined == ".." or joined.startswith("../"):
+        raise StorageError(f"{uri} climbs above the root of {redact(base)}")
+    return prefix + joined
 
 
 def parent(uri: str) -> str:
-    """The folder holding `uri`, scheme kept."""
-    if is_local(uri):
-        return os.path.dirname(os.path.abspath(_local_path(uri)))
-    scheme, rest = uri.split("://", 1)
-    return f"{scheme}://{posixpath.dirname(rest.rstrip('/'))}"
+    """The folder holding `uri`, scheme kept: "s3://b/x/m.csv" -> "s3://b/x"."""
+    prefix, rest = _split(uri)
+    if not prefix:
+        return os.path.dirname(os.path.abspath(rest))
+    return prefix + posixpath.dirname(rest.rstrip("/"))
 
 
 def join(base: str, *parts: str) -> str:
-    if is_local(base):
-        return os.path.join(_local_path(base), *parts)
-    return posixpath.join(base, *parts)
+    """A folder URI with relative parts appended, with '/' for URIs and os.path for local paths."""
+    prefix, rest = _split(base)
+    return prefix + posixpath.join(rest, *parts) if prefix else os.path.join(rest, *parts)
 
 
 def redact(uri: str) -> str:
-    """The URI with user:password@ and secret query values replaced by ***, for messages and records."""
-    uri = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri)
-    return _SECRET_QUERY.sub(r"\1***", uri)
+    """`uri` with user:password@ and secret query values replaced by ***, fit for any message."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", uri))
 
 
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path) for a URI, or a StorageError saying what to install."""
-    try:
-        return url_to_fs(uri)
-    except (ImportError, ValueError) as err:
-        scheme = _scheme(uri) or "file"
-        hint = f" (pip install {_PACKAGES[scheme]})" if scheme in _PACKAGES else ""
-        raise StorageError(f"cannot open {redact(uri)}: no filesystem installed for scheme '{scheme}'{hint}: {err}") from None
+def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
+    """(filesystem, path) for `uri`; a missing backend is a StorageError saying what to install."""
+    with _errors("open", uri):
+        try:
+            return url_to_fs(uri)
+        except (ImportError, ValueError) as err:
+            if isinstance(err, ValueError) and "Protocol not known" not in str(err):
+                raise
+            scheme = _split(uri)[0][:-3].lower() or "file"
+            hint = f" (pip install {_PACKAGES[scheme]})" if scheme in _PACKAGES else ""
+            raise StorageError(f"cannot open {redact(uri)}: no filesystem installed for scheme "
+                               f"'{scheme}'{hint}") from None
 
 
 def read_bytes(uri: str) -> bytes:
@@ -88,139 +95,174 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write atomically: readers see the old file or the whole new one, never a part."""
+    """Write atomically: a reader sees the old file or the whole new one, never a part."""
     fs, path = filesystem(uri)
     with _errors("write", uri):
-        if not is_local(uri):
-            fs.pipe_file(path, data)
-            return
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        if isinstance(fs, LocalFileSystem):
+            _write_local(path, [data])
+        else:
+            fs.pipe_file(path, data)  # one PUT: object stores publish it whole or not at all
 
 
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     with _errors("check", uri):
+        fs.invalidate_cache(path)
         return fs.exists(path)
 
 
 def glob(pattern: str) -> list[str]:
-    """Files matching `pattern` (recursive ** allowed), sorted, as full URIs."""
+    """Files (not folders) matching `pattern`, ** recursive, sorted, as URIs that can be opened
+    again: the pattern's scheme kept for remote ones, plain absolute paths for local ones."""
     fs, path = filesystem(pattern)
     with _errors("list", pattern):
         fs.invalidate_cache()
         found = fs.glob(path, detail=True)
-    files = sorted(name for name, info in found.items() if info.get("type") == "file")
-    if is_local(pattern):
-        return files
-    return [f"{_scheme(pattern)}://{name.lstrip('/')}" for name in files]
+    names = sorted(name for name, info in found.items() if info.get("type") == "file")
+    if isinstance(fs, LocalFileSystem):
+        return names
+    prefix = _split(pattern)[0]
+    return [prefix + name.lstrip("/") for name in names]
 
 
 def fingerprints(uris: Iterable[str]) -> dict[str, str]:
-    """For each existing URI, size plus the best change marker its listing gives: one listing
-    call per folder, not one request per file. Missing URIs are absent from the result."""
-    by_folder: dict[str, list[str]] = defaultdict(list)
-    for uri in uris:
-        by_folder[parent(uri)].append(uri)
+    """For each existing URI, its size plus the best change marker its listing gives (missing
+    URIs are absent). One url_to_fs per scheme and one ls per folder, never a request per file:
+    an incremental run over a large library decides what changed from listings alone."""
+    systems: dict[str, AbstractFileSystem] = {}
+    folders: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for uri in dict.fromkeys(uris):
+        prefix = _split(uri)[0]
+        if prefix not in systems:
+            systems[prefix] = filesystem(uri)[0]
+        path = systems[prefix]._strip_protocol(uri).rstrip("/")
+        folders[prefix, posixpath.dirname(path)].append((uri, path))
     result = {}
-    for folder, members in by_folder.items():
-        listing = _listing(folder)
-        for uri in members:
-            info = listing.get(_strip(uri))
+    for (prefix, folder), members in folders.items():
+        listing = _listing(systems[prefix], folder, parent(members[0][0]))
+        for uri, path in members:
+            info = listing.get(path)
             if info is not None and info.get("type") == "file":
                 result[uri] = _fingerprint(info)
     return result
 
 
 def cache_locally(uri: str, cache_dir: str) -> tuple[str, str]:
-    """(local path, sha256) of `uri`, copying a remote file once into `cache_dir`.
-
-    The copy is keyed by URI and fingerprint (a changed source is copied again) and verified
-    against its recorded hash on every use (a damaged cache is copied again).
-    """
-    if is_local(uri):
-        path = _local_path(uri)
+    """(local path, sha256) of `uri`; a remote file is copied once into `cache_dir`, a local one
+    used in place. The slot is keyed by URI and fingerprint (a changed source is copied again) and
+    checked against its recorded hash on every use (a damaged copy is replaced, never loaded).
+    The file keeps its name: loaders read the format from the extension."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
         with _errors("read", uri):
             return path, _sha256(path)
-    prints = fingerprints([uri])
-    if uri not in prints:
+    marker = fingerprints([uri]).get(uri)
+    if marker is None:
         raise StorageError(f"no such file: {redact(uri)}")
-    slot = hashlib.sha256(f"{uri}\n{prints[uri]}".encode()).hexdigest()[:16]
-    path = os.path.join(cache_dir, slot, posixpath.basename(uri.split("?", 1)[0]))
-    if os.path.exists(path) and os.path.exists(path + ".sha256"):
-        recorded = open(path + ".sha256").read().strip()
-        if _sha256(path) == recorded:
-            return path, recorded
-    write_bytes(path, read_bytes(uri))
-    digest = _sha256(path)
-    write_bytes(path + ".sha256", digest.encode())
-    return path, digest
+    slot = hashlib.sha256((uri + marker).encode()).hexdigest()[:16]
+    target = os.path.join(os.path.abspath(cache_dir), slot, posixpath.basename(path.split("?", 1)[0]))
+    with _errors("read", target):
+        recorded = _verified(target)
+    if recorded:
+        return target, recorded
+    digest = hashlib.sha256()
+    with _errors("copy", uri), fs.open(path, "rb") as src:
+        _write_local(target, _hashed_chunks(src, digest))
+    write_bytes(target + ".sha256", digest.hexdigest().encode())
+    return target, digest.hexdigest()
 
 
-def _listing(folder: str) -> dict[str, dict[str, Any]]:
-    fs, path = filesystem(folder)
+def _split(uri: str) -> tuple[str, str]:
+    """("scheme://", rest) for a URI, ("", uri) for a plain local path."""
+    match = _PREFIX.match(uri)
+    return (match.group(0), uri[match.end():]) if match else ("", uri)
+
+
+def _write_local(path: str, chunks: Iterable[bytes]) -> None:
+    """Write to a hidden temporary file beside `path`, fsync, then rename over it."""
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
     try:
-        fs.invalidate_cache(path)  # a long-lived process must see today's files, not a cached listing
-        return {_strip_fs(fs, e["name"]): e for e in fs.ls(path, detail=True)}
-    except FileNotFoundError:
-        return {}
-    except Exception as err:
-        raise StorageError(f"cannot list {redact(folder)}: {type(err).__name__}: {err}") from None
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _listing(fs: AbstractFileSystem, folder: str, shown: str) -> dict[str, dict[str, Any]]:
+    """{path: info} for the entries of one folder; empty when the folder does not exist."""
+    with _errors("list", shown):
+        fs.invalidate_cache(folder)
+        try:
+            entries = fs.ls(folder, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+    return {fs._strip_protocol(e["name"]).rstrip("/"): e for e in entries}
 
 
 def _fingerprint(info: dict[str, Any]) -> str:
-    marker = next(((k, info[k]) for k in _MARKERS if info.get(k) not in (None, "")), None)
-    return f"size={info.get('size')}" + (f";{marker[0].lower()}={marker[1]}" if marker else "")
+    """"size=N;marker=value" from a listing entry (S3 quotes its ETags: the quotes go)."""
+    key = next((k for k in _MARKERS if info.get(k) not in (None, "")), None)
+    marker = ";" + key.lower() + "=" + str(info[key]).strip('"') if key else ""
+    return f"size={info.get('size')}{marker}"
 
 
-def _strip(uri: str) -> str:
-    fs, path = filesystem(uri)
-    return _strip_fs(fs, path)
-
-
-def _strip_fs(fs, name: str) -> str:
-    return fs._strip_protocol(name).rstrip("/")
-
-
-def _local_path(uri: str) -> str:
-    return os.path.abspath(uri[len("file://"):] if uri.startswith("file://") else uri)
+def _verified(path: str) -> str | None:
+    """The recorded sha256 of a cached file if the file still hashes to it, else None."""
+    if not (os.path.exists(path) and os.path.exists(path + ".sha256")):
+        return None
+    with open(path + ".sha256") as f:
+        recorded = f.read().strip()
+    return recorded if _sha256(path) == recorded else None
 
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+        for _ in _hashed_chunks(f, digest):
+            pass
     return digest.hexdigest()
 
 
-class _errors:
-    """Turn fsspec/OS exceptions into StorageError naming the (redacted) URI."""
+def _hashed_chunks(f, digest: Any) -> Iterator[bytes]:
+    """The chunks of `f`, fed to `digest` on the way, so a copy is hashed in the same pass."""
+    for chunk in iter(lambda: f.read(_CHUNK), b""):
+        digest.update(chunk)
+        yield chunk
 
-    def __init__(self, verb: str, uri: str):
-        self.verb, self.uri = verb, uri
 
-    def __enter__(self):
-        return self
+def _scrub(text: str, uri: str) -> str:
+    """`text` with the URI's secrets removed: backends quote paths, credentials included."""
+    secrets = [value for _, value in _SECRET_PARAM.findall(uri)]
+    match = _USERINFO.match(uri)
+    if match:
+        userinfo = match.group(2)[:-1]
+        secrets += [userinfo, *userinfo.split(":")]
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
-    def __exit__(self, kind, err, tb):
-        if err is None or isinstance(err, StorageError):
-            return False
-        if isinstance(err, FileNotFoundError):
-            raise StorageError(f"no such file: {redact(self.uri)}") from None
-        if isinstance(err, PermissionError):
-            raise StorageError(f"permission denied: cannot {self.verb} {redact(self.uri)}") from None
-        if isinstance(err, (OSError, ValueError, RuntimeError)) or type(err).__module__.split(".")[0] in (
-            "fsspec", "s3fs", "gcsfs", "botocore", "aiobotocore", "aiohttp"):
-            raise StorageError(f"cannot {self.verb} {redact(self.uri)}: {type(err).__name__}: {err}") from None
-        return False
+
+@contextlib.contextmanager
+def _errors(verb: str, uri: str) -> Iterator[None]:
+    """Turn fsspec, backend and OS exceptions into StorageError naming the redacted URI; the
+    cause is dropped (`from None`) because backend tracebacks quote raw URIs, secrets included."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError:
+        raise StorageError(f"no such file: {redact(uri)}") from None
+    except PermissionError:
+        raise StorageError(f"permission denied: {redact(uri)}") from None
+    except Exception as err:
+        if not isinstance(err, (OSError, ValueError)) and type(err).__module__.split(".")[0] not in _BACKENDS:
+            raise
+        reason = _scrub(f"{type(err).__name__}: {err}", uri)
+        raise StorageError(f"cannot {verb} {redact(uri)}: {reason}") from None

@@ -79,7 +79,7 @@ class Worker:
             **{f"{name}_loss": value for name, value in losses.items()},
             loss_history=list(result.history), steps=result.steps,
             height=result.image.height, width=result.image.width,
-            opt_height=result.height, opt_width=result.width,
+            opt_height=result.height, opt_width=result.width, optimize_seconds=result.optimize_seconds,
         )
 
     def _failed(self, item: WorkItem, error: str, seconds: float) -> dict[str, Any]:

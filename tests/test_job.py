@@ -125,3 +125,30 @@ def test_missing_weights_exit_2_before_any_work(ray_session, library, tmp_path, 
     assert code == 2
     assert "--weights PATH" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_weights_path, capsys):
+    """Manifest, images, outputs and metadata all in a bucket on a loopback S3 server (moto)."""
+    import s3fs
+
+    from batch_nst import records
+
+    s3 = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    s3.mkdir("studio")
+    for name, seed in [("assets/a.png", 11), ("assets/sub/b.png", 12), ("styles/ink.png", 13)]:
+        buf = io.BytesIO()
+        Image.fromarray(smooth_image(24, 32, seed)).save(buf, "PNG")
+        s3.pipe(f"studio/{name}", buf.getvalue())
+    assert main(["manifest", "s3://studio/assets/**/*.png", "--style", "s3://studio/styles/ink.png",
+                 "-o", "s3://studio/jobs/nightly.jsonl"]) == 0
+    root = "s3://studio/out"
+    assert _run("s3://studio/jobs/nightly.jsonl", root, legacy_weights_path) == 0
+    assert sorted(s3.ls("studio/out/images")) == ["studio/out/images/a--ink.png", "studio/out/images/sub__b--ink.png"]
+    table = records.read(root)
+    assert sorted(table["status"].to_pylist()) == ["ok", "ok"]
+    assert all(uri.startswith("s3://studio/out/images/") for uri in table["output"].to_pylist())
+    assert len(s3.ls("studio/out/runs")) == 1
+    capsys.readouterr()
+    assert _run("s3://studio/jobs/nightly.jsonl", root, legacy_weights_path, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 2
+    assert records.read(root).num_rows == 2

@@ -1,0 +1,96 @@
+"""Seconds per optimization step: the seed's eager loop vs this engine (tf.function, with/without XLA).
+
+    python -m tests.benchmarks.bench_engine [--sizes 128 256] [--steps 10]
+
+The eager reference is the seed as written in tutorials: the full no-top VGG19 called eagerly
+under a GradientTape each step (its final pooling included), with Keras Adam. The engine is
+batch_nst's Optimizer: the network cut at block5_conv2, one compiled step. Same seeded weights,
+same images, same step count, measured in one process, after warm-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras.applications import vgg19
+
+from batch_nst import losses
+from batch_nst.losses import Targets
+from batch_nst.optimize import BETA_1, EPSILON, Optimizer
+from batch_nst.params import StyleParams
+from batch_nst.vgg import LAYERS, Extractor
+from batch_nst.weights import Weights
+from tests import vgg_weights
+from tests.conftest import smooth_image
+
+WARMUP = 3
+
+
+def eager_reference(path: str, content: np.ndarray, targets: Targets, params: StyleParams, steps: int) -> float:
+    """Seconds per step of the seed's eager loop on the full VGG19."""
+    full = vgg19.VGG19(include_top=False, weights=path, input_shape=(None, None, 3))
+    model = keras.Model(full.input, [full.get_layer(n).output for n in LAYERS] + [full.output])
+    image = tf.Variable(content)
+    adam = keras.optimizers.Adam(learning_rate=params.learning_rate, beta_1=BETA_1, epsilon=EPSILON)
+    weights = tf.constant([params.style_weight, params.content_weight, params.tv_weight])
+
+    def step():
+        with tf.GradientTape() as tape:
+            outs = model(vgg19.preprocess_input(image))
+            feats = dict(zip(LAYERS, outs[:-1]))
+            total = tf.reduce_sum(losses.loss_terms(feats, image, targets, weights)["total"])
+        adam.apply_gradients([(tape.gradient(total, image), image)])
+        image.assign(tf.clip_by_value(image, 0.0, 255.0))
+
+    return _time(step, steps)
+
+
+def engine(optimizer: Optimizer, content, targets, params, steps: int) -> float:
+    optimizer.run(content, targets, StyleParams(steps=WARMUP))  # trace + warm up
+    started = time.perf_counter()
+    optimizer.run(content, targets, params)
+    return (time.perf_counter() - started) / steps
+
+
+def _time(step, steps: int) -> float:
+    for _ in range(WARMUP):
+        step()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    path = os.path.join(tempfile.mkdtemp(), "vgg19_seeded_notop.h5")
+    vgg_weights.write_legacy_h5(path)
+    extractor = Extractor(Weights(path, "seeded", path))
+    plain, xla = Optimizer(extractor), Optimizer(extractor, jit_compile=True)
+    params = StyleParams(steps=args.steps)
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {args.steps} timed steps after {WARMUP} warm-up")
+    print("| size | eager reference s/step | engine s/step | engine + XLA s/step | speed-up (engine) | speed-up (XLA) |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        content = smooth_image(size, size, 1)[None].astype(np.float32)
+        style = smooth_image(size, size, 2)[None].astype(np.float32)
+        targets = Targets(plain.content_features(content), plain.style_grams(style))
+        ref = eager_reference(path, content, targets, params, args.steps)
+        fast = engine(plain, content, targets, params, args.steps)
+        jit = engine(xla, content, targets, params, args.steps)
+        print(f"| {size} px | {ref:.3f} | {fast:.3f} | {jit:.3f} | {ref / fast:.2f}x | {ref / jit:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The storage boundary on memory://, a local folder and file:// URIs (no object-store server)."""
+
+import hashlib
+import os
+import sys
+from datetime import datetime, timezone
+
+import fsspec
+import pytest
+
+from batch_nst import storage
+from batch_nst.errors import StorageError
+
+
+@pytest.fixture
+def mem():
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    return fs
+
+
+def _count_calls(monkeypatch, fs, name):
+    """Wrap fs.<name> so the test can see how often storage called it."""
+    calls = []
+    original = getattr(fs, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fs, name, counted)
+    return calls
+
+
+# --- URIs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri, base, expected", [
+    ("art/a.png", "s3://b/jobs", "s3://b/jobs/art/a.png"),
+    ("../styles/ink.jpg", "s3://b/jobs/", "s3://b/styles/ink.jpg"),
+    ("a/../b.png", "memory://lib", "memory://lib/b.png"),
+    ("x.png", "file:///data/lib", "file:///data/lib/x.png"),
+    ("gs://other/x.png", "s3://b/jobs", "gs://other/x.png"),
+    ("memory://lib/x.png", "/data", "memory://lib/x.png"),
+    ("/data/../abs/x.png", "s3://b", "/abs/x.png"),
+    ("art/../x.png", "/data/lib", "/data/lib/x.png"),
+])
+def test_resolve(uri, base, expected):
+    assert storage.resolve(uri, base) == expected
+
+
+def test_resolve_relative_to_a_relative_folder_or_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.resolve("x.png") == str(tmp_path / "x.png")
+    assert storage.resolve("../x.png", "lib/jobs") == str(tmp_path / "lib" / "x.png")
+
+
+def test_resolve_refuses_to_climb_above_a_bucket():
+    with pytest.raises(StorageError, match="climbs above"):
+        storage.resolve("../../x.png", "s3://b")
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("s3://b/x/m.csv", "s3://b/x"),
+    ("memory://lib/jobs/m.csv", "memory://lib/jobs"),
+    ("s3://b/x/", "s3://b"),
+    ("/data/lib/m.csv", "/data/lib"),
+])
+def test_parent(uri, expected):
+    assert storage.parent(uri) == expected
+
+
+def test_join_keeps_the_scheme_and_uses_os_path_for_local_folders(tmp_path):
+    assert storage.join("s3://b/out", "images", "a.png") == "s3://b/out/images/a.png"
+    assert storage.join("memory://out/", "runs", "r.json") == "memory://out/runs/r.json"
+    assert storage.join(str(tmp_path), "metadata") == os.path.join(str(tmp_path), "metadata")
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("s3://KEY:SECRET@bucket/x", "s3://***@bucket/x"),
+    ("s3://AKIA:se/cr+et@bucket/a@2x.png", "s3://***@bucket/a@2x.png"),
+    ("s3://bucket/a@2x.png", "s3://bucket/a@2x.png"),
+    ("https://h/x.png?X-Amz-Signature=abc&size=2&access_token=t0k", "https://h/x.png?X-Amz-Signature=***&size=2&access_token=***"),
+    ("https://h/x?sv=1&sig=s1g", "https://h/x?sv=1&sig=***"),
+    ("/plain/path.png", "/plain/path.png"),
+])
+def test_redact(uri, expected):
+    assert storage.redact(uri) == expected
+
+
+# --- read, write, exists ------------------------------------------------------------------------
+
+def test_round_trip_on_memory_local_and_file_uris(mem, tmp_path):
+    for uri in ("memory://out/a/b.bin", str(tmp_path / "deep" / "b.bin"), f"file://{tmp_path}/c.bin"):
+        assert not storage.exists(uri)
+        storage.write_bytes(uri, b"\x00payload")
+        assert storage.exists(uri)
+        assert storage.read_bytes(uri) == b"\x00payload"
+    assert (tmp_path / "c.bin").read_bytes() == b"\x00payload"
+
+
+def test_local_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.png"
+    storage.write_bytes(str(target), b"old")
+    storage.write_bytes(str(target), b"new, longer")
+    assert target.read_bytes() == b"new, longer"
+    assert os.listdir(tmp_path) == ["out.png"]
+
+
+def test_failed_local_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        assert os.path.basename(src).startswith(".out.png.") and src.endswith(".tmp")
+        assert open(src, "rb").read() == b"new"  # written in full before the rename
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(StorageError, match=r"cannot write .*out\.png: OSError: disk went away"):
+        storage.write_bytes(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.png"]
+
+
+def test_object_store_write_is_one_put(mem, monkeypatch):
+    puts = _count_calls(monkeypatch, mem, "pipe_file")
+    storage.write_bytes("memory://out/x.png", b"abc")
+    assert len(puts) == 1 and mem.cat_file("/out/x.png") == b"abc"
+
+
+# --- glob ---------------------------------------------------------------------------------------
+
+def test_glob_memory_recursive_keeps_the_scheme_and_lists_only_files(mem):
+    for path in ("/lib/b.png", "/lib/a.png", "/lib/sub/deep/c.png", "/lib/sub/d.txt", "/other/e.png"):
+        mem.pipe_file(path, b"x")
+    assert storage.glob("memory://lib/**/*.png") == [
+        "memory://lib/a.png", "memory://lib/b.png", "memory://lib/sub/deep/c.png"]
+    assert storage.glob("memory://lib/**") == [
+        "memory://lib/a.png", "memory://lib/b.png", "memory://lib/sub/d.txt", "memory://lib/sub/deep/c.png"]
+    assert storage.glob("memory://lib/*.jpg") == []
+
+
+def test_glob_local_returns_plain_absolute_paths(tmp_path, monkeypatch):
+    for rel in ("b.png", "a.png", "sub/deep/c.png", "sub/d.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    expected = [str(tmp_path / p) for p in ("a.png", "b.png", "sub/deep/c.png")]
+    assert storage.glob(f"{tmp_path}/**/*.png") == expected
+    assert storage.glob(f"file://{tmp_path}/**/*.png") == expected
+    monkeypatch.chdir(tmp_path)
+    assert storage.glob("sub/**") == [str(tmp_path / "sub/d.txt"), str(tmp_path / "sub/deep/c.png")]
+
+
+# --- fingerprints -------------------------------------------------------------------------------
+
+def test_local_fingerprints_follow_content_changes(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "sub" / "b.png"
+    b.parent.mkdir()
+    a.write_bytes(b"aaaa")
+    b.write_bytes(b"bbbb")
+    uris = [str(a), str(b), str(tmp_path / "missing.png"), str(tmp_path / "nofolder" / "x.png")]
+    first = storage.fingerprints(uris)
+    assert set(first) == {str(a), str(b)}
+    assert first[str(a)].startswith("size=4;mtime=")
+    assert storage.fingerprints(uris) == first
+    a.write_bytes(b"aaaaa")  # different size
+    st = os.stat(b)
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same size, touched
+    second = storage.fingerprints(uris)
+    assert second[str(a)] != first[str(a)] and second[str(b)] != first[str(b)]
+
+
+def test_memory_fingerprints_change_on_rewrite(mem):
+    mem.pipe_file("/lib/a.png", b"aaaa")
+    mem.store["/lib/a.png"].created = datetime(2000, 1, 1, tzinfo=timezone.utc)  # so a rewrite differs
+    before = storage.fingerprints(["memory://lib/a.png", "memory://lib/gone.png"])
+    assert list(before) == ["memory://lib/a.png"] and before["memory://lib/a.png"].startswith("size=4;")
+    assert storage.fingerprints(["memory://lib/a.png"]) == before
+    mem.pipe_file("/lib/a.png", b"AAAA")
+    assert storage.fingerprints(["memory://lib/a.png"]) != before
+
+
+def test_fingerprints_cost_one_listing_per_folder(mem, monkeypatch):
+    for path in ("/lib/x/a.png", "/lib/x/b.png", "/lib/y/c.png"):
+        mem.pipe_file(path, b"x")
+    lists = _count_calls(monkeypatch, mem, "ls")
+    infos = _count_calls(monkeypatch, mem, "info")
+    prints = storage.fingerprints(
+        ["memory://lib/x/a.png", "memory://lib/x/b.png", "memory://lib/y/c.png", "memory://lib/x/none.png"])
+    assert len(prints) == 3
+    assert sorted(call[0] for call in lists) == ["/lib/x", "/lib/y"] and infos == []
+
+
+def test_fingerprint_prefers_etag_over_times(mem, monkeypatch):
+    entries = [
+        {"name": "b/x/a.png", "size": 3, "type": "file", "LastModified": "2026-01-01", "ETag": '"abc"'},
+        {"name": "b/x/t.png", "size": 5, "type": "file", "LastModified": "2026-01-01"},
+        {"name": "b/x/sub", "size": 0, "type": "directory"},
+    ]
+    monkeypatch.setattr(mem, "ls", lambda path, detail=True, **kw: entries)
+    prints = storage.fingerprints(["memory://b/x/a.png", "memory://b/x/t.png", "memory://b/x/sub"])
+    assert prints == {"memory://b/x/a.png": "size=3;etag=abc",
+                      "memory://b/x/t.png": "size=5;lastmodified=2026-01-01"}
+
+
+# --- cache_locally ------------------------------------------------------------------------------
+
+def test_cache_locally_copies_once_and_verifies(mem, tmp_path, monkeypatch):
+    data = b"weights" * 1000
+    mem.pipe_file("/models/vgg.weights.h5", data)
+    opens = _count_calls(monkeypatch, mem, "_open")
+    cache = str(tmp_path / "cache")
+    path, sha = storage.cache_locally("memory://models/vgg.weights.h5", cache)
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert path.startswith(cache) and os.path.basename(path) == "vgg.weights.h5"
+    assert open(path, "rb").read() == data and len(opens) == 1
+    assert sorted(os.listdir(os.path.dirname(path))) == ["vgg.weights.h5", "vgg.weights.h5.sha256"]
+
+    assert storage.cache_locally("memory://models/vgg.weights.h5", cache) == (path, sha)
+    assert len(opens) == 1  # a hit does not read the source again
+
+    with open(path, "r+b") as f:
+        f.write(b"X")  # damaged cache
+    assert storage.cache_locally("memory://models/vgg.weights.h5", cache) == (path, sha)
+    assert open(path, "rb").read() == data and len(opens) == 2
+
+
+def test_cache_locally_copies_again_when_the_source_changes(mem, tmp_path):
+    mem.pipe_file("/m/w.h5", b"one")
+    first, _ = storage.cache_locally("memory://m/w.h5", str(tmp_path))
+    mem.pipe_file("/m/w.h5", b"three")
+    second, sha = storage.cache_locally("memory://m/w.h5", str(tmp_path))
+    assert first != second and open(second, "rb").read() == b"three"
+    assert sha == hashlib.sha256(b"three").hexdigest()
+
+
+def test_cache_locally_uses_local_files_in_place(tmp_path):
+    src = tmp_path / "w.h5"
+    src.write_bytes(b"local")
+    cache = tmp_path / "cache"
+    for uri in (str(src), f"file://{src}"):
+        assert storage.cache_locally(uri, str(cache)) == (str(src), hashlib.sha256(b"local").hexdigest())
+    assert not cache.exists()
+
+
+def test_cache_locally_missing_source(mem, tmp_path):
+    with pytest.raises(StorageError, match="^no such file: memory://m/none.h5$"):
+        storage.cache_locally("memory://m/none.h5", str(tmp_path))
+    with pytest.raises(StorageError, match="no such file: .*none.h5"):
+        storage.cache_locally(str(tmp_path / "none.h5"), str(tmp_path))
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+def test_missing_file_names_the_uri(mem, tmp_path):
+    with pytest.raises(StorageError, match="^no such file: memory://lib/none.png$"):
+        storage.read_bytes("memory://lib/none.png")
+    with pytest.raises(StorageError, match=f"^no such file: {tmp_path}/none.png$"):
+        storage.read_bytes(str(tmp_path / "none.png"))
+
+
+def test_permission_denied_names_the_uri(mem, monkeypatch):
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(mem, "pipe_file", denied)
+    with pytest.raises(StorageError, match="^permission denied: memory://out/x.png$"):
+        storage.write_bytes("memory://out/x.png", b"x")
+
+
+def test_unknown_scheme_says_no_filesystem_is_installed():
+    with pytest.raises(StorageError, match="^cannot open nosuch://x: no filesystem installed for scheme 'nosuch'$"):
+        storage.read_bytes("nosuch://x")
+    with pytest.raises(StorageError, match="no filesystem installed for scheme 'nosuch'"):
+        storage.glob("nosuch://x/*.png")
+
+
+def test_missing_backend_suggests_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # importing gcsfs now raises ImportError
+    with pytest.raises(StorageError, match=r"^cannot open gs://bucket/x.png: .* scheme 'gs' \(pip install gcsfs\)$"):
+        storage.exists("gs://bucket/x.png")
+
+
+def test_messages_never_contain_credentials(mem, monkeypatch):
+    uri = "memory://AKIA:hunter2/x@host/x.png?token=t0ps3cr3t"
+    with pytest.raises(StorageError) as missing:
+        storage.read_bytes(uri)
+
+    def leaky(path, *args, **kwargs):
+        raise OSError(f"backend failed on {path!r}, asked for {uri}")
+
+    monkeypatch.setattr(mem, "cat_file", leaky)
+    with pytest.raises(StorageError) as failed:
+        storage.read_bytes(uri)
+    for message in (str(missing.value), str(failed.value)):
+        assert "hunter2" not in message and "t0ps3cr3t" not in message and "***@host/x.png" in message
+    assert str(failed.value).startswith("cannot read memory://***@host/x.png?token=***: OSError:")
+
+
+def test_unexpected_errors_are_not_disguised(mem, monkeypatch):
+    monkeypatch.setattr(mem, "cat_file", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        storage.read_bytes("memory://x.png")
