@@ -12,6 +12,18 @@ import pytest
 from tests import vgg_weights
 
 
+@pytest.fixture
+def mem():
+    """The in-memory filesystem, emptied: memory:// URIs in tests start from nothing."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs.clear()
+    fs.pseudo_dirs.append("")
+    return fs
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("weights"))

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -46,6 +45,11 @@ def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, lega
     assert "3/3" in captured.err  # the progress bar
 
 
+def _text_file(path):
+    path.write_text("hello")
+    return str(path)
+
+
 def _truncated_png(tmp_path):
     buf = io.BytesIO()
     Image.fromarray(smooth_image(32, 32, 3)).save(buf, "PNG")
@@ -58,7 +62,7 @@ def _truncated_png(tmp_path):
     "make_content, message",
     [
         (lambda t: str(t / "absent.png"), r"no such file: .*absent\.png"),
-        (lambda t: (t / "notes.png").write_text("hello") and str(t / "notes.png"), r"notes\.png: not an image"),
+        (lambda t: _text_file(t / "notes.png"), r"notes\.png: not an image"),
         (_truncated_png, r"cut\.png: broken image"),
         (lambda t: _png(t / "big.png", smooth_image(64, 64, 4)), r"big\.png: 64x64 = 4096 pixels exceeds"),
     ],

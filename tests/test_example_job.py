@@ -39,8 +39,6 @@ def test_nightly_stylizes_what_was_added_during_the_day(ray_session, tmp_path, l
     shutil.copy(library / "crate.png", library / "props" / "crate_copy.png")  # a new asset today
     assert nightly.main(args) == 0
     table = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
-    assert sorted(r["id"] for r in table) == ["crate--waves", "potion--waves", "props__crate_copy--waves",
-                                              "props__potion--waves"][:0] + sorted(r["id"] for r in table)
     assert sorted(r["id"] for r in table if r["status"] == "ok") == sorted(
         ["crate--waves", "props__potion--waves", "props__crate_copy--waves"])
     assert len(table) == 3  # the second night stylized only the new asset

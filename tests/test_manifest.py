@@ -2,7 +2,6 @@
 
 import json
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -10,15 +9,6 @@ import pytest
 from batch_nst import manifest
 from batch_nst.errors import ManifestError
 from batch_nst.params import StyleParams
-
-
-@pytest.fixture
-def mem():
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
-    return fs
 
 
 def _put(fs, path, text):

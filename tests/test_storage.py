@@ -5,20 +5,10 @@ import os
 import sys
 from datetime import datetime, timezone
 
-import fsspec
 import pytest
 
 from batch_nst import storage
 from batch_nst.errors import StorageError
-
-
-@pytest.fixture
-def mem():
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs.clear()
-    fs.pseudo_dirs.append("")
-    return fs
 
 
 def _count_calls(monkeypatch, fs, name):

@@ -1,6 +1,5 @@
 """The truncated extractor and both weights formats; weights resolution from URIs."""
 
-import os
 
 import fsspec
 import numpy as np

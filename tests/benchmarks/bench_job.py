@@ -22,7 +22,6 @@ import pyarrow.dataset as pads
 from PIL import Image
 
 from batch_nst import job, records
-from batch_nst.params import StyleParams
 from tests import vgg_weights
 from tests.conftest import smooth_image
 
