@@ -151,6 +151,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         "height": result.image.height,
         "optimized_at": [result.width, result.height],
         "steps": result.steps,
+        "precision": result.precision,
         "seconds": round(result.seconds, 3),
         "losses": dataclasses.asdict(result.losses),
         "params": dataclasses.asdict(params),
@@ -163,7 +164,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         print(
             f"wrote {summary['output']} ({result.image.width}x{result.image.height}): total {l.total:.6g} "
             f"= style {l.style:.6g}, content {l.content:.6g}, tv {l.tv:.6g} "
-            f"after {result.steps} steps at {result.width}x{result.height} in {result.seconds:.1f}s"
+            f"after {result.steps} {result.precision} steps at {result.width}x{result.height} "
+            f"in {result.seconds:.1f}s"
         )
     return EXIT_OK
 

@@ -37,7 +37,8 @@ ProgressCallback = Callable[[Progress], None]
 class _Slot:
     """The image variable, its Adam state and the compiled step for one [B, H, W, 3] shape."""
 
-    def __init__(self, shape: tuple[int, ...], step_fn: Callable, jit_compile: bool):
+    def __init__(self, shape: tuple[int, ...], precision: str, step_fn: Callable, jit_compile: bool):
+        self.precision = precision
         self.image = tf.Variable(tf.zeros(shape, tf.float32), trainable=True, name="image")
         self.adam = keras.optimizers.Adam(learning_rate=1.0, beta_1=BETA_1, epsilon=EPSILON)
         self.adam.build([self.image])
@@ -55,24 +56,28 @@ class _Slot:
 
 
 class Optimizer:
-    """Runs the seed's Adam loop on an extractor; reuses one trace per image shape across items."""
+    """Runs the seed's Adam loop on an extractor; reuses one trace per (shape, precision) across items."""
 
     def __init__(self, extractor: Extractor, jit_compile: bool = False):
         self.extractor = extractor
         self.jit_compile = jit_compile
-        self._slots: dict[tuple[int, ...], _Slot] = {}
+        self._slots: dict[tuple[tuple[int, ...], str], _Slot] = {}
         self.traces = 0  # how many times a step was traced: tests pin "once per shape"
 
-    def content_features(self, content: np.ndarray) -> tf.Tensor:
-        """Content target: features of content pixels [B, H, W, 3] at the content layer."""
-        return tf.cast(self.extractor(tf.constant(content))[losses.CONTENT_LAYER], tf.float32)
+    def content_features(self, content: np.ndarray, precision: str = "fp32") -> tf.Tensor:
+        """Content target: float32 features of content pixels [B, H, W, 3] at the content layer."""
+        features = self.extractor(tf.constant(content), precision)[losses.CONTENT_LAYER]
+        return tf.cast(features, tf.float32)
 
-    def style_grams(self, style: np.ndarray) -> dict[str, tf.Tensor]:
-        """Gram targets of style pixels [B, h, w, 3]; callers cache them per style and size."""
-        return losses.style_targets(self.extractor(tf.constant(style)))
+    def style_grams(self, style: np.ndarray, precision: str = "fp32") -> dict[str, tf.Tensor]:
+        """Gram targets of style pixels [B, h, w, 3]; callers cache them per style, size and precision."""
+        return losses.style_targets(self.extractor(tf.constant(style), precision))
 
     def evaluate(self, pixels: np.ndarray, targets: Targets, params: StyleParams) -> dict[str, np.ndarray]:
-        """Loss terms ([B] each) of fixed pixels, e.g. the image as written after quantization."""
+        """Loss terms ([B] each) of fixed pixels in float32, e.g. the image as written.
+
+        Always fp32 (with fp32 targets), so losses compare across the precisions items ran in.
+        """
         image = tf.constant(pixels, tf.float32)
         terms = losses.loss_terms(self.extractor(image), image, targets, _weights(params))
         return {k: v.numpy() for k, v in terms.items()}
@@ -83,12 +88,14 @@ class Optimizer:
         targets: Targets,
         params: StyleParams,
         on_step: ProgressCallback | None = None,
+        precision: str = "fp32",
     ) -> tuple[np.ndarray, list[float]]:
-        """Optimize pixels [B, H, W, 3] from `init`; return them and item 0's total loss per step.
+        """Optimize pixels [B, H, W, 3] from `init` with the network in `precision` ("fp32" or
+        "bf16"; `targets` computed in the same); return them and item 0's total loss per step.
 
         The history holds the loss of the image each step started from (before its update).
         """
-        slot = self._slot(init.shape)
+        slot = self._slot(init.shape, precision)
         slot.reset(init.astype(np.float32), params.learning_rate)
         weights = _weights(params)
         history: list[float] = []
@@ -99,16 +106,19 @@ class Optimizer:
                 on_step(Progress(step=step, steps=params.steps, losses=terms))
         return slot.image.numpy(), history
 
-    def _slot(self, shape: tuple[int, ...]) -> _Slot:
-        if shape not in self._slots:
-            self._slots[shape] = _Slot(tuple(shape), self._step, self.jit_compile)
-        return self._slots[shape]
+    def _slot(self, shape: tuple[int, ...], precision: str) -> _Slot:
+        key = (tuple(shape), precision)
+        if key not in self._slots:
+            self.extractor.model(precision)  # build the network eagerly, never while tracing
+            self._slots[key] = _Slot(tuple(shape), precision, self._step, self.jit_compile)
+        return self._slots[key]
 
     def _step(self, slot: _Slot, targets: Targets, weights: tf.Tensor) -> dict[str, tf.Tensor]:
         """One Adam step on `slot.image`, then the seed's clip to [0, 255]."""
         self.traces += 1  # Python side effect: runs only while tracing
         with tf.GradientTape() as tape:
-            terms = losses.loss_terms(self.extractor(slot.image), slot.image, targets, weights)
+            features = self.extractor(slot.image, slot.precision)
+            terms = losses.loss_terms(features, slot.image, targets, weights)
             # Items are independent, so the gradient of the sum is each item's own gradient.
             total = tf.reduce_sum(terms["total"])
         grad = tape.gradient(total, slot.image)

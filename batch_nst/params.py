@@ -6,7 +6,8 @@ the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`
 Default recipe: the seed's losses with the settings of TensorFlow's style-transfer tutorial,
 carried from its [0, 1] pixels to our [0, 255] ones (README, "The recipe"): Adam at a constant
 learning rate 0.02 * 255 ~ 5.0 with beta_1 0.99 and epsilon 0.1 / 255, total-variation weight
-30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px.
+30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px. `precision` only changes the network's
+arithmetic (bf16 where the hardware runs it natively); the losses and their weights stay float32.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Mapping
 from batch_nst.errors import ParamsError
 
 INITS = ("content", "noise")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -41,6 +43,10 @@ class StyleParams:
     learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
     seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
     init: str = field(default="content", metadata=_opt("start from the content image or from noise", choices=INITS))
+    precision: str = field(
+        default="auto",
+        metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -46,6 +46,7 @@ SCHEMA = pa.schema(
         ("optimize_seconds", pa.float64()),  # inside the optimization steps only
         ("params", pa.string()),  # effective StyleParams, canonical JSON
         ("weights", pa.string()),
+        ("precision", pa.string()),  # the network arithmetic that ran (params holds the request)
         ("note", pa.string()),  # e.g. "content: first frame of 12"
         ("worker", pa.string()),
         ("run_id", pa.string()),

@@ -20,7 +20,7 @@ from batch_nst.images import Picture
 from batch_nst.losses import Targets
 from batch_nst.optimize import Optimizer, ProgressCallback
 from batch_nst.params import StyleParams
-from batch_nst.vgg import MIN_SIDE, Extractor
+from batch_nst.vgg import MIN_SIDE, Extractor, effective_precision
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Result:
     width: int
     seconds: float  # the whole call
     optimize_seconds: float  # inside the optimization steps only
+    precision: str  # the network's arithmetic that ran: "fp32" or "bf16"
 
     def to_pil(self):
         """The image as a PIL image (RGB, or RGBA where the content had alpha)."""
@@ -95,16 +96,19 @@ def stylize(
     started = time.perf_counter()
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
     content_pic, style_pic = images.to_picture(content, "content"), images.to_picture(style, "style")
-    targets = _targets(optimizer, content_pic, style_pic, params, style_cache, style_key)
+    precision = effective_precision(params.precision)
+    targets = _targets(optimizer, content_pic, style_pic, params, style_cache, style_key, precision)
     init = _initial(content_pic, params)
     optimize_started = time.perf_counter()
-    pixels, history = optimizer.run(init, targets, params, on_step)
+    pixels, history = optimizer.run(init, targets, params, on_step, precision)
     optimize_seconds = time.perf_counter() - optimize_started
     written = _restore(content_pic, pixels[0])
+    if precision != "fp32":  # recorded losses are always fp32, comparable across precisions
+        targets = _targets(optimizer, content_pic, style_pic, params, style_cache, style_key, "fp32")
     losses = _losses(optimizer, written, targets, params)
     height, width = _opt_size(content_pic, params)
     return Result(written, losses, tuple(history), params.steps, height, width,
-                  time.perf_counter() - started, optimize_seconds)
+                  time.perf_counter() - started, optimize_seconds, precision)
 
 
 def evaluate(
@@ -113,7 +117,7 @@ def evaluate(
     """Losses of `output` (e.g. a stored result) against content and style under `params`."""
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
     content_pic, style_pic = images.to_picture(content, "content"), images.to_picture(style, "style")
-    targets = _targets(optimizer, content_pic, style_pic, params, None, None)
+    targets = _targets(optimizer, content_pic, style_pic, params, None, None, "fp32")
     return _losses(optimizer, images.to_picture(output, "output"), targets, params)
 
 
@@ -136,14 +140,14 @@ def _prepared(picture: Picture, params: StyleParams) -> np.ndarray:
     return images.resize(picture.rgb, *_opt_size(picture, params))[None].astype(np.float32)
 
 
-def _targets(optimizer, content, style, params, cache, key) -> Targets:
+def _targets(optimizer, content, style, params, cache, key, precision: str) -> Targets:
+    """Content features and style Grams through the network in `precision` (Grams from the cache
+    when this style was seen at this size and precision)."""
     height, width = _opt_size(content, params)
     style_px = _style_pixels(style, max(height, width))[None].astype(np.float32)
-    if cache is None or key is None:
-        grams = optimizer.style_grams(style_px)
-    else:
-        grams = cache.get((key, style_px.shape), lambda: optimizer.style_grams(style_px))
-    return Targets(content=optimizer.content_features(_prepared(content, params)), grams=grams)
+    compute = lambda: optimizer.style_grams(style_px, precision)  # noqa: E731
+    grams = compute() if cache is None or key is None else cache.get((key, style_px.shape, precision), compute)
+    return Targets(content=optimizer.content_features(_prepared(content, params), precision), grams=grams)
 
 
 def _initial(content: Picture, params: StyleParams) -> np.ndarray:

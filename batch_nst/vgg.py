@@ -9,8 +9,10 @@ the published legacy HDF5 (`*.h5`, `layer_names`/`weight_names` attributes) and 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
+import keras
 import tensorflow as tf
 from keras.applications import vgg19
 
@@ -23,27 +25,47 @@ if TYPE_CHECKING:  # resolving weights touches storage; the network only needs t
 LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
 # Four 2x poolings come before block5: each side needs 16 px to leave one feature pixel there.
 MIN_SIDE = 16
+# Keras dtype policy per precision: bf16 runs the convolutions in bfloat16 with float32 weights;
+# Grams, losses, Adam and the image stay float32 (losses.py casts features first).
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 class Extractor:
     """VGG19 cut at block5_conv2: RGB pixels in [0, 255] -> {layer name: features}.
 
-    Built once per process; nothing after the content layer exists in the graph.
+    Built once per process; nothing after the content layer exists in the graph. The float32
+    network is built at once (it also checks the weights); the bfloat16 one on first request.
     """
 
     def __init__(self, weights: Weights):
         self.weights = weights
-        full = _load_vgg19(weights)
-        outputs = {name: full.get_layer(name).output for name in LAYERS}
-        self.model = tf.keras.Model(full.input, outputs, name="vgg19_truncated")
-        self.model.trainable = False
+        self._models = {"fp32": _truncated(weights, "fp32")}
 
-    def __call__(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+    def __call__(self, pixels: tf.Tensor, precision: str = "fp32") -> dict[str, tf.Tensor]:
         """[B, H, W, 3] RGB in [0, 255] -> features keyed by layer name ([B, h, w, C] each)."""
-        return self.model(vgg19.preprocess_input(pixels), training=False)
+        return self.model(precision)(vgg19.preprocess_input(pixels), training=False)
+
+    def model(self, precision: str = "fp32") -> keras.Model:
+        """The network for a precision ("fp32" or "bf16"); build it outside any tf.function."""
+        if precision not in self._models:
+            self._models[precision] = _truncated(self.weights, precision)
+        return self._models[precision]
 
 
-def _load_vgg19(weights: Weights) -> tf.keras.Model:
+def _truncated(weights: Weights, precision: str) -> keras.Model:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(POLICIES[precision])  # layers take the policy at construction
+    try:
+        full = _load_vgg19(weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    outputs = {name: full.get_layer(name).output for name in LAYERS}
+    model = keras.Model(full.input, outputs, name=f"vgg19_truncated_{precision}")
+    model.trainable = False
+    return model
+
+
+def _load_vgg19(weights: Weights) -> keras.Model:
     """The full no-top VGG19 with the file's weights, or WeightsError naming the file."""
     try:
         return vgg19.VGG19(include_top=False, weights=weights.path, input_shape=(None, None, 3))
@@ -66,3 +88,36 @@ def configure_tensorflow(threads: int | None = None) -> None:
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def effective_precision(requested: str) -> str:
+    """"auto" -> "bf16" where the hardware runs it natively, else "fp32"; others unchanged.
+
+    Native bf16: NVIDIA GPUs of compute capability >= 8.0 (tensor cores), or x86 CPUs with AMX
+    or AVX-512 BF16. Elsewhere bf16 would be emulated, slower than fp32.
+    """
+    if requested != "auto":
+        return requested
+    return "bf16" if _native_bf16() else "fp32"
+
+
+@functools.cache
+def _native_bf16() -> bool:
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return all(
+            tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)
+            for gpu in gpus
+        )
+    return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()

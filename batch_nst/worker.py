@@ -80,6 +80,7 @@ class Worker:
             loss_history=list(result.history), steps=result.steps,
             height=result.image.height, width=result.image.width,
             opt_height=result.height, opt_width=result.width, optimize_seconds=result.optimize_seconds,
+            precision=result.precision,
         )
 
     def _failed(self, item: WorkItem, error: str, seconds: float) -> dict[str, Any]:

@@ -88,9 +88,21 @@ def test_style_cache_computes_each_style_once_per_size(optimizer):
     cache = StyleCache()
     style = smooth_image(32, 32, 13)
     for seed in (14, 15):
-        stylize(smooth_image(32, 32, seed), style, params=StyleParams(steps=1, max_size=32),
+        stylize(smooth_image(32, 32, seed), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
                 extractor=optimizer, style_cache=cache, style_key="style-a")
     assert cache.misses == 1
-    stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32),
+    stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
             extractor=optimizer, style_cache=cache, style_key="style-a")
     assert cache.misses == 2  # another size, other targets
+
+
+def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
+    content, style = smooth_image(32, 32, 17), smooth_image(32, 32, 18)
+    params = StyleParams(steps=20, max_size=32)
+    runs = {p: stylize(content, style, params=StyleParams(**{**params.__dict__, "precision": p}), extractor=optimizer)
+            for p in ("fp32", "bf16")}
+    assert {p: r.precision for p, r in runs.items()} == {"fp32": "fp32", "bf16": "bf16"}
+    for result in runs.values():  # recorded losses: fp32 on the image as written, whatever ran
+        assert evaluate(content, style, result.image, params=params, extractor=optimizer) == result.losses
+    assert runs["bf16"].losses.total == pytest.approx(runs["fp32"].losses.total, rel=0.05)
+    assert runs["bf16"].history != runs["fp32"].history

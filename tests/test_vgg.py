@@ -15,8 +15,8 @@ from tests.conftest import smooth_image
 
 
 def test_extractor_is_cut_at_the_content_layer(extractor):
-    assert extractor.model.layers[-1].name == losses.CONTENT_LAYER
-    names = {layer.name for layer in extractor.model.layers}
+    assert extractor.model().layers[-1].name == losses.CONTENT_LAYER
+    names = {layer.name for layer in extractor.model().layers}
     assert "block5_conv3" not in names and "block5_pool" not in names
     feats = extractor(tf.constant(smooth_image(32, 48, 0)[None].astype(np.float32)))
     assert set(feats) == set(LAYERS)
@@ -83,3 +83,24 @@ def test_imagenet_without_internet_says_how_to_pass_a_copy(monkeypatch, tmp_path
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(WeightsError, match=r"cannot download the ImageNet VGG19 weights.*--weights PATH"):
         resolve_weights("imagenet")
+
+
+def test_auto_precision_follows_the_cpu_flags(monkeypatch):
+    from batch_nst import vgg
+
+    assert vgg.effective_precision("fp32") == "fp32" and vgg.effective_precision("bf16") == "bf16"
+    for flags, expected in [({"avx512f", "amx_bf16"}, "bf16"), ({"avx512f", "avx512_bf16"}, "bf16"), ({"avx2"}, "fp32")]:
+        vgg._native_bf16.cache_clear()
+        monkeypatch.setattr(vgg, "_cpu_flags", lambda flags=flags: flags)
+        assert vgg.effective_precision("auto") == expected
+    vgg._native_bf16.cache_clear()
+
+
+def test_bf16_network_keeps_float32_weights_and_close_features(extractor):
+    x = tf.constant(smooth_image(32, 32, 2)[None].astype(np.float32))
+    fp32, bf16 = extractor(x, "fp32"), extractor(x, "bf16")
+    assert bf16[losses.CONTENT_LAYER].dtype == tf.bfloat16
+    assert all(w.dtype == "float32" for w in extractor.model("bf16").weights)
+    ref = fp32[losses.CONTENT_LAYER].numpy()
+    err = np.abs(tf.cast(bf16[losses.CONTENT_LAYER], tf.float32).numpy() - ref).max()
+    assert err < 0.05 * np.abs(ref).max()

@@ -1,4 +1,4 @@
-"""Seconds per optimization step: the seed's eager loop vs this engine (tf.function, with/without XLA).
+"""Seconds per optimization step: the seed's eager loop vs this engine (fp32, fp32 + XLA, bf16).
 
     python -m tests.benchmarks.bench_engine [--sizes 128 256] [--steps 10]
 
@@ -53,10 +53,10 @@ def eager_reference(path: str, content: np.ndarray, targets: Targets, params: St
     return _time(step, steps)
 
 
-def engine(optimizer: Optimizer, content, targets, params, steps: int) -> float:
-    optimizer.run(content, targets, StyleParams(steps=WARMUP))  # trace + warm up
+def engine(optimizer: Optimizer, content, targets, params, steps: int, precision: str = "fp32") -> float:
+    optimizer.run(content, targets, StyleParams(steps=WARMUP), precision=precision)  # trace + warm up
     started = time.perf_counter()
-    optimizer.run(content, targets, params)
+    optimizer.run(content, targets, params, precision=precision)
     return (time.perf_counter() - started) / steps
 
 
@@ -80,16 +80,19 @@ def main() -> None:
     plain, xla = Optimizer(extractor), Optimizer(extractor, jit_compile=True)
     params = StyleParams(steps=args.steps)
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {args.steps} timed steps after {WARMUP} warm-up")
-    print("| size | eager reference s/step | engine s/step | engine + XLA s/step | speed-up (engine) | speed-up (XLA) |")
-    print("|---|---|---|---|---|---|")
+    print("| size | eager reference (fp32) | engine fp32 | engine fp32 + XLA | engine bf16 | fp32 speed-up | XLA speed-up | bf16 speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         content = smooth_image(size, size, 1)[None].astype(np.float32)
         style = smooth_image(size, size, 2)[None].astype(np.float32)
         targets = Targets(plain.content_features(content), plain.style_grams(style))
+        bf16_targets = Targets(plain.content_features(content, "bf16"), plain.style_grams(style, "bf16"))
         ref = eager_reference(path, content, targets, params, args.steps)
         fast = engine(plain, content, targets, params, args.steps)
         jit = engine(xla, content, targets, params, args.steps)
-        print(f"| {size} px | {ref:.3f} | {fast:.3f} | {jit:.3f} | {ref / fast:.2f}x | {ref / jit:.2f}x |", flush=True)
+        half = engine(plain, content, bf16_targets, params, args.steps, "bf16")
+        print(f"| {size} px | {ref:.3f} s | {fast:.3f} s | {jit:.3f} s | {half:.3f} s | {ref / fast:.2f}x | "
+              f"{ref / jit:.2f}x | {ref / half:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
