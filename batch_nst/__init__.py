@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "stylize": "batch_nst.stylize",
+    "stylize_many": "batch_nst.stylize",
     "evaluate": "batch_nst.stylize",
     "Result": "batch_nst.stylize",
     "Losses": "batch_nst.stylize",

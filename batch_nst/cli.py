@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor, fractions allowed (default 1 if GPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
+    p.add_argument("--batch-items", type=int, default=8,
+                   help="items of one size and parameters optimized together in one batch (default 8)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(command=_cmd_run)
@@ -114,13 +116,14 @@ def _job_config(args: argparse.Namespace):
         raise BatchNSTError(f"--workers must be >= 1, got {args.workers}")
     if getattr(args, "gpus_per_worker", None) is not None and args.gpus_per_worker < 0:
         raise BatchNSTError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
-    if getattr(args, "max_attempts", 1) < 1:
-        raise BatchNSTError(f"--max-attempts must be >= 1, got {args.max_attempts}")
+    for flag in ("max_attempts", "batch_items"):
+        if getattr(args, flag, 1) < 1:
+            raise BatchNSTError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     return JobConfig(
         manifest=args.manifest, output_root=args.output_root, weights=args.weights, params=style_params(args),
         workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
-        max_attempts=getattr(args, "max_attempts", 3),
+        max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 8),
     )
 
 

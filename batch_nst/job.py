@@ -37,6 +37,7 @@ class JobConfig:
     force: bool = False
     max_pixels: int = images.MAX_PIXELS
     max_attempts: int = 3  # per item, across worker deaths
+    batch_items: int = 8  # items of one size and parameters optimized together (memory-bound)
 
 
 @dataclass(frozen=True)
@@ -138,26 +139,28 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
     actor = ray.remote(Worker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
     )
-    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels, threads=max(1, int(cpus)))
+    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels,
+                           threads=max(1, int(cpus)), batch_items=config.batch_items)
     pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
-    pending, returned = iter(items), set()
+    chunks, returned = _chunks(items, config.batch_items, workers), set()
 
     def feed() -> None:
         while pool.has_free():
-            item = next(pending, None)
-            if item is None:
+            chunk = next(chunks, None)
+            if chunk is None:
                 return
-            pool.submit(lambda a, it: a.process.remote(it), item)
+            pool.submit(lambda a, c: a.process.remote(c), chunk)
 
     feed()
     while pool.has_next():
         try:
-            rec = pool.get_next_unordered()
+            recs = pool.get_next_unordered()
         except ray.exceptions.RayError as err:  # the worker died on every attempt
             _log(f"a worker died: {type(err).__name__}")
         else:
-            returned.add(rec["id"])
-            yield rec
+            for rec in recs:
+                returned.add(rec["id"])
+                yield rec
         feed()
     for item in items:
         if item.id not in returned:
@@ -166,6 +169,14 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
                 error=f"the worker process died while stylizing it, {config.max_attempts} times "
                 "(killed, or out of memory)",
             )
+
+
+def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[list[WorkItem]]:
+    """Consecutive items (one style together) in chunks of up to `batch_items`, smaller when there
+    are too few items to keep every worker busy."""
+    size = max(1, min(batch_items, -(-len(items) // workers)))
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _init_ray(config: JobConfig) -> None:
@@ -221,6 +232,7 @@ def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[s
             "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
             "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
             "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
+            "batch_items": config.batch_items,
         },
         "versions": {"algorithm": manifest.ALGORITHM_VERSION, "python": sys.version.split()[0],
                      **{pkg: version(pkg) for pkg in ("batch-nst", "tensorflow", "ray", "fsspec", "pyarrow")}},

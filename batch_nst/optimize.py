@@ -89,22 +89,37 @@ class Optimizer:
         params: StyleParams,
         on_step: ProgressCallback | None = None,
         precision: str = "fp32",
-    ) -> tuple[np.ndarray, list[float]]:
-        """Optimize pixels [B, H, W, 3] from `init` with the network in `precision` ("fp32" or
-        "bf16"; `targets` computed in the same); return them and item 0's total loss per step.
+    ) -> tuple[np.ndarray, list[list[float]]]:
+        """Optimize a batch of pixels [B, H, W, 3] from `init`, the network in `precision`
+        ("fp32" or "bf16"; `targets` computed in the same, one per item).
 
-        The history holds the loss of the image each step started from (before its update).
+        Returns the pixels and each item's total loss per step (the loss of the image each step
+        started from). With `params.stop_tol` an item stops once converged: its pixels are those
+        after its last step and its history is as long as the steps it ran.
         """
         slot = self._slot(init.shape, precision)
         slot.reset(init.astype(np.float32), params.learning_rate)
         weights = _weights(params)
-        history: list[float] = []
+        histories: list[list[float]] = [[] for _ in range(init.shape[0])]
+        final = np.empty(init.shape, np.float32)
+        running = set(range(init.shape[0]))
         for step in range(1, params.steps + 1):
-            terms = {k: float(v[0]) for k, v in slot.step(targets.content, targets.grams, weights).items()}
-            history.append(terms["total"])
+            terms = {k: v.numpy() for k, v in slot.step(targets.content, targets.grams, weights).items()}
+            stopped = [b for b in running if _record(histories[b], float(terms["total"][b]), params)]
             if on_step is not None:
-                on_step(Progress(step=step, steps=params.steps, losses=terms))
-        return slot.image.numpy(), history
+                on_step(Progress(step=step, steps=params.steps, losses={k: float(v[0]) for k, v in terms.items()}))
+            if stopped:
+                pixels = slot.image.numpy()
+                for b in stopped:
+                    final[b] = pixels[b]
+                running.difference_update(stopped)
+            if not running:
+                break
+        if running:
+            pixels = slot.image.numpy()
+            for b in running:
+                final[b] = pixels[b]
+        return final, histories
 
     def _slot(self, shape: tuple[int, ...], precision: str) -> _Slot:
         key = (tuple(shape), precision)
@@ -125,6 +140,19 @@ class Optimizer:
         slot.adam.apply_gradients([(grad, slot.image)])
         slot.image.assign(tf.clip_by_value(slot.image, 0.0, 255.0))
         return terms
+
+
+def _record(history: list[float], total: float, params: StyleParams) -> bool:
+    """Append a step's loss; True when the item has converged (`stop_tol` over `stop_window`).
+
+    Converged: the total loss fell by less than `stop_tol` (a fraction) over the last
+    `stop_window` steps. Off when stop_tol is 0, the seed's fixed step count.
+    """
+    history.append(total)
+    if params.stop_tol <= 0 or len(history) <= params.stop_window:
+        return False
+    before = history[-params.stop_window - 1]
+    return before - total < params.stop_tol * abs(before)
 
 
 def _weights(params: StyleParams) -> tf.Tensor:

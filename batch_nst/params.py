@@ -43,6 +43,12 @@ class StyleParams:
     learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
     seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
     init: str = field(default="content", metadata=_opt("start from the content image or from noise", choices=INITS))
+    stop_tol: float = field(
+        default=0.0,
+        metadata=_opt("stop an item once its loss improved by less than this fraction over stop_window steps "
+                      "(0 = off: always run all steps)", low=0.0, high=1.0),
+    )
+    stop_window: int = field(default=20, metadata=_opt("steps stop_tol looks back over", low=1, high=10_000))
     precision: str = field(
         default="auto",
         metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,11 +40,11 @@ class Result:
     image: Picture  # content's exact width and height, alpha restored
     losses: Losses  # of `image` as written (8-bit)
     history: tuple[float, ...]  # total loss at each step, before its update
-    steps: int
+    steps: int  # steps run: params.steps, or fewer where stop_tol ended the item early
     height: int  # size the optimization ran at
     width: int
-    seconds: float  # the whole call
-    optimize_seconds: float  # inside the optimization steps only
+    seconds: float  # the whole call (a batch's time shared among its items)
+    optimize_seconds: float  # inside the optimization steps only (likewise shared)
     precision: str  # the network's arithmetic that ran: "fp32" or "bf16"
 
     def to_pil(self):
@@ -93,22 +93,61 @@ def stylize(
     `style_cache` with a `style_key` (anything naming the style image's bytes) skips recomputing
     the style's Grams for a style already seen at this size.
     """
+    return stylize_many([content], [style], params=params, extractor=extractor, on_step=on_step,
+                        style_cache=style_cache, style_keys=[style_key])[0]
+
+
+def stylize_many(
+    contents: Sequence[Any],
+    styles: Sequence[Any],
+    *,
+    params: StyleParams = StyleParams(),
+    extractor: Extractor | Optimizer,
+    on_step: ProgressCallback | None = None,
+    style_cache: StyleCache | None = None,
+    style_keys: Sequence[Hashable | None] | None = None,
+) -> list[Result]:
+    """Stylize several items in one batch: each gets exactly its solo result (up to round-off).
+
+    All contents must share one optimization size (`batch_key`); each item keeps its own style
+    targets, losses, history and early stop. Many small sprites per step use the hardware far
+    better than one at a time.
+    """
     started = time.perf_counter()
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
-    content_pic, style_pic = images.to_picture(content, "content"), images.to_picture(style, "style")
+    content_pics = [images.to_picture(c, "content") for c in contents]
+    style_pics = [images.to_picture(s, "style") for s in styles]
+    keys = list(style_keys) if style_keys is not None else [None] * len(content_pics)
+    sizes = {_opt_size(pic, params) for pic in content_pics}
+    if len(sizes) != 1 or len(style_pics) != len(content_pics) or len(keys) != len(content_pics):
+        raise ValueError(f"one batch needs one optimization size and a style per content, got sizes {sizes}")
     precision = effective_precision(params.precision)
-    targets = _targets(optimizer, content_pic, style_pic, params, style_cache, style_key, precision)
-    init = _initial(content_pic, params)
+
+    def targets(prec: str) -> Targets:
+        return _stack([_targets(optimizer, c, s, params, style_cache, k, prec)
+                       for c, s, k in zip(content_pics, style_pics, keys)])
+
+    run_targets = targets(precision)
+    init = np.concatenate([_initial(pic, params) for pic in content_pics])
     optimize_started = time.perf_counter()
-    pixels, history = optimizer.run(init, targets, params, on_step, precision)
-    optimize_seconds = time.perf_counter() - optimize_started
-    written = _restore(content_pic, pixels[0])
-    if precision != "fp32":  # recorded losses are always fp32, comparable across precisions
-        targets = _targets(optimizer, content_pic, style_pic, params, style_cache, style_key, "fp32")
-    losses = _losses(optimizer, written, targets, params)
-    height, width = _opt_size(content_pic, params)
-    return Result(written, losses, tuple(history), params.steps, height, width,
-                  time.perf_counter() - started, optimize_seconds, precision)
+    pixels, histories = optimizer.run(init, run_targets, params, on_step, precision)
+    optimize_seconds = (time.perf_counter() - optimize_started) / len(content_pics)
+    written = [_restore(pic, px) for pic, px in zip(content_pics, pixels)]
+    # Recorded losses are always fp32 on the images as written, comparable across precisions.
+    eval_targets = run_targets if precision == "fp32" else targets("fp32")
+    terms = optimizer.evaluate(np.concatenate([_prepared(w, params) for w in written]), eval_targets, params)
+    height, width = sizes.pop()
+    seconds = (time.perf_counter() - started) / len(content_pics)
+    return [
+        Result(image, Losses(**{k: float(v[b]) for k, v in terms.items()}), tuple(history), len(history),
+               height, width, seconds, optimize_seconds, precision)
+        for b, (image, history) in enumerate(zip(written, histories))
+    ]
+
+
+def batch_key(content: Picture, params: StyleParams) -> tuple:
+    """Items with equal keys can share a batch: same optimization size, same parameters."""
+    return (_opt_size(content, params), params)
 
 
 def evaluate(
@@ -118,7 +157,8 @@ def evaluate(
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
     content_pic, style_pic = images.to_picture(content, "content"), images.to_picture(style, "style")
     targets = _targets(optimizer, content_pic, style_pic, params, None, None, "fp32")
-    return _losses(optimizer, images.to_picture(output, "output"), targets, params)
+    terms = optimizer.evaluate(_prepared(images.to_picture(output, "output"), params), targets, params)
+    return Losses(**{name: float(value[0]) for name, value in terms.items()})
 
 
 def _opt_size(content: Picture, params: StyleParams) -> tuple[int, int]:
@@ -166,6 +206,11 @@ def _restore(content: Picture, pixels: np.ndarray) -> Picture:
     return Picture(rgb=rgb, alpha=content.alpha)
 
 
-def _losses(optimizer: Optimizer, written: Picture, targets: Targets, params: StyleParams) -> Losses:
-    terms = optimizer.evaluate(_prepared(written, params), targets, params)
-    return Losses(**{name: float(value[0]) for name, value in terms.items()})
+def _stack(items: list[Targets]) -> Targets:
+    """Per-item targets ([1, ...] each) as one batch ([B, ...])."""
+    if len(items) == 1:
+        return items[0]
+    return Targets(
+        content=tf.concat([t.content for t in items], axis=0),
+        grams={name: tf.concat([t.grams[name] for t in items], axis=0) for name in items[0].grams},
+    )

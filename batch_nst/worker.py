@@ -19,7 +19,7 @@ from batch_nst import images, records, storage
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.optimize import Optimizer
-from batch_nst.stylize import Result, StyleCache, stylize
+from batch_nst.stylize import Result, StyleCache, batch_key, stylize_many
 from batch_nst.vgg import Extractor, configure_tensorflow
 from batch_nst.weights import resolve_weights
 
@@ -31,6 +31,7 @@ class WorkerConfig:
     run_id: str
     max_pixels: int = images.MAX_PIXELS
     threads: int | None = None  # TF thread pools; None = TensorFlow's default (whole machine)
+    batch_items: int = 8  # most items optimized together in one batch
 
 
 class Worker:
@@ -47,35 +48,53 @@ class Worker:
         """This process's id (chaos tests kill it)."""
         return os.getpid()
 
-    def process(self, item: WorkItem) -> dict[str, Any]:
-        """Stylize one item and write its image; return its record, `ok` or `failed`."""
-        started = time.perf_counter()
-        try:
-            return self._ok(item, *self._stylize(item), time.perf_counter() - started)
-        except BatchNSTError as err:
-            return self._failed(item, str(err), time.perf_counter() - started)
-        except MemoryError:
-            return self._failed(item, "out of memory (host) while stylizing", time.perf_counter() - started)
-        except Exception as err:  # an item must never sink the worker: tf OOM, bugs, ...
-            return self._failed(item, f"{type(err).__name__}: {err}", time.perf_counter() - started)
+    def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
+        """Stylize a chunk of items and write their images; return one record per item.
 
-    def _stylize(self, item: WorkItem) -> tuple[Result, str, str]:
-        content = self._decode(item.content)
-        style = self._decode(item.style)
-        result = stylize(content, style, params=item.params, extractor=self.optimizer,
-                         style_cache=self.styles, style_key=item.style)
+        Items whose optimization size and parameters match run as one batch of up to
+        `batch_items`; an item that cannot be read fails alone, and a batch that fails is
+        retried item by item, so one bad item never sinks the others.
+        """
+        records_out, groups = [], {}
+        for item in items:
+            started = time.perf_counter()
+            try:
+                pictures = self._decode(item.content), self._decode(item.style)
+            except BatchNSTError as err:
+                records_out.append(self._failed(item, str(err), time.perf_counter() - started))
+                continue
+            groups.setdefault(batch_key(pictures[0], item.params), []).append((item, *pictures))
+        for group in groups.values():
+            for start in range(0, len(group), self.config.batch_items):
+                records_out += self._batch(group[start:start + self.config.batch_items])
+        return records_out
+
+    def _batch(self, group: list[tuple[WorkItem, images.Picture, images.Picture]]) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        items, contents, styles = zip(*group)
+        try:
+            results = stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
+                                   style_cache=self.styles, style_keys=[item.style for item in items])
+            return [self._write(item, content, style, result) for item, content, style, result
+                    in zip(items, contents, styles, results)]
+        except Exception as err:  # an item must never sink the worker: tf OOM, storage, bugs, ...
+            if len(group) > 1:
+                return [rec for one in group for rec in self._batch([one])]
+            return [self._failed(items[0], _describe(err), time.perf_counter() - started)]
+
+    def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
         output = records.image_uri(self.config.output_root, item.id)
         storage.write_bytes(output, images.encode_png(result.image))
         notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), ("style", style)) if pic.note)
-        return result, output, notes
+        return self._ok(item, result, output, notes)
 
     def _decode(self, uri: str) -> images.Picture:
         return images.decode(storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels)
 
-    def _ok(self, item: WorkItem, result: Result, output: str, note: str, seconds: float) -> dict[str, Any]:
+    def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> dict[str, Any]:
         losses = dataclasses.asdict(result.losses)
         return self._record(
-            item, seconds, status=records.OK, output=storage.redact(output), note=note or None,
+            item, result.seconds, status=records.OK, output=storage.redact(output), note=note or None,
             **{f"{name}_loss": value for name, value in losses.items()},
             loss_history=list(result.history), steps=result.steps,
             height=result.image.height, width=result.image.width,
@@ -91,3 +110,12 @@ class Worker:
             item, run_id=self.config.run_id, worker=self.name,
             weights=self.optimizer.extractor.weights.identity, seconds=seconds, **fields,
         )
+
+
+def _describe(err: Exception) -> str:
+    """An item's error message: ours as they are, others with their type (and OOM said plainly)."""
+    if isinstance(err, BatchNSTError):
+        return str(err)
+    if isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError":
+        return f"out of memory while stylizing: {type(err).__name__}: {err}"
+    return f"{type(err).__name__}: {err}"

@@ -152,3 +152,25 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     assert _run("s3://studio/jobs/nightly.jsonl", root, legacy_weights_path, "--json") == 0
     assert json.loads(capsys.readouterr().out)["skipped"] == 2
     assert records.read(root).num_rows == 2
+
+
+@pytest.mark.parametrize(
+    "resources, workers, gpus, expected",
+    [
+        ({"CPU": 2.0}, None, None, (1, 2.0, 0.0)),  # CPU machine: one worker with all cores
+        ({"CPU": 2.0}, 2, None, (2, 1.0, 0.0)),
+        ({"CPU": 32.0, "GPU": 4.0}, None, None, (4, 1.0, 1.0)),  # one actor per GPU
+        ({"CPU": 32.0, "GPU": 4.0}, None, 0.5, (8, 1.0, 0.5)),  # fractions pack two per GPU
+        ({"CPU": 32.0, "GPU": 4.0}, 3, None, (3, 1.0, 1.0)),
+        ({"CPU": 8.0, "GPU": 2.0}, None, None, (1, 1.0, 1.0)),  # never more workers than items (1 here)
+    ],
+)
+def test_pool_shape_from_cluster_resources(monkeypatch, resources, workers, gpus, expected):
+    import ray
+
+    from batch_nst import job
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    items = 1 if expected[0] == 1 and resources.get("GPU") == 2.0 else 100
+    config = job.JobConfig(manifest="m.csv", output_root="out", workers=workers, gpus_per_worker=gpus)
+    assert job._pool_shape(config, items) == expected

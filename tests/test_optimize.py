@@ -16,7 +16,7 @@ def _problem(optimizer, size=32, seeds=(1, 2)):
 def test_run_lowers_the_total_loss_and_keeps_pixels_in_range(optimizer):
     content, targets = _problem(optimizer)
     params = StyleParams(steps=15)
-    pixels, history = optimizer.run(content, targets, params)
+    pixels, (history,) = optimizer.run(content, targets, params)
     assert len(history) == 15
     final = optimizer.evaluate(pixels, targets, params)["total"][0]
     assert final < 0.8 * history[0]
@@ -40,10 +40,10 @@ def test_each_run_starts_from_fresh_adam_state(optimizer):
     """Reusing a slot must not leak the previous item's moments into the next."""
     content, targets = _problem(optimizer, size=32, seeds=(8, 9))
     params = StyleParams(steps=4)
-    first, h1 = optimizer.run(content, targets, params)
+    first, (h1,) = optimizer.run(content, targets, params)
     other, other_targets = _problem(optimizer, size=32, seeds=(10, 11))
     optimizer.run(other, other_targets, params)
-    again, h2 = optimizer.run(content, targets, params)
+    again, (h2,) = optimizer.run(content, targets, params)
     assert h1 == h2
     np.testing.assert_array_equal(first, again)
 
@@ -51,7 +51,22 @@ def test_each_run_starts_from_fresh_adam_state(optimizer):
 def test_progress_callback_reports_every_step(optimizer):
     content, targets = _problem(optimizer)
     seen = []
-    _, history = optimizer.run(content, targets, StyleParams(steps=3), on_step=seen.append)
+    _, (history,) = optimizer.run(content, targets, StyleParams(steps=3), on_step=seen.append)
     assert [p.step for p in seen] == [1, 2, 3] and all(p.steps == 3 for p in seen)
     assert [p.losses["total"] for p in seen] == history
     assert set(seen[0].losses) == {"total", "style", "content", "tv"}
+
+
+def test_stop_tol_ends_a_converged_item_early(optimizer):
+    content, targets = _problem(optimizer)
+    full, (history,) = optimizer.run(content, targets, StyleParams(steps=40, learning_rate=0.01))
+    early, (short,) = optimizer.run(content, targets, StyleParams(steps=40, learning_rate=0.01, stop_tol=0.5, stop_window=3))
+    assert len(history) == 40 and 3 < len(short) < 40
+    assert short == history[: len(short)]  # the same trajectory, cut where it converged
+    assert not np.array_equal(early, full)
+
+
+def test_stop_tol_zero_runs_every_step(optimizer):
+    content, targets = _problem(optimizer)
+    _, (history,) = optimizer.run(content, targets, StyleParams(steps=12, stop_tol=0.0, stop_window=1))
+    assert len(history) == 12

@@ -106,3 +106,35 @@ def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
         assert evaluate(content, style, result.image, params=params, extractor=optimizer) == result.losses
     assert runs["bf16"].losses.total == pytest.approx(runs["fp32"].losses.total, rel=0.05)
     assert runs["bf16"].history != runs["fp32"].history
+
+
+def test_a_batch_gives_each_item_its_solo_result(optimizer):
+    from batch_nst.stylize import stylize_many
+
+    params = StyleParams(steps=6, max_size=32, precision="fp32")
+    contents = [smooth_image(32, 32, s) for s in (20, 21, 22)]
+    styles = [smooth_image(32, 32, s) for s in (23, 24, 23)]
+    before = optimizer.traces
+    batch = stylize_many(contents, styles, params=params, extractor=optimizer)
+    again = stylize_many(contents[::-1], styles[::-1], params=params, extractor=optimizer)
+    assert optimizer.traces == before + 1  # one trace for the batch shape, reused
+    for content, style, together, reversed_ in zip(contents, styles, batch, again[::-1]):
+        alone = stylize(content, style, params=params, extractor=optimizer)
+        assert together.losses.total == pytest.approx(alone.losses.total, rel=1e-3)
+        assert together.history == pytest.approx(alone.history, rel=1e-4)
+        assert np.abs(together.image.rgb.astype(int) - alone.image.rgb).max() <= 2
+        assert reversed_.losses.total == pytest.approx(together.losses.total, rel=1e-3)
+
+
+def test_a_batch_needs_one_optimization_size(optimizer):
+    from batch_nst.stylize import stylize_many
+
+    with pytest.raises(ValueError, match="one optimization size"):
+        stylize_many([smooth_image(32, 32, 1), smooth_image(24, 32, 2)], [smooth_image(32, 32, 3)] * 2,
+                     params=FAST, extractor=optimizer)
+
+
+def test_stop_tol_is_recorded_in_steps_and_history(optimizer):
+    params = StyleParams(steps=60, max_size=32, learning_rate=0.01, stop_tol=0.5, stop_window=3)
+    result = stylize(smooth_image(32, 32, 25), smooth_image(32, 32, 26), params=params, extractor=optimizer)
+    assert result.steps == len(result.history) < 60

@@ -1,0 +1,80 @@
+"""Many sprites per step, and what bf16 costs in quality.
+
+    python -m tests.benchmarks.bench_batch [--batches 1 4 16 32] [--size 64] [--quality-size 128]
+
+1. 64 px sprites: seconds per item-step and items per minute (at 200 steps an item) when B items
+   share each step, for B in --batches, in the precision `auto` picks here and in fp32.
+2. bf16 vs fp32 after the same 200 steps at 128 px: the final loss recomputed in fp32 on the
+   image as written (what records hold), and the relative difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from batch_nst.losses import Targets
+from batch_nst.optimize import Optimizer
+from batch_nst.params import StyleParams
+from batch_nst.stylize import stylize
+from batch_nst.vgg import Extractor, effective_precision
+from batch_nst.weights import Weights
+from tests import vgg_weights
+from tests.conftest import smooth_image
+
+STEPS_PER_ITEM = 200
+
+
+def item_step_seconds(optimizer: Optimizer, batch: int, size: int, precision: str, steps: int) -> float:
+    content = np.concatenate([smooth_image(size, size, i)[None] for i in range(batch)]).astype(np.float32)
+    style = smooth_image(size, size, 999)[None].astype(np.float32)
+    grams = {k: np.repeat(v.numpy(), batch, axis=0) for k, v in optimizer.style_grams(style, precision).items()}
+    targets = Targets(optimizer.content_features(content, precision), grams)
+    optimizer.run(content, targets, StyleParams(steps=3), precision=precision)  # trace + warm up
+    started = time.perf_counter()
+    optimizer.run(content, targets, StyleParams(steps=steps), precision=precision)
+    return (time.perf_counter() - started) / steps / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 32])
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--quality-size", type=int, default=128)
+    args = parser.parse_args()
+    path = os.path.join(tempfile.mkdtemp(), "vgg19_seeded_notop.h5")
+    vgg_weights.write_legacy_h5(path)
+    optimizer = Optimizer(Extractor(Weights(path, "seeded", path)))
+    auto = effective_precision("auto")
+    print(f"{os.cpu_count()} CPUs; auto precision here: {auto}; {args.size} px sprites, {args.steps} timed steps")
+    for precision in dict.fromkeys([auto, "fp32"]):
+        print(f"\n{precision}:\n| batch | ms per item-step | items/min at {STEPS_PER_ITEM} steps | vs batch 1 |\n|---|---|---|---|")
+        base = None
+        for batch in args.batches:
+            seconds = item_step_seconds(optimizer, batch, args.size, precision, args.steps)
+            rate = 60 / (seconds * STEPS_PER_ITEM)
+            base = base or rate
+            print(f"| {batch} | {1000 * seconds:.1f} | {rate:.1f} | {rate / base:.2f}x |", flush=True)
+    size = args.quality_size
+    content, style = smooth_image(size, size, 1), smooth_image(size, size, 2)
+    finals = {}
+    for precision in ("fp32", "bf16"):
+        result = stylize(content, style, params=StyleParams(steps=STEPS_PER_ITEM, precision=precision),
+                         extractor=optimizer)
+        finals[precision] = result.losses.total
+        start = result.history[0]
+        print(f"\n{precision}: {STEPS_PER_ITEM} steps at {size} px, final loss (fp32, as written) "
+              f"{result.losses.total:.6g} = {100 * result.losses.total / start:.1f}% of the start; "
+              f"{result.optimize_seconds:.1f} s optimizing")
+    print(f"bf16 vs fp32 final loss: {100 * (finals['bf16'] / finals['fp32'] - 1):+.2f}%")
+
+
+if __name__ == "__main__":
+    main()

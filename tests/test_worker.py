@@ -1,0 +1,64 @@
+"""The actor body without Ray: a chunk of items in, one record per item out, failures kept apart."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from batch_nst import storage
+from batch_nst.manifest import WorkItem
+from batch_nst.params import StyleParams
+from batch_nst.worker import Worker, WorkerConfig
+from tests.conftest import smooth_image
+
+PARAMS = StyleParams(steps=3, max_size=32, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def worker(legacy_weights_path, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("out"))
+    return Worker(WorkerConfig(output_root=root, weights=legacy_weights_path, run_id="r1", batch_items=4))
+
+
+def _png(path, array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    path.write_bytes(buf.getvalue())
+    return str(path)
+
+
+def _items(tmp_path, n, size=(32, 32)):
+    style = _png(tmp_path / "style.png", smooth_image(32, 32, 99))
+    return [WorkItem(i + 1, f"item{i}", _png(tmp_path / f"c{i}.png", smooth_image(*size, i)), style, PARAMS, f"k{i}")
+            for i in range(n)]
+
+
+def test_chunk_gives_one_record_per_item_in_batches(worker, tmp_path):
+    items = _items(tmp_path, 5)
+    (tmp_path / "bad.png").write_text("nope")
+    items.append(WorkItem(6, "bad", str(tmp_path / "bad.png"), items[0].style, PARAMS, "kb"))
+    traces = worker.optimizer.traces
+    recs = worker.process(items)
+    assert sorted(r["id"] for r in recs) == ["bad", "item0", "item1", "item2", "item3", "item4"]
+    by_id = {r["id"]: r for r in recs}
+    assert by_id["bad"]["status"] == "failed" and "bad.png: not an image" in by_id["bad"]["error"]
+    assert all(by_id[f"item{i}"]["status"] == "ok" and by_id[f"item{i}"]["steps"] == 3 for i in range(5))
+    assert worker.optimizer.traces - traces <= 2  # a batch of 4 and a batch of 1: one trace each
+    assert by_id["item0"]["precision"] == "fp32" and by_id["item0"]["key"] == "k0"
+
+
+def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):
+    items = _items(tmp_path, 3)
+    real_write = storage.write_bytes
+
+    def flaky(uri, data):
+        if uri.endswith("item1.png"):
+            raise storage.StorageError(f"permission denied: {uri}")
+        return real_write(uri, data)
+
+    monkeypatch.setattr(storage, "write_bytes", flaky)
+    by_id = {r["id"]: r for r in worker.process(items)}
+    assert by_id["item1"]["status"] == "failed" and "permission denied" in by_id["item1"]["error"]
+    assert by_id["item0"]["status"] == by_id["item2"]["status"] == "ok"
+    assert np.isfinite(by_id["item0"]["total_loss"])
