@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor, fractions allowed (default 1 if GPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
-    p.add_argument("--batch-items", type=int, default=8,
-                   help="items of one size and parameters optimized together in one batch (default 8)")
+    p.add_argument("--batch-items", type=int, default=16,
+                   help="items of one size and parameters optimized together in one batch (default 16)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(command=_cmd_run)
@@ -123,7 +123,7 @@ def _job_config(args: argparse.Namespace):
         manifest=args.manifest, output_root=args.output_root, weights=args.weights, params=style_params(args),
         workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
-        max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 8),
+        max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
     )
 
 

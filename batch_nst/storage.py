@@ -13,10 +13,12 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import random
 import re
+import time
 import uuid
 from collections import defaultdict
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
@@ -37,6 +39,12 @@ _BACKENDS = {"fsspec", "s3fs", "gcsfs", "adlfs", "botocore", "aiobotocore", "aio
 # Change markers in fsspec listing entries, best first: content hashes, then times.
 _MARKERS = ("ETag", "etag", "md5Hash", "md5", "checksum", "crc32c", "mtime", "LastModified", "updated", "created")
 _CHUNK = 1 << 20
+T = TypeVar("T")
+# Transient failures, retried: 5 tries over ~3 s at most by default.
+RETRY_ATTEMPTS, RETRY_DELAY, RETRY_MAX_DELAY = 5, 0.2, 2.0
+_TRANSIENT = ("timeout", "timed out", "throttl", "slowdown", "slow down", "too many requests", "429", "500 ",
+              "502", "503", "504", "internalerror", "serviceunavailable", "connection reset", "connection aborted",
+              "temporarily unavailable")
 
 
 def resolve(uri: str, base: str | None = None) -> str:
@@ -91,7 +99,7 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with _errors("read", uri):
-        return fs.cat_file(path)
+        return _retried(lambda: fs.cat_file(path))
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -101,14 +109,14 @@ def write_bytes(uri: str, data: bytes) -> None:
         if isinstance(fs, LocalFileSystem):
             _write_local(path, [data])
         else:
-            fs.pipe_file(path, data)  # one PUT: object stores publish it whole or not at all
+            _retried(lambda: fs.pipe_file(path, data))  # one PUT: published whole or not at all
 
 
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     with _errors("check", uri):
         fs.invalidate_cache(path)
-        return fs.exists(path)
+        return _retried(lambda: fs.exists(path))
 
 
 def glob(pattern: str) -> list[str]:
@@ -117,7 +125,7 @@ def glob(pattern: str) -> list[str]:
     fs, path = filesystem(pattern)
     with _errors("list", pattern):
         fs.invalidate_cache()
-        found = fs.glob(path, detail=True)
+        found = _retried(lambda: fs.glob(path, detail=True))
     names = sorted(name for name, info in found.items() if info.get("type") == "file")
     if isinstance(fs, LocalFileSystem):
         return names
@@ -200,7 +208,7 @@ def _listing(fs: AbstractFileSystem, folder: str, shown: str) -> dict[str, dict[
     with _errors("list", shown):
         fs.invalidate_cache(folder)
         try:
-            entries = fs.ls(folder, detail=True)
+            entries = _retried(lambda: fs.ls(folder, detail=True))
         except (FileNotFoundError, NotADirectoryError):
             return {}
     return {fs._strip_protocol(e["name"]).rstrip("/"): e for e in entries}
@@ -235,6 +243,29 @@ def _hashed_chunks(f, digest: Any) -> Iterator[bytes]:
     for chunk in iter(lambda: f.read(_CHUNK), b""):
         digest.update(chunk)
         yield chunk
+
+
+def _retried(call: Callable[[], T]) -> T:
+    """`call()`, tried again with jittered exponential backoff while it fails transiently
+    (timeouts, dropped connections, 5xx, throttling): a nightly job outlives a flaky bucket.
+    Permanent failures (missing, denied, bad request) raise at once."""
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            return call()
+        except Exception as err:
+            if attempt == RETRY_ATTEMPTS - 1 or not _transient(err):
+                raise
+            time.sleep(min(RETRY_MAX_DELAY, RETRY_DELAY * 2**attempt) * random.uniform(0.5, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _transient(err: Exception) -> bool:
+    if isinstance(err, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)):
+        return False
+    if isinstance(err, (TimeoutError, ConnectionError)):
+        return True
+    text = f"{type(err).__name__} {err}".lower()
+    return any(marker in text for marker in _TRANSIENT)
 
 
 def _scrub(text: str, uri: str) -> str:

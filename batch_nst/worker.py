@@ -31,7 +31,8 @@ class WorkerConfig:
     run_id: str
     max_pixels: int = images.MAX_PIXELS
     threads: int | None = None  # TF thread pools; None = TensorFlow's default (whole machine)
-    batch_items: int = 8  # most items optimized together in one batch
+    batch_items: int = 16  # most items optimized together in one batch
+    batch_pixels: int = 16 * 128 * 128  # memory bound of a batch: 16 sprites of 128 px, 4 of 256, 1 of 512
 
 
 class Worker:
@@ -52,7 +53,7 @@ class Worker:
         """Stylize a chunk of items and write their images; return one record per item.
 
         Items whose optimization size and parameters match run as one batch of up to
-        `batch_items`; an item that cannot be read fails alone, and a batch that fails is
+        `batch_items` (fewer for large items: at most `batch_pixels` pixels); an item that cannot be read fails alone, and a batch that fails is
         retried item by item, so one bad item never sinks the others.
         """
         records_out, groups = [], {}
@@ -64,9 +65,10 @@ class Worker:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
             groups.setdefault(batch_key(pictures[0], item.params), []).append((item, *pictures))
-        for group in groups.values():
-            for start in range(0, len(group), self.config.batch_items):
-                records_out += self._batch(group[start:start + self.config.batch_items])
+        for (size, _), group in groups.items():
+            limit = max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1])))
+            for start in range(0, len(group), limit):
+                records_out += self._batch(group[start:start + limit])
         return records_out
 
     def _batch(self, group: list[tuple[WorkItem, images.Picture, images.Picture]]) -> list[dict[str, Any]]:

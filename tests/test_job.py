@@ -174,3 +174,36 @@ def test_pool_shape_from_cluster_resources(monkeypatch, resources, workers, gpus
     items = 1 if expected[0] == 1 and resources.get("GPU") == 2.0 else 100
     config = job.JobConfig(manifest="m.csv", output_root="out", workers=workers, gpus_per_worker=gpus)
     assert job._pool_shape(config, items) == expected
+
+
+@pytest.mark.parametrize("n, batch, workers, sizes", [
+    (40, 8, 1, [8] * 5),
+    (40, 8, 2, [7] * 5 + [5]),  # six chunks: three rounds of two, not 3 + 2 with one idle worker
+    (3, 8, 2, [2, 1]),
+    (10, 1, 3, [1] * 10),
+])
+def test_chunks_keep_every_worker_busy_in_the_last_round(n, batch, workers, sizes):
+    from batch_nst import job
+
+    chunks = list(job._chunks(list(range(n)), batch, workers))
+    assert [len(c) for c in chunks] == sizes
+    assert [i for c in chunks for i in c] == list(range(n))  # order (styles together) kept
+
+
+def test_output_bucket_that_denies_writes_exits_2_naming_it(ray_session, s3_endpoint, legacy_weights_path, capsys):
+    """A permanent storage error on the output root fails the run before any work, naming the URI."""
+    import boto3
+    import s3fs
+
+    s3 = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    s3.mkdir("readonly")
+    buf = io.BytesIO()
+    Image.fromarray(smooth_image(24, 24, 1)).save(buf, "PNG")
+    s3.pipe("readonly/in/a.png", buf.getvalue())
+    s3.pipe("readonly/in/m.csv", b"id,content,style\na,a.png,a.png\n")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                                                      "Resource": "arn:aws:s3:::readonly/*"}]}
+    boto3.client("s3", endpoint_url=s3_endpoint).put_bucket_policy(Bucket="readonly", Policy=json.dumps(policy))
+    assert _run("s3://readonly/in/m.csv", "s3://readonly/out", legacy_weights_path) == 2
+    err = capsys.readouterr().err
+    assert "s3://readonly/out/runs/" in err and ("permission denied" in err or "AccessDenied" in err)

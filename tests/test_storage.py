@@ -293,3 +293,58 @@ def test_unexpected_errors_are_not_disguised(mem, monkeypatch):
     monkeypatch.setattr(mem, "cat_file", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         storage.read_bytes("memory://x.png")
+
+
+class _Flaky:
+    """Fault injection: the next `failures` calls of `method` on the memory filesystem raise `error`."""
+
+    def __init__(self, monkeypatch, fs, method, error, failures):
+        self.calls, self.failures, self.error = 0, failures, error
+        real = getattr(type(fs), method)
+
+        def flaky(this, *args, **kwargs):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self.error
+            return real(this, *args, **kwargs)
+
+        monkeypatch.setattr(type(fs), method, flaky)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(storage, "RETRY_DELAY", 0.001)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError("read timed out"), ConnectionResetError("connection reset by peer"),
+     OSError("503 Service Unavailable"), RuntimeError("SlowDown: please reduce your request rate")],
+    ids=["timeout", "reset", "5xx", "throttling"],
+)
+def test_transient_errors_are_retried_with_backoff(mem, fast_retries, monkeypatch, error):
+    storage.write_bytes("memory://b/x.bin", b"data")
+    reads = _Flaky(monkeypatch, mem, "cat_file", error, failures=3)
+    assert storage.read_bytes("memory://b/x.bin") == b"data"
+    assert reads.calls == 4
+    writes = _Flaky(monkeypatch, mem, "pipe_file", error, failures=2)
+    storage.write_bytes("memory://b/y.bin", b"more")
+    assert writes.calls == 3 and storage.read_bytes("memory://b/y.bin") == b"more"
+    lists = _Flaky(monkeypatch, mem, "ls", error, failures=2)
+    assert "memory://b/x.bin" in storage.fingerprints(["memory://b/x.bin"])
+    assert lists.calls == 3
+
+
+def test_transient_errors_give_up_after_bounded_attempts(mem, fast_retries, monkeypatch):
+    storage.write_bytes("memory://b/x.bin", b"data")
+    reads = _Flaky(monkeypatch, mem, "cat_file", TimeoutError("read timed out"), failures=100)
+    with pytest.raises(StorageError, match=r"cannot read memory://b/x.bin: TimeoutError: read timed out"):
+        storage.read_bytes("memory://b/x.bin")
+    assert reads.calls == storage.RETRY_ATTEMPTS
+
+
+def test_permanent_errors_fail_at_once_naming_the_uri(mem, fast_retries, monkeypatch):
+    writes = _Flaky(monkeypatch, mem, "pipe_file", PermissionError("Access Denied"), failures=100)
+    with pytest.raises(StorageError, match=r"permission denied: memory://b/z.bin"):
+        storage.write_bytes("memory://b/z.bin", b"x")
+    assert writes.calls == 1

@@ -1,6 +1,7 @@
 """The batch job end to end: items per minute at 1 and 2 workers, overhead, and an unchanged rerun.
 
     python -m tests.benchmarks.bench_job [--items 40] [--size 64] [--steps 200] [--workers 1 2]
+        [--run-options "--batch-items 1 --precision fp32"] [--rows 1000]
 
 Each measurement is a fresh `batch-nst run` process (Ray start included), as a nightly job runs.
 Overhead = share of wall time not spent inside optimization steps (Ray start, actor start and
@@ -50,14 +51,18 @@ def timed_run(manifest: str, root: str, weights: str, *options: str) -> float:
     return wall
 
 
-def bench_workers(manifest: str, weights: str, steps: int, size: int, workers: int, tmp: str) -> None:
+def bench_workers(manifest: str, weights: str, steps: int, size: int, workers: int, tmp: str, options: list[str]) -> None:
     root = os.path.join(tmp, f"out-{workers}")
-    wall = timed_run(manifest, root, weights, "--steps", str(steps), "--max-size", str(size), "--workers", str(workers))
+    wall = timed_run(manifest, root, weights, "--steps", str(steps), "--max-size", str(size), "--workers", str(workers),
+                     *options)
     table = pads.dataset(os.path.join(root, "metadata")).to_table()
     n = table.num_rows
     optimizing = sum(table["optimize_seconds"].to_pylist())
     overhead = 1 - optimizing / (workers * wall)
-    print(f"| {workers} | {n} | {wall:.1f} | {60 * n / wall:.1f} | {optimizing / n:.2f} | {100 * overhead:.1f}% |", flush=True)
+    steps = sum(table["steps"].to_pylist()) / n
+    loss = sum(table["total_loss"].to_pylist()) / n
+    print(f"| {workers} | {n} | {wall:.1f} | {60 * n / wall:.1f} | {optimizing / n:.2f} | {100 * overhead:.1f}% "
+          f"| {steps:.0f} | {loss:.6g} |", flush=True)
 
 
 def bench_unchanged_rerun(folder: str, weights: str, rows: int) -> None:
@@ -86,17 +91,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--run-options", default="", help="extra `batch-nst run` options, e.g. '--batch-items 1'")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-job-")
     weights = os.path.join(tmp, "vgg19_seeded_notop.h5")
     vgg_weights.write_legacy_h5(weights)
     manifest = make_library(tmp, args.items, args.size)
-    print(f"{args.items} items of {args.size} px, {args.steps} steps, {os.cpu_count()} CPUs")
-    print("| workers | items | wall s | items/min | optimize s/item | overhead |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.items} items of {args.size} px, {args.steps} steps, {os.cpu_count()} CPUs, "
+          f"options: {args.run_options or '(defaults)'}")
+    print("| workers | items | wall s | items/min | optimize s/item (batch share) | overhead | mean steps | mean final loss |")
+    print("|---|---|---|---|---|---|---|---|")
     for workers in args.workers:
-        bench_workers(manifest, weights, args.steps, args.size, workers, tmp)
-    bench_unchanged_rerun(tmp, weights, args.rows)
+        bench_workers(manifest, weights, args.steps, args.size, workers, tmp, args.run_options.split())
+    if args.rows:
+        bench_unchanged_rerun(tmp, weights, args.rows)
 
 
 if __name__ == "__main__":
