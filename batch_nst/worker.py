@@ -36,31 +36,29 @@ class WorkerConfig:
 
 
 class Worker:
-    """Stylizes WorkItems one at a time; built once per process (its __init__ loads the weights)."""
+    """Stylizes chunks of WorkItems; built once per process (its __init__ loads the weights)."""
 
     def __init__(self, config: WorkerConfig):
         configure_tensorflow(config.threads)
         self.config = config
         self.optimizer = Optimizer(Extractor(resolve_weights(config.weights)))
-        self.styles = StyleCache()
+        self.styles = StyleCache()  # Gram targets per (style, size, precision)
+        self.style_pictures: dict[str, images.Picture] = {}  # decoded style images: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-
-    def pid(self) -> int:
-        """This process's id (chaos tests kill it)."""
-        return os.getpid()
 
     def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
         """Stylize a chunk of items and write their images; return one record per item.
 
         Items whose optimization size and parameters match run as one batch of up to
-        `batch_items` (fewer for large items: at most `batch_pixels` pixels); an item that cannot be read fails alone, and a batch that fails is
-        retried item by item, so one bad item never sinks the others.
+        `batch_items` (fewer for large items: at most `batch_pixels` pixels). An item that cannot
+        be read fails alone; a batch that fails is retried item by item, so one bad item never
+        sinks the others.
         """
         records_out, groups = [], {}
         for item in items:
             started = time.perf_counter()
             try:
-                pictures = self._decode(item.content), self._decode(item.style)
+                pictures = self._decode(item.content), self._style(item.style)
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
@@ -89,6 +87,13 @@ class Worker:
         storage.write_bytes(output, images.encode_png(result.image))
         notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), ("style", style)) if pic.note)
         return self._ok(item, result, output, notes)
+
+    def _style(self, uri: str) -> images.Picture:
+        if uri not in self.style_pictures:
+            if len(self.style_pictures) >= 32:
+                self.style_pictures.clear()
+            self.style_pictures[uri] = self._decode(uri)
+        return self.style_pictures[uri]
 
     def _decode(self, uri: str) -> images.Picture:
         return images.decode(storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels)

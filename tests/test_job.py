@@ -157,7 +157,8 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
 @pytest.mark.parametrize(
     "resources, workers, gpus, expected",
     [
-        ({"CPU": 2.0}, None, None, (1, 2.0, 0.0)),  # CPU machine: one worker with all cores
+        ({"CPU": 2.0}, None, None, (2, 1.0, 0.0)),  # CPU machine: one single-threaded worker per core
+        ({"CPU": 2.0}, 1, None, (1, 2.0, 0.0)),
         ({"CPU": 2.0}, 2, None, (2, 1.0, 0.0)),
         ({"CPU": 32.0, "GPU": 4.0}, None, None, (4, 1.0, 1.0)),  # one actor per GPU
         ({"CPU": 32.0, "GPU": 4.0}, None, 0.5, (8, 1.0, 0.5)),  # fractions pack two per GPU
