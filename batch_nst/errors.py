@@ -6,6 +6,7 @@
     +-- ImageError       an input that is not a usable image (missing, broken, too large)
     +-- StorageError     a URI that cannot be read, listed or written
     +-- ManifestError    a manifest that is not a valid table of work
+    +-- LockedError      another live run holds the output root
 
 They are raised where the problem is found and caught only at the edges: the CLI (exit code 2)
 and a work item's record (status `failed`, the message as its `error`).
@@ -36,3 +37,7 @@ class StorageError(BatchNSTError):
 
 class ManifestError(BatchNSTError):
     """The manifest cannot be read or fails validation; no work is done."""
+
+
+class LockedError(BatchNSTError):
+    """Another live run holds the output root's lease; nothing was run."""

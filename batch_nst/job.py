@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import images, manifest, records, storage, weights
+from batch_nst import images, lease, manifest, records, storage, weights
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
 from batch_nst.worker import Worker, WorkerConfig
@@ -53,9 +53,10 @@ class Plan:
         return sum(item.params.steps for item in self.todo)
 
 
-def plan(config: JobConfig) -> Plan:
-    """Validate the manifest and decide what to do from listings and fingerprints alone."""
-    items = manifest.load(config.manifest, config.params)
+def plan(config: JobConfig, items: list[WorkItem] | None = None) -> Plan:
+    """Validate the manifest (unless its `items` are given) and decide what to do from listings
+    and fingerprints alone."""
+    items = manifest.load(config.manifest, config.params) if items is None else items
     weights_id = weights.identity(config.weights)
     prints = storage.fingerprints({u for item in items for u in (item.content, item.style)})
     done_keys = set() if config.force else records.ok_keys(config.output_root)
@@ -104,9 +105,19 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     """Run the job; records and summary land under the output root. Raises BatchNSTError before
     any work for a bad manifest, config or weights."""
     started = time.perf_counter()
-    the_plan = plan(config)
+    items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
     weights.resolve_weights(config.weights)  # unreachable weights: exit 2 now, not N failures later
-    summary = Summary(run_id=_new_run_id(), skipped=len(the_plan.done))
+    run_id = _new_run_id()
+    with lease.hold(config.output_root, run_id):
+        recovered = records.recover(config.output_root)  # records of runs whose driver died
+        if recovered:
+            _log(f"gathered {recovered} record(s) left pending by a run whose driver died")
+        # Planned under the lease: no other run can finish an item between plan and dispatch.
+        return _run(config, plan(config, items), run_id, started, on_record, on_start)
+
+
+def _run(config, the_plan, run_id, started, on_record, on_start) -> Summary:
+    summary = Summary(run_id=run_id, skipped=len(the_plan.done))
     # The first write: an output root we cannot write fails the run here (exit 2), before any work.
     records.write_summary(config.output_root, summary.run_id,
                           {"run_id": summary.run_id, "status": "running", "started_at": records.now()})
@@ -114,7 +125,7 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     if on_start:
         on_start(the_plan)
     for item, reason in the_plan.invalid:
-        rec = records.for_item(item, run_id=summary.run_id, worker="driver", weights=the_plan.weights_identity,
+        rec = records.for_item(item, run_id=summary.run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
                                status=records.FAILED, error=reason)
         writer.add(rec)
         summary.add(rec, invalid=True)
@@ -150,7 +161,7 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
         lost = yield from _drain(pool, ([item] for item in lost))
     for item in lost:
         yield records.for_item(
-            item, run_id=run_id, worker="unknown", weights=the_plan.weights_identity, status=records.FAILED,
+            item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
             error=f"the worker process died while stylizing it, {config.max_attempts} times "
             "(killed, or out of memory)",
         )

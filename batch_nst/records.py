@@ -2,9 +2,13 @@
 
 Layout under the output root (DESIGN.md):
     metadata/part-<run_id>-<seq>.parquet   records, readable with pyarrow.dataset(root + "/metadata")
+    metadata/_pending/<run_id>/<id>.parquet one record each, written by a worker as its item ends
     runs/<run_id>.json                      the run summary
-Records are plain dicts shaped by `SCHEMA`; the driver writes them in parts as they arrive, each
-part atomically, so a reader never sees half a file and a killed driver loses only unflushed ones.
+Records are plain dicts shaped by `SCHEMA`. A worker writes each record at once to `_pending/`
+(which pyarrow's dataset discovery skips, as it skips every name starting with "_"); the driver
+gathers them into parts every few seconds and deletes the pending copies. So a killed driver
+loses nothing that finished: the next run counts pending records as done and gathers them
+(`recover`), dropping any it had already written, so no record is ever doubled.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -22,6 +27,8 @@ import pyarrow.parquet as pq
 from batch_nst import storage
 
 OK, FAILED = "ok", "failed"
+DRIVER = "driver"  # the `worker` of records the driver makes itself (invalid rows, lost items)
+PENDING = "_pending"
 
 SCHEMA = pa.schema(
     [
@@ -79,31 +86,67 @@ def metadata_dir(root: str) -> str:
     return storage.join(root, "metadata")
 
 
-def write_part(root: str, run_id: str, seq: int, records: list[dict[str, Any]]) -> str:
-    """Write records as one Parquet part, atomically; returns its URI."""
-    table = pa.Table.from_pylist(records, schema=SCHEMA)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    uri = storage.join(metadata_dir(root), f"part-{run_id}-{seq:05d}.parquet")
-    storage.write_bytes(uri, buf.getvalue())
+def write_part(root: str, name: str, records: list[dict[str, Any]]) -> str:
+    """Write records as one Parquet part `metadata/<name>.parquet`, atomically; returns its URI."""
+    uri = storage.join(metadata_dir(root), f"{name}.parquet")
+    storage.write_bytes(uri, _parquet(records))
     return uri
 
 
+def write_pending(root: str, rec: dict[str, Any]) -> None:
+    """A worker's copy of one record, written as soon as its item ends (atomically)."""
+    storage.write_bytes(_pending_uri(root, rec["run_id"], rec["id"]), _parquet([rec]))
+
+
+def recover(root: str) -> int:
+    """Gather the pending records of runs whose driver died into parts; returns how many.
+
+    Call only while holding the output root's lock: then no live run has pending records.
+    Records already in a part of their run (the driver died between writing a part and deleting
+    its pending copies) are dropped, so nothing is doubled.
+    """
+    pending = storage.join(metadata_dir(root), PENDING)
+    files = storage.glob(storage.join(pending, "*", "*.parquet"))
+    if not files:
+        return 0
+    table = _dataset(pending)
+    written = {(r["run_id"], r["id"], r["key"], r["status"]) for r in read(root, ["run_id", "id", "key", "status"]).to_pylist()}
+    fresh = [r for r in table.to_pylist() if (r["run_id"], r["id"], r["key"], r["status"]) not in written]
+    for run_id in sorted({r["run_id"] for r in fresh}):
+        write_part(root, f"part-{run_id}-recovered-{uuid.uuid4().hex[:8]}", [r for r in fresh if r["run_id"] == run_id])
+    storage.remove(files)
+    return len(fresh)
+
+
 def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:
-    """Every record under the root (an empty table when there are none yet)."""
-    columns = list(columns) if columns is not None else SCHEMA.names
-    uri = metadata_dir(root)
-    if not storage.exists(uri):
-        return SCHEMA.empty_table().select(columns)
-    fs, path = storage.filesystem(uri)
-    dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=SCHEMA)
-    return dataset.to_table(columns=columns)
+    """Every record in the metadata parts (an empty table when there are none yet)."""
+    return _dataset(metadata_dir(root), columns)
 
 
 def ok_keys(root: str) -> set[str]:
-    """Keys that already have an `ok` record: the items an incremental run skips."""
-    table = read(root, ["key", "status"])
-    return {k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist()) if s == OK and k}
+    """Keys that already have an `ok` record, pending ones included: what a run skips."""
+    keys = set()
+    for table in (read(root, ["key", "status"]), _dataset(storage.join(metadata_dir(root), PENDING), ["key", "status"])):
+        keys.update(k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist()) if s == OK and k)
+    return keys
+
+
+def _dataset(uri: str, columns: Iterable[str] | None = None) -> pa.Table:
+    columns = list(columns) if columns is not None else SCHEMA.names
+    if not storage.exists(uri):
+        return SCHEMA.empty_table().select(columns)
+    fs, path = storage.filesystem(uri)
+    return pads.dataset(path, filesystem=fs, format="parquet", schema=SCHEMA).to_table(columns=columns)
+
+
+def _pending_uri(root: str, run_id: str, item_id: str) -> str:
+    return storage.join(metadata_dir(root), PENDING, run_id, f"{item_id}.parquet")
+
+
+def _parquet(records: list[dict[str, Any]]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), buf, compression="zstd")
+    return buf.getvalue()
 
 
 def write_summary(root: str, run_id: str, summary: dict[str, Any]) -> str:
@@ -127,11 +170,8 @@ def image_uri(root: str, item_id: str) -> str:
 
 
 class Writer:
-    """Buffers a run's records and writes them as Parquet parts every `every` records or `seconds`.
-
-    A killed driver loses at most the unflushed records; those items carry no `ok` record, so the
-    next run redoes them (same key, same output path, same bytes).
-    """
+    """Buffers a run's records and writes them as Parquet parts every `every` records or
+    `seconds`, then deletes the workers' pending copies of what it wrote."""
 
     def __init__(self, root: str, run_id: str, every: int = 100, seconds: float = 10.0):
         self.root, self.run_id, self.every, self.seconds = root, run_id, every, seconds
@@ -146,7 +186,8 @@ class Writer:
 
     def flush(self) -> None:
         if self._buffer:
-            write_part(self.root, self.run_id, self._seq, self._buffer)
+            write_part(self.root, f"part-{self.run_id}-{self._seq:05d}", self._buffer)
+            storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in self._buffer if r["worker"] != DRIVER)
             self._seq += 1
             self._buffer = []
         self._last = _monotonic()

@@ -112,6 +112,53 @@ def write_bytes(uri: str, data: bytes) -> None:
             _retried(lambda: fs.pipe_file(path, data))  # one PUT: published whole or not at all
 
 
+def create(uri: str, data: bytes) -> bool:
+    """Write `uri` only if it does not exist yet; False when it already did (a lock's primitive).
+
+    Local: O_EXCL. Object stores: a conditional PUT (If-None-Match) where the backend has one;
+    elsewhere a check, a write and a read-back that sees who won.
+    """
+    fs, path = filesystem(uri)
+    with _errors("create", uri):
+        if isinstance(fs, LocalFileSystem):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        try:
+            _retried(lambda: fs.pipe_file(path, data, mode="create"))
+            return True
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError, ValueError):  # no conditional PUT here
+            if _retried(lambda: fs.exists(path)):
+                return False
+            _retried(lambda: fs.pipe_file(path, data))
+            return _retried(lambda: fs.cat_file(path)) == data
+
+
+def remove(uris: Iterable[str]) -> None:
+    """Delete files (missing ones are fine): one bulk call per filesystem where it has one."""
+    by_fs: dict[Any, list[str]] = defaultdict(list)
+    first: dict[Any, str] = {}
+    for uri in uris:
+        fs, path = filesystem(uri)
+        by_fs[fs].append(path)
+        first.setdefault(fs, uri)
+    for fs, paths in by_fs.items():
+        with _errors("delete", first[fs]):
+            try:
+                _retried(lambda: fs.rm(paths))
+            except FileNotFoundError:
+                for path in paths:  # some were already gone: remove the rest one by one
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.rm_file(path)
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     with _errors("check", uri):

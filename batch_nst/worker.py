@@ -113,10 +113,15 @@ class Worker:
         return self._record(item, seconds, status=records.FAILED, error=error)
 
     def _record(self, item: WorkItem, seconds: float, **fields: Any) -> dict[str, Any]:
-        return records.for_item(
+        rec = records.for_item(
             item, run_id=self.config.run_id, worker=self.name,
             weights=self.optimizer.extractor.weights.identity, seconds=seconds, **fields,
         )
+        try:
+            records.write_pending(self.config.output_root, rec)  # survives a killed driver
+        except BatchNSTError:
+            pass  # best effort: the driver still gets the record and writes it in its part
+        return rec
 
 
 def _describe(err: Exception) -> str:

@@ -60,3 +60,61 @@ def test_killed_workers_lose_nothing_and_duplicate_nothing(ray_session, library,
     assert sorted(r["id"] for r in recs) == [f"c{i}" for i in range(6)]  # one record each: ok once
     assert all(r["status"] == "ok" for r in recs)
     assert sorted(os.listdir(os.path.join(root, "images"))) == [f"c{i}.png" for i in range(6)]  # no temp files
+
+
+def test_a_second_run_on_the_same_root_refuses_clearly(ray_session, library, legacy_weights_path):
+    from batch_nst.errors import LockedError
+
+    root = str(library / "out")
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
+                           params=StyleParams(steps=20, max_size=48), workers=2)
+    first_record, refused = threading.Event(), []
+
+    def second_run():
+        first_record.wait(timeout=300)
+        try:
+            job.run(config)
+        except LockedError as err:
+            refused.append(str(err))
+
+    thread = threading.Thread(target=second_run)
+    thread.start()
+    summary = job.run(config, on_record=lambda rec, s: first_record.set())
+    thread.join()
+    assert summary.ok == 6
+    assert refused and "is in use by run" in refused[0] and summary.run_id in refused[0]
+    again = job.run(config)  # the lease was released: a later run goes ahead and has nothing to do
+    assert (again.ok, again.skipped) == (0, 6)
+    recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
+    assert sorted(r["id"] for r in recs) == [f"c{i}" for i in range(6)]  # each stylized once
+
+
+def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_session, library, legacy_weights_path):
+    """SIGKILL the driver process mid-run; the same command again finishes the job. No key gets two
+    `ok` records and only items that had not finished are stylized again."""
+    import subprocess
+    import sys
+    import time
+
+    root = library / "out"
+    cmd = [sys.executable, "-m", "batch_nst", "run", str(library / "m.csv"), "-o", str(root),
+           "--weights", legacy_weights_path, "--steps", "40", "--max-size", "48", "--workers", "2",
+           "--batch-items", "1", "--quiet", "--address", ray_session.get_runtime_context().gcs_address]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pending = root / "metadata" / "_pending"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(pending.rglob("*.parquet"))) < 2 and driver.poll() is None:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.stem for p in pending.rglob("*.parquet")}
+    assert len(finished_before) >= 2
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
+                           params=StyleParams(steps=40, max_size=48), workers=2, batch_items=1)
+    summary = job.run(config)
+    assert summary.exit_code == 0 and summary.ok + summary.skipped == 6
+    recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
+    oks = [(r["id"], r["key"]) for r in recs if r["status"] == "ok"]
+    assert sorted(i for i, _ in oks) == [f"c{i}" for i in range(6)] and len(set(oks)) == len(oks)
+    redone = {r["id"] for r in recs if r["run_id"] == summary.run_id}
+    assert not redone & finished_before  # nothing that had finished was stylized again

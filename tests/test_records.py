@@ -38,7 +38,7 @@ def test_writer_flushes_parts_readable_as_one_dataset(tmp_path):
 def test_ok_keys_on_memory_root_and_empty_root():
     fsspec.filesystem("memory").store.clear()
     assert records.ok_keys("memory://nothing-here") == set()
-    records.write_part("memory://root", "r9", 0, [_rec(1), _rec(2, status="failed")])
+    records.write_part("memory://root", "part-r9-00000", [_rec(1), _rec(2, status="failed")])
     assert records.ok_keys("memory://root") == {"k1"}
 
 
@@ -46,3 +46,34 @@ def test_summary_json_and_image_uri(tmp_path):
     uri = records.write_summary(str(tmp_path), "r1", {"counts": {"ok": 1}, "at": records.now()})
     assert json.loads(open(uri).read())["counts"] == {"ok": 1}
     assert records.image_uri("s3://b/out", "hero--ink") == "s3://b/out/images/hero--ink.png"
+
+
+def test_pending_records_count_as_done_and_are_gathered_once(tmp_path):
+    """A killed driver: its workers' pending records are skipped by the next run and gathered
+    into a part once, even when some were already in a part."""
+    import pyarrow.dataset as pads
+
+    root = str(tmp_path)
+    flushed, unflushed = _rec(1), _rec(2)
+    flushed["worker"] = unflushed["worker"] = "host:1"
+    records.write_pending(root, flushed)
+    records.write_pending(root, unflushed)
+    records.write_part(root, "part-r1-00000", [flushed])  # the driver died before deleting pending
+    assert records.ok_keys(root) == {"k1", "k2"}
+    assert pads.dataset(root + "/metadata").to_table().num_rows == 1  # readers never see pending
+    assert records.recover(root) == 1
+    table = pads.dataset(root + "/metadata").to_table().to_pylist()
+    assert sorted(r["id"] for r in table) == ["item1", "item2"]
+    assert records.recover(root) == 0 and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
+
+
+def test_writer_deletes_pending_copies_it_wrote(tmp_path):
+    root = str(tmp_path)
+    rec = _rec(3)
+    rec["worker"] = "host:1"
+    records.write_pending(root, rec)
+    writer = records.Writer(root, "r1")
+    writer.add(rec)
+    writer.flush()
+    assert not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
+    assert records.ok_keys(root) == {"k3"}

@@ -79,7 +79,7 @@ def bench_unchanged_rerun(folder: str, weights: str, rows: int) -> None:
     fake = [records.for_item(item, run_id="seed", worker="bench", weights=planned.weights_identity, status=records.OK)
             for item in planned.todo]
     for start in range(0, len(fake), 100):
-        records.write_part(root, "seed", start // 100, fake[start:start + 100])
+        records.write_part(root, f"part-seed-{start // 100:05d}", fake[start:start + 100])
     wall = timed_run(manifest, root, weights)
     print(f"unchanged rerun of a {rows}-row manifest (all ok, nothing to do), process start to exit: {wall:.2f} s")
 
