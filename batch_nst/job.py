@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from batch_nst import images, lease, manifest, records, storage, weights
+from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
 from batch_nst.worker import Worker, WorkerConfig
@@ -58,18 +59,33 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None) -> Plan:
     and fingerprints alone."""
     items = manifest.load(config.manifest, config.params) if items is None else items
     weights_id = weights.identity(config.weights)
-    prints = storage.fingerprints({u for item in items for u in (item.content, item.style)})
+    prints, unreadable = _fingerprints({u for item in items for u in (item.content, item.style)})
     done_keys = set() if config.force else records.ok_keys(config.output_root)
     todo, done, invalid = [], [], []
     for item in items:
         missing = [u for u in (item.content, item.style) if u not in prints]
         if missing:
-            invalid.append((item, "; ".join(f"no such file: {storage.redact(u)}" for u in missing)))
+            invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
         item = item.keyed(prints[item.content], prints[item.style], weights_id)
         (done if item.key in done_keys else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)
+
+
+def _fingerprints(uris: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Fingerprints per URI, listed scheme by scheme, and the error for URIs whose storage could
+    not be listed at all (a scheme nobody installed, a bucket that refuses): those rows fail alone."""
+    by_scheme: dict[str, set[str]] = {}
+    for uri in uris:
+        by_scheme.setdefault(uri.split("://", 1)[0] if "://" in uri else "", set()).add(uri)
+    prints, errors = {}, {}
+    for group in by_scheme.values():
+        try:
+            prints.update(storage.fingerprints(group))
+        except BatchNSTError as err:
+            errors.update(dict.fromkeys(group, str(err)))
+    return prints, errors
 
 
 @dataclass

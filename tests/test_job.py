@@ -208,3 +208,26 @@ def test_output_bucket_that_denies_writes_exits_2_naming_it(ray_session, s3_endp
     assert _run("s3://readonly/in/m.csv", "s3://readonly/out", legacy_weights_path) == 2
     err = capsys.readouterr().err
     assert "s3://readonly/out/runs/" in err and ("permission denied" in err or "AccessDenied" in err)
+
+
+def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_session, library, tmp_path,
+                                                                         legacy_weights_path, capsys):
+    """A style at a scheme nobody installed fails its row alone; secrets in URIs appear nowhere."""
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "id,content,style\n"
+        f"good,{library}/art/c1.png,{library}/styles/s1.png\n"
+        f"weird,{library}/art/c2.png,nosuchscheme://bucket/ink.png\n"
+        f"creds,s3://AKIAEXAMPLE:{secret}@no-such-bucket/a.png,{library}/styles/s1.png\n"
+    )
+    root = tmp_path / "out"
+    assert _run(str(manifest), str(root), legacy_weights_path) == 1
+    printed = capsys.readouterr()
+    recs = {r["id"]: r for r in _records(str(root))}
+    assert recs["good"]["status"] == "ok"
+    assert "no filesystem installed for scheme 'nosuchscheme'" in recs["weird"]["error"]
+    assert recs["creds"]["status"] == "failed" and recs["creds"]["content"].startswith("s3://***@")
+    everything = printed.out + printed.err + json.dumps([list(r.values()) for r in recs.values()], default=str)
+    everything += "".join(p.read_text() for p in (root / "runs").iterdir())
+    assert secret not in everything and "AKIAEXAMPLE" not in everything

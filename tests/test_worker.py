@@ -62,3 +62,23 @@ def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):
     assert by_id["item1"]["status"] == "failed" and "permission denied" in by_id["item1"]["error"]
     assert by_id["item0"]["status"] == by_id["item2"]["status"] == "ok"
     assert np.isfinite(by_id["item0"]["total_loss"])
+
+
+def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from batch_nst import worker as worker_module
+
+    real = worker_module.stylize_many
+
+    def tight_memory(contents, *args, **kwargs):
+        if any(c.height > 40 for c in contents):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [1,64,1024,1024]")
+        return real(contents, *args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "stylize_many", tight_memory)
+    small = _items(tmp_path, 1)
+    huge = WorkItem(9, "huge", _png(tmp_path / "huge.png", smooth_image(48, 48, 7)), small[0].style, PARAMS, "kh")
+    by_id = {r["id"]: r for r in worker.process([*small, huge])}
+    assert by_id["item0"]["status"] == "ok"
+    assert by_id["huge"]["status"] == "failed" and by_id["huge"]["error"].startswith("out of memory while stylizing")
