@@ -21,7 +21,6 @@ from batch_nst import images, lease, manifest, records, storage, weights
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
-from batch_nst.worker import Worker, WorkerConfig
 
 
 @dataclass(frozen=True)
@@ -162,6 +161,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
     `max_attempts` times gets a failed record saying so."""
     import ray
     from ray.util import ActorPool
+
+    from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
     items = the_plan.todo
     _init_ray(config)

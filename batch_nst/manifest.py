@@ -13,6 +13,7 @@ import io
 import json
 import posixpath
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -36,7 +37,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 MAX_REPORTED = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them must fit a driver
 class WorkItem:
     """One manifest row, resolved and validated: what a worker needs to make one image."""
 
@@ -63,9 +64,10 @@ def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
     _check_columns(uri, table.column_names)
     folder = storage.parent(uri)
     items, problems = [], []
+    shared: dict[Any, Any] = {}  # equal params and URIs shared by all rows: memory per row stays small
     for row, values in enumerate(_rows(table), start=1):
         try:
-            items.append(_item(row, values, folder, base))
+            items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
             problems.append(f"row {row}: {err}")
     problems += _duplicate_ids(items)
@@ -147,8 +149,8 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams) -> WorkItem:
-    content, style = (_uri_cell(values.get(name), name, folder) for name in REQUIRED)
+def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
+    content, style = (sys.intern(_uri_cell(values.get(name), name, folder)) for name in REQUIRED)
     item_id = values.get("id")
     if item_id is None or item_id == "":
         item_id = derive_id(content, style, folder)
@@ -157,7 +159,8 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams) -> W
             f"id {item_id!r} is not a safe file name (ASCII letters, digits, '.', '_', '-'; "
             "no slashes; at most 200 characters; not starting with '.' or '-')"
         )
-    return WorkItem(row, item_id, content, style, base.with_overrides(values))
+    params = base.with_overrides(values)
+    return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
 
 
 def _uri_cell(value: Any, name: str, folder: str) -> str:

@@ -231,3 +231,12 @@ def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_ses
     everything = printed.out + printed.err + json.dumps([list(r.values()) for r in recs.values()], default=str)
     everything += "".join(p.read_text() for p in (root / "runs").iterdir())
     assert secret not in everything and "AKIAEXAMPLE" not in everything
+
+
+def test_the_driver_never_imports_tensorflow():
+    """Planning and dispatch run in the driver; TensorFlow (~500 MB) belongs in the workers only."""
+    import subprocess
+    import sys
+
+    code = "import sys, batch_nst.cli, batch_nst.job; sys.exit('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
