@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
     p.add_argument("--batch-items", type=int, default=16,
                    help="items of one size and parameters optimized together in one batch (default 16)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save each item's optimization state every N steps under the output root, so a "
+                   "preempted item resumes instead of starting over (default 0: off)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(command=_cmd_run)
@@ -116,6 +119,8 @@ def _job_config(args: argparse.Namespace):
         raise BatchNSTError(f"--workers must be >= 1, got {args.workers}")
     if getattr(args, "gpus_per_worker", None) is not None and args.gpus_per_worker < 0:
         raise BatchNSTError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    if getattr(args, "checkpoint_every", 0) < 0:
+        raise BatchNSTError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     for flag in ("max_attempts", "batch_items"):
         if getattr(args, flag, 1) < 1:
             raise BatchNSTError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -124,6 +129,7 @@ def _job_config(args: argparse.Namespace):
         workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
         max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
+        checkpoint_every=getattr(args, "checkpoint_every", 0),
     )
 
 

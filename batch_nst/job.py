@@ -38,6 +38,7 @@ class JobConfig:
     max_pixels: int = images.MAX_PIXELS
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
+    checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
         num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
     )
     wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels,
-                           threads=max(1, int(cpus)), batch_items=config.batch_items)
+                           threads=max(1, int(cpus)), batch_items=config.batch_items,
+                           checkpoint_every=config.checkpoint_every)
     pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
     lost = yield from _drain(pool, _chunks(items, config.batch_items, workers))
     if lost and config.batch_items > 1:  # alone this time: a poison item must not sink its batch-mates
@@ -282,7 +284,7 @@ def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[s
             "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
             "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
             "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
-            "batch_items": config.batch_items,
+            "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every,
         },
         "versions": {"algorithm": manifest.ALGORITHM_VERSION, "python": sys.version.split()[0],
                      **{pkg: version(pkg) for pkg in ("batch-nst", "tensorflow", "ray", "fsspec", "pyarrow")}},

@@ -34,6 +34,23 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+@dataclass(frozen=True)
+class State:
+    """Where a run stands after `step` steps: enough to continue it exactly (a checkpoint)."""
+
+    step: int
+    pixels: np.ndarray  # [B, H, W, 3]; for items already stopped (stop_tol), their final pixels
+    momentum: np.ndarray  # Adam's first moments, [B, H, W, 3]
+    velocity: np.ndarray  # Adam's second moments, [B, H, W, 3]
+    histories: tuple[tuple[float, ...], ...]  # each item's total loss per step so far
+    stopped: tuple[bool, ...]
+
+    def item(self, b: int) -> "State":
+        """Item b's share, as a batch of one."""
+        return State(self.step, self.pixels[b : b + 1], self.momentum[b : b + 1], self.velocity[b : b + 1],
+                     (self.histories[b],), (self.stopped[b],))
+
+
 class _Slot:
     """The image variable, its Adam state and the compiled step for one [B, H, W, 3] shape."""
 
@@ -53,6 +70,27 @@ class _Slot:
             var.assign(tf.zeros_like(var))
         self.adam.learning_rate.assign(learning_rate)
         self.image.assign(init)
+
+    def _moments(self) -> tuple[tf.Variable, tf.Variable]:
+        by_path = {v.path.rsplit("_", 1)[-1]: v for v in self.adam.variables}
+        return by_path["momentum"], by_path["velocity"]
+
+    def state(self, step: int, final: np.ndarray, running: set[int], histories: list[list[float]]) -> State:
+        pixels = self.image.numpy()
+        stopped = tuple(b not in running for b in range(pixels.shape[0]))
+        for b in range(pixels.shape[0]):
+            if stopped[b]:
+                pixels[b] = final[b]
+        momentum, velocity = self._moments()
+        return State(step, pixels, momentum.numpy(), velocity.numpy(), tuple(map(tuple, histories)), stopped)
+
+    def restore(self, state: State) -> None:
+        """Continue from a checkpoint: pixels, Adam's moments and step count as they were."""
+        momentum, velocity = self._moments()
+        self.image.assign(state.pixels)
+        momentum.assign(state.momentum)
+        velocity.assign(state.velocity)
+        self.adam.iterations.assign(state.step)
 
 
 class Optimizer:
@@ -89,13 +127,18 @@ class Optimizer:
         params: StyleParams,
         on_step: ProgressCallback | None = None,
         precision: str = "fp32",
+        resume: State | None = None,
+        checkpoint: Callable[[State], None] | None = None,
+        checkpoint_every: int = 0,
     ) -> tuple[np.ndarray, list[list[float]]]:
         """Optimize a batch of pixels [B, H, W, 3] from `init`, the network in `precision`
         ("fp32" or "bf16"; `targets` computed in the same, one per item).
 
         Returns the pixels and each item's total loss per step (the loss of the image each step
         started from). With `params.stop_tol` an item stops once converged: its pixels are those
-        after its last step and its history is as long as the steps it ran.
+        after its last step and its history is as long as the steps it ran. Every
+        `checkpoint_every` steps the whole `State` goes to `checkpoint`; a run given it as `resume`
+        continues exactly where that one stood.
         """
         slot = self._slot(init.shape, precision)
         slot.reset(init.astype(np.float32), params.learning_rate)
@@ -103,7 +146,13 @@ class Optimizer:
         histories: list[list[float]] = [[] for _ in range(init.shape[0])]
         final = np.empty(init.shape, np.float32)
         running = set(range(init.shape[0]))
-        for step in range(1, params.steps + 1):
+        if resume is not None:
+            slot.restore(resume)
+            histories = [list(h) for h in resume.histories]
+            for b in [b for b, stopped in enumerate(resume.stopped) if stopped]:
+                final[b] = resume.pixels[b]
+                running.discard(b)
+        for step in range(resume.step + 1 if resume else 1, params.steps + 1):
             terms = {k: v.numpy() for k, v in slot.step(targets.content, targets.grams, weights).items()}
             stopped = [b for b in running if _record(histories[b], float(terms["total"][b]), params)]
             if on_step is not None:
@@ -115,6 +164,8 @@ class Optimizer:
                 running.difference_update(stopped)
             if not running:
                 break
+            if checkpoint and checkpoint_every and step % checkpoint_every == 0 and step < params.steps:
+                checkpoint(slot.state(step, final, running, histories))
         if running:
             pixels = slot.image.numpy()
             for b in running:

@@ -169,6 +169,11 @@ def image_uri(root: str, item_id: str) -> str:
     return storage.join(root, "images", f"{item_id}.png")
 
 
+def checkpoint_uri(root: str, key: str) -> str:
+    """Where an item's optimization state waits while it runs (keys are hex: under the root)."""
+    return storage.join(root, "checkpoints", f"{key}.npz")
+
+
 class Writer:
     """Buffers a run's records and writes them as Parquet parts every `every` records or
     `seconds`, then deletes the workers' pending copies of what it wrote."""

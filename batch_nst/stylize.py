@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -18,7 +18,7 @@ import tensorflow as tf
 from batch_nst import images
 from batch_nst.images import Picture
 from batch_nst.losses import Targets
-from batch_nst.optimize import Optimizer, ProgressCallback
+from batch_nst.optimize import Optimizer, ProgressCallback, State
 from batch_nst.params import StyleParams
 from batch_nst.vgg import MIN_SIDE, Extractor, effective_precision
 
@@ -106,12 +106,16 @@ def stylize_many(
     on_step: ProgressCallback | None = None,
     style_cache: StyleCache | None = None,
     style_keys: Sequence[Hashable | None] | None = None,
+    resume: State | None = None,
+    checkpoint: Callable[[State], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> list[Result]:
     """Stylize several items in one batch: each gets exactly its solo result (up to round-off).
 
     All contents must share one optimization size (`batch_key`); each item keeps its own style
     targets, losses, history and early stop. Many small sprites per step use the hardware far
-    better than one at a time.
+    better than one at a time. `checkpoint`, `checkpoint_every` and `resume` pass through to
+    `Optimizer.run`: a preempted item continues where its last checkpoint stood.
     """
     started = time.perf_counter()
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
@@ -130,7 +134,8 @@ def stylize_many(
     run_targets = targets(precision)
     init = np.concatenate([_initial(pic, params) for pic in content_pics])
     optimize_started = time.perf_counter()
-    pixels, histories = optimizer.run(init, run_targets, params, on_step, precision)
+    pixels, histories = optimizer.run(init, run_targets, params, on_step, precision, resume, checkpoint,
+                                      checkpoint_every)
     optimize_seconds = (time.perf_counter() - optimize_started) / len(content_pics)
     written = [_restore(pic, px) for pic, px in zip(content_pics, pixels)]
     # Recorded losses are always fp32 on the images as written, comparable across precisions.

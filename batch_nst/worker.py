@@ -9,6 +9,7 @@ wraps this class as an actor.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import socket
 import time
@@ -18,7 +19,9 @@ from typing import Any
 from batch_nst import images, records, storage
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
-from batch_nst.optimize import Optimizer
+import numpy as np
+
+from batch_nst.optimize import Optimizer, State
 from batch_nst.stylize import Result, StyleCache, batch_key, stylize_many
 from batch_nst.vgg import Extractor, configure_tensorflow
 from batch_nst.weights import resolve_weights
@@ -33,6 +36,7 @@ class WorkerConfig:
     threads: int | None = None  # TF thread pools; None = TensorFlow's default (whole machine)
     batch_items: int = 16  # most items optimized together in one batch
     batch_pixels: int = 16 * 128 * 128  # memory bound of a batch: 16 sprites of 128 px, 4 of 256, 1 of 512
+    checkpoint_every: int = 0  # steps between checkpoints under the output root; 0 = none
 
 
 class Worker:
@@ -62,19 +66,24 @@ class Worker:
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
-            groups.setdefault(batch_key(pictures[0], item.params), []).append((item, *pictures))
-        for (size, _), group in groups.items():
+            resume = self._resume(item)  # a preempted item continues alone from its checkpoint
+            key = ("resume", item.id) if resume else batch_key(pictures[0], item.params)
+            groups.setdefault(key, []).append((item, *pictures, resume))
+        for key, group in groups.items():
+            size = key[0] if key[0] != "resume" else (1, 1)
             limit = max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1])))
             for start in range(0, len(group), limit):
                 records_out += self._batch(group[start:start + limit])
         return records_out
 
-    def _batch(self, group: list[tuple[WorkItem, images.Picture, images.Picture]]) -> list[dict[str, Any]]:
+    def _batch(self, group: list[tuple]) -> list[dict[str, Any]]:
         started = time.perf_counter()
-        items, contents, styles = zip(*group)
+        items, contents, styles, resumes = zip(*group)
         try:
             results = stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
-                                   style_cache=self.styles, style_keys=[item.style for item in items])
+                                   style_cache=self.styles, style_keys=[item.style for item in items],
+                                   resume=resumes[0], checkpoint=lambda state: self._save(items, state),
+                                   checkpoint_every=self.config.checkpoint_every)
             return [self._write(item, content, style, result) for item, content, style, result
                     in zip(items, contents, styles, results)]
         except Exception as err:  # an item must never sink the worker: tf OOM, storage, bugs, ...
@@ -86,7 +95,28 @@ class Worker:
         output = records.image_uri(self.config.output_root, item.id)
         storage.write_bytes(output, images.encode_png(result.image))
         notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), ("style", style)) if pic.note)
-        return self._ok(item, result, output, notes)
+        rec = self._ok(item, result, output, notes)
+        if self.config.checkpoint_every:
+            storage.remove([records.checkpoint_uri(self.config.output_root, item.key)])
+        return rec
+
+    def _save(self, items: tuple[WorkItem, ...], state: State) -> None:
+        """Each item's share of the optimization state, under its key (atomically)."""
+        for b, item in enumerate(items):
+            one = state.item(b)
+            buf = io.BytesIO()
+            np.savez(buf, step=one.step, pixels=one.pixels, momentum=one.momentum, velocity=one.velocity,
+                     history=np.asarray(one.histories[0], np.float64), stopped=one.stopped[0])
+            storage.write_bytes(records.checkpoint_uri(self.config.output_root, item.key), buf.getvalue())
+
+    def _resume(self, item: WorkItem) -> State | None:
+        """The item's checkpoint, if checkpointing is on and one was left by an earlier attempt."""
+        uri = records.checkpoint_uri(self.config.output_root, item.key)
+        if not self.config.checkpoint_every or not storage.exists(uri):
+            return None
+        with np.load(io.BytesIO(storage.read_bytes(uri))) as z:
+            return State(int(z["step"]), z["pixels"], z["momentum"], z["velocity"],
+                         (tuple(z["history"].tolist()),), (bool(z["stopped"]),))
 
     def _style(self, uri: str) -> images.Picture:
         if uri not in self.style_pictures:

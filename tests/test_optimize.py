@@ -70,3 +70,15 @@ def test_stop_tol_zero_runs_every_step(optimizer):
     content, targets = _problem(optimizer)
     _, (history,) = optimizer.run(content, targets, StyleParams(steps=12, stop_tol=0.0, stop_window=1))
     assert len(history) == 12
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(optimizer):
+    content, targets = _problem(optimizer, seeds=(30, 31))
+    params = StyleParams(steps=10)
+    full, (history,) = optimizer.run(content, targets, params)
+    states = []
+    optimizer.run(content, targets, params, checkpoint=states.append, checkpoint_every=4)
+    assert [s.step for s in states] == [4, 8]
+    resumed, (rest,) = optimizer.run(content, targets, params, resume=states[0])
+    np.testing.assert_array_equal(resumed, full)
+    assert rest == history and states[0].histories[0] == tuple(history[:4])

@@ -82,3 +82,43 @@ def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, mo
     by_id = {r["id"]: r for r in worker.process([*small, huge])}
     assert by_id["item0"]["status"] == "ok"
     assert by_id["huge"]["status"] == "failed" and by_id["huge"]["error"].startswith("out of memory while stylizing")
+
+
+def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_path, monkeypatch):
+    """Killed right after its first checkpoint, the item's retry starts from it, ends with the bytes
+    of an uninterrupted run, and the checkpoint is gone once the item is ok."""
+    from batch_nst import optimize, records
+
+    params = StyleParams(steps=12, max_size=32, precision="fp32")
+    style = _png(tmp_path / "style.png", smooth_image(32, 32, 98))
+    item = WorkItem(1, "long", _png(tmp_path / "c.png", smooth_image(32, 32, 5)), style, params, "kl")
+    plain = Worker(WorkerConfig(output_root=str(tmp_path / "plain"), weights=legacy_weights_path, run_id="r0"))
+    assert plain.process([item])[0]["status"] == "ok"
+    root = str(tmp_path / "out")
+    worker = Worker(WorkerConfig(output_root=root, weights=legacy_weights_path, run_id="r1", checkpoint_every=5))
+    real_save = worker._save
+
+    def save_then_die(items, state):
+        real_save(items, state)
+        raise SystemExit("preempted")  # not an Exception: escapes the worker like a killed process
+
+    monkeypatch.setattr(worker, "_save", save_then_die)
+    with pytest.raises(SystemExit):
+        worker.process([item])
+    checkpoint = tmp_path / "out" / "checkpoints" / "kl.npz"
+    assert checkpoint.exists()
+    monkeypatch.setattr(worker, "_save", real_save)
+    starts = []
+    real_run = optimize.Optimizer.run
+
+    def spy(self, init, targets, params, on_step=None, precision="fp32", resume=None, *rest, **kwargs):
+        starts.append(resume)
+        return real_run(self, init, targets, params, on_step, precision, resume, *rest, **kwargs)
+
+    monkeypatch.setattr(optimize.Optimizer, "run", spy)
+    (rec,) = worker.process([item])
+    assert rec["status"] == "ok" and rec["steps"] == 12 and len(rec["loss_history"]) == 12
+    assert starts and starts[0] is not None and starts[0].step == 5
+    assert not checkpoint.exists()
+    assert (tmp_path / "out" / "images" / "long.png").read_bytes() == (tmp_path / "plain" / "images" / "long.png").read_bytes()
+    assert records.checkpoint_uri(root, "kl").endswith("checkpoints/kl.npz")
