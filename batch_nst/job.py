@@ -165,9 +165,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
 
     from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
-    items = the_plan.todo
     _init_ray(config)
-    workers, cpus, gpus = _pool_shape(config, len(items))
+    workers, cpus, gpus = _pool_shape(config, len(the_plan.todo))
     actor = ray.remote(Worker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
     )
@@ -175,8 +174,14 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
                            threads=max(1, int(cpus)), batch_items=config.batch_items,
                            checkpoint_every=config.checkpoint_every)
     pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
-    lost = yield from _drain(pool, _chunks(items, config.batch_items, workers))
-    if lost and config.batch_items > 1:  # alone this time: a poison item must not sink its batch-mates
+    yield from _collect(pool, config, the_plan, run_id, workers)
+
+
+def _collect(pool, config: JobConfig, the_plan: Plan, run_id: str, workers: int) -> Iterator[dict[str, Any]]:
+    """Every item's record: from the pool, or, for items whose worker died on every attempt,
+    a failed record after one more try alone (a poison item must not sink its batch-mates)."""
+    lost = yield from _drain(pool, _chunks(the_plan.todo, config.batch_items, workers))
+    if lost and config.batch_items > 1:
         lost = yield from _drain(pool, ([item] for item in lost))
     for item in lost:
         yield records.for_item(

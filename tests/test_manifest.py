@@ -98,3 +98,18 @@ def test_glob_manifest_round_trips_with_stable_ids(mem, ext):
     _put(mem, "/lib/chars/aaa.png", b"x")  # a new asset leaves the others' ids alone
     grown = {r["id"] for r in manifest.from_glob("memory://lib/**/*.png", ["memory://styles/ink.jpg"]).to_pylist()}
     assert {"chars__hero--ink", "chars__aaa--ink", "tree--ink"} <= grown
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"id": "a\x00b", "content": "a.png", "style": "s.png"}, r"row 1: id 'a\\x00b' is not a safe file name"),
+        ({"content": 5, "style": "s.png"}, r"row 1: content must be a URI, got 5"),
+        ({"content": "a\x00.png", "style": "s.png"}, r"row 1: content contains a NUL character"),
+        ({"content": "a.png", "style": "s.png", "steps": "many"}, r"row 1: steps must be int, got 'many'"),
+    ],
+)
+def test_json_lines_rows_with_hostile_cells(mem, row, message):
+    _put(mem, "/m.jsonl", json.dumps(row) + "\n")
+    with pytest.raises(ManifestError, match=message):
+        manifest.load("memory://m.jsonl")

@@ -122,3 +122,11 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
     assert not checkpoint.exists()
     assert (tmp_path / "out" / "images" / "long.png").read_bytes() == (tmp_path / "plain" / "images" / "long.png").read_bytes()
     assert records.checkpoint_uri(root, "kl").endswith("checkpoints/kl.npz")
+
+
+def test_an_animated_content_uses_its_first_frame_and_the_record_says_so(worker, tmp_path):
+    frames = [Image.fromarray(smooth_image(32, 32, s)) for s in (1, 2, 3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
+    (rec,) = worker.process([WorkItem(1, "anim", str(tmp_path / "anim.gif"), style, PARAMS, "ka")])
+    assert rec["status"] == "ok" and rec["note"] == "content: first frame of 3"
