@@ -208,6 +208,8 @@ def test_output_bucket_that_denies_writes_exits_2_naming_it(ray_session, s3_endp
     assert _run("s3://readonly/in/m.csv", "s3://readonly/out", legacy_weights_path) == 2
     err = capsys.readouterr().err
     assert "s3://readonly/out/runs/" in err and ("permission denied" in err or "AccessDenied" in err)
+    assert _run("s3://readonly/in/m.csv", "s3://no-such-bucket/out", legacy_weights_path) == 2
+    assert "s3://no-such-bucket/out/runs/" in capsys.readouterr().err
 
 
 def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_session, library, tmp_path,
