@@ -72,6 +72,9 @@ def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
     return np.clip((np.stack(channels, -1) + 1) * 127.5, 0, 255).astype(np.uint8)
 
 
+ENV_SECRET = "env-secret-9f3Kq2LmZx"  # must never appear in any output, record or summary
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on loopback; its credentials go in the environment before Ray starts,
@@ -82,7 +85,7 @@ def s3_endpoint():
     server.start()
     host, port = server.get_host_and_port()
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_SECRET_ACCESS_KEY": ENV_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(env)
     yield env["AWS_ENDPOINT_URL"]
     server.stop()

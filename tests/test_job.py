@@ -150,8 +150,13 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     assert len(s3.ls("studio/out/runs")) == 1
     capsys.readouterr()
     assert _run("s3://studio/jobs/nightly.jsonl", root, legacy_weights_path, "--json") == 0
-    assert json.loads(capsys.readouterr().out)["skipped"] == 2
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["skipped"] == 2
     assert records.read(root).num_rows == 2
+    from tests.conftest import ENV_SECRET
+
+    stored = b"".join(s3.cat(p) for p in s3.find("studio/out") if not p.endswith(".png"))
+    assert ENV_SECRET not in printed.out + printed.err and ENV_SECRET.encode() not in stored
 
 
 @pytest.mark.parametrize(
