@@ -132,10 +132,10 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
         return _run(config, plan(config, items), run_id, started, on_record, on_start)
 
 
-def _run(config, the_plan, run_id, started, on_record, on_start) -> Summary:
+def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start) -> Summary:
+    """The run under the lease: invalid rows recorded, the rest dispatched, the summary written."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
-    # The first write: an output root we cannot write fails the run here (exit 2), before any work.
-    records.write_summary(config.output_root, summary.run_id,
+    records.write_summary(  # `running` until the final summary replaces itconfig.output_root, summary.run_id,
                           {"run_id": summary.run_id, "status": "running", "started_at": records.now()})
     writer = records.Writer(config.output_root, summary.run_id)
     if on_start:
