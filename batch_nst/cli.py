@@ -95,14 +95,12 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(StyleParams):
         default = getattr(defaults, f.name)
         choices = f.metadata.get("choices")
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=type(default),
-            choices=choices,
-            default=None,
-            help=f"{f.metadata['help']} (default {default})",
-        )
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata['help']} (default {default})"
+        if isinstance(default, bool):  # --preserve-color / --no-preserve-color
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            group.add_argument(flag, dest=f.name, type=type(default), choices=choices, default=None, help=help_)
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:

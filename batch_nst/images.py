@@ -184,3 +184,27 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 def _gray(values: np.ndarray) -> np.ndarray:
     """[H, W] -> [H, W, 3], the gray repeated in each channel."""
     return np.repeat(values[..., None], 3, axis=2)
+
+
+# Full-range YCbCr (JPEG, ITU-R BT.601), for colour-preserving style transfer.
+_TO_Y = np.array([0.299, 0.587, 0.114])
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8 [H, W]: the Y of YCbCr."""
+    return np.clip(np.rint(rgb.astype(np.float64) @ _TO_Y), 0, 255).astype(np.uint8)
+
+
+def gray(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> its luminance in all three channels, [H, W, 3]."""
+    return np.repeat(luminance(rgb)[..., None], 3, axis=2)
+
+
+def with_luminance(rgb: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`rgb`'s chroma (Cb, Cr) under a new luminance `y` (uint8 [H, W]): colour kept, shading new."""
+    rgb = rgb.astype(np.float64)
+    cb = 128 - 0.168736 * rgb[..., 0] - 0.331264 * rgb[..., 1] + 0.5 * rgb[..., 2]
+    cr = 128 + 0.5 * rgb[..., 0] - 0.418688 * rgb[..., 1] - 0.081312 * rgb[..., 2]
+    y = y.astype(np.float64)
+    out = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)], -1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -135,7 +135,8 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
 def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start) -> Summary:
     """The run under the lease: invalid rows recorded, the rest dispatched, the summary written."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
-    records.write_summary(  # `running` until the final summary replaces itconfig.output_root, summary.run_id,
+    # `running` until the final summary replaces it.
+    records.write_summary(config.output_root, summary.run_id,
                           {"run_id": summary.run_id, "status": "running", "started_at": records.now()})
     writer = records.Writer(config.output_root, summary.run_id)
     if on_start:

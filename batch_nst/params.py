@@ -49,6 +49,15 @@ class StyleParams:
                       "(0 = off: always run all steps)", low=0.0, high=1.0),
     )
     stop_window: int = field(default=20, metadata=_opt("steps stop_tol looks back over", low=1, high=10_000))
+    style_scale: float = field(
+        default=1.0,
+        metadata=_opt("style image's size relative to the optimization's long side: < 1 finer strokes, "
+                      "> 1 coarser", low=0.05, high=8.0),
+    )
+    preserve_color: bool = field(
+        default=False,
+        metadata=_opt("keep the content's colours: transfer the style to luminance only"),
+    )
     precision: str = field(
         default="auto",
         metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
@@ -97,8 +106,18 @@ def _checked(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(kind: type, value: Any) -> Any:
-    """int/float/str from CLI strings or table cells; bools and non-integral floats are refused."""
+    """bool/int/float/str from CLI strings or table cells; bools for numbers, and non-integral
+    floats for ints, are refused."""
+    if kind is bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _BOOLS:
+            return _BOOLS[value.strip().lower()]
+        raise ValueError(value)
     if isinstance(value, bool):
         raise TypeError(value)
     if kind is int:

@@ -137,7 +137,7 @@ def stylize_many(
     pixels, histories = optimizer.run(init, run_targets, params, on_step, precision, resume, checkpoint,
                                       checkpoint_every)
     optimize_seconds = (time.perf_counter() - optimize_started) / len(content_pics)
-    written = [_restore(pic, px) for pic, px in zip(content_pics, pixels)]
+    written = [_restore(pic, px, params) for pic, px in zip(content_pics, pixels)]
     # Recorded losses are always fp32 on the images as written, comparable across precisions.
     eval_targets = run_targets if precision == "fp32" else targets("fp32")
     terms = optimizer.evaluate(np.concatenate([_prepared(w, params) for w in written]), eval_targets, params)
@@ -173,23 +173,28 @@ def _opt_size(content: Picture, params: StyleParams) -> tuple[int, int]:
     return max(height, MIN_SIDE), max(width, MIN_SIDE)
 
 
-def _style_pixels(style: Picture, long_side: int) -> np.ndarray:
-    """The style image scaled (up or down) so its long side matches the optimization's."""
-    scale = long_side / max(style.height, style.width)
+def _style_pixels(style: Picture, long_side: int, params: StyleParams) -> np.ndarray:
+    """The style image scaled (up or down) so its long side is `style_scale` times the
+    optimization's: larger gives coarser strokes. Luminance only with `preserve_color`."""
+    scale = long_side * params.style_scale / max(style.height, style.width)
     height, width = (max(MIN_SIDE, round(side * scale)) for side in (style.height, style.width))
-    return images.resize(style.rgb, height, width)
+    rgb = images.resize(style.rgb, height, width)
+    return images.gray(rgb) if params.preserve_color else rgb
 
 
 def _prepared(picture: Picture, params: StyleParams) -> np.ndarray:
-    """[1, h, w, 3] float32 pixels at the optimization size: the one path inputs and outputs take."""
-    return images.resize(picture.rgb, *_opt_size(picture, params))[None].astype(np.float32)
+    """[1, h, w, 3] float32 pixels at the optimization size: the one path inputs and outputs take
+    (luminance in all channels with `preserve_color`, as in Gatys et al. 2016's luminance-only
+    transfer: the optimization never sees colour, the output takes the content's)."""
+    rgb = images.resize(picture.rgb, *_opt_size(picture, params))
+    return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
 
 
 def _targets(optimizer, content, style, params, cache, key, precision: str) -> Targets:
     """Content features and style Grams through the network in `precision` (Grams from the cache
     when this style was seen at this size and precision)."""
     height, width = _opt_size(content, params)
-    style_px = _style_pixels(style, max(height, width))[None].astype(np.float32)
+    style_px = _style_pixels(style, max(height, width), params)[None].astype(np.float32)
     compute = lambda: optimizer.style_grams(style_px, precision)  # noqa: E731
     grams = compute() if cache is None or key is None else cache.get((key, style_px.shape, precision), compute)
     return Targets(content=optimizer.content_features(_prepared(content, params), precision), grams=grams)
@@ -204,10 +209,12 @@ def _initial(content: Picture, params: StyleParams) -> np.ndarray:
     return pixels
 
 
-def _restore(content: Picture, pixels: np.ndarray) -> Picture:
-    """Quantize to 8 bits, scale back to the content's exact size, re-attach its alpha."""
-    rgb = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    rgb = images.resize(rgb, content.height, content.width)
+def _restore(content: Picture, pixels: np.ndarray, params: StyleParams) -> Picture:
+    """Quantize to 8 bits, scale back to the content's exact size, re-attach its alpha; with
+    `preserve_color`, the result's luminance under the content's own colours (full resolution)."""
+    rgb = images.resize(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), content.height, content.width)
+    if params.preserve_color:
+        rgb = images.with_luminance(content.rgb, images.luminance(rgb))
     return Picture(rgb=rgb, alpha=content.alpha)
 
 

@@ -37,6 +37,14 @@ def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weigh
     assert summary["weights"].startswith("sha256=")
 
 
+def test_bool_and_new_style_flags_reach_the_params(pair, tmp_path, legacy_weights_path, capsys):
+    args = ["stylize", *pair, "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path, "--json", "--quiet",
+            *FAST, "--preserve-color", "--style-scale", "0.5"]
+    assert main(args) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert params["preserve_color"] is True and params["style_scale"] == 0.5
+
+
 def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, legacy_weights_path, monkeypatch, capsys):
     monkeypatch.setenv("BATCH_NST_WEIGHTS", legacy_weights_path)
     assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), *FAST]) == 0

@@ -138,3 +138,35 @@ def test_stop_tol_is_recorded_in_steps_and_history(optimizer):
     params = StyleParams(steps=60, max_size=32, learning_rate=0.01, stop_tol=0.5, stop_window=3)
     result = stylize(smooth_image(32, 32, 25), smooth_image(32, 32, 26), params=params, extractor=optimizer)
     assert result.steps == len(result.history) < 60
+
+
+def _chroma(rgb):
+    rgb = rgb.astype(np.float64)
+    return np.stack([-0.168736 * rgb[..., 0] - 0.331264 * rgb[..., 1] + 0.5 * rgb[..., 2],
+                     0.5 * rgb[..., 0] - 0.418688 * rgb[..., 1] - 0.081312 * rgb[..., 2]], -1)
+
+
+def test_preserve_color_keeps_the_contents_colours(optimizer):
+    content = (64 + smooth_image(40, 40, 40) // 2).astype(np.uint8)  # colours in 64..191, like most art
+    style = smooth_image(32, 32, 41)
+    params = StyleParams(steps=15, max_size=32, preserve_color=True)
+    kept = stylize(content, style, params=params, extractor=optimizer)
+    free = stylize(content, style, params=StyleParams(steps=15, max_size=32), extractor=optimizer)
+    # Chroma is the content's up to 8-bit rounding wherever the new luminance stayed in gamut
+    # (a saturated colour made brighter is clipped to the RGB cube).
+    in_gamut = ((kept.image.rgb > 0) & (kept.image.rgb < 255)).all(axis=-1)
+    assert in_gamut.mean() > 0.8
+    assert np.abs(_chroma(kept.image.rgb) - _chroma(content))[in_gamut].max() <= 2.5
+    assert np.abs(_chroma(free.image.rgb) - _chroma(content))[in_gamut].max() > 10
+    assert images.luminance(kept.image.rgb).tolist() != images.luminance(content).tolist()
+    assert evaluate(content, style, kept.image, params=params, extractor=optimizer) == kept.losses
+
+
+def test_style_scale_sizes_the_style_image(optimizer, monkeypatch):
+    seen = []
+    real = optimizer.style_grams
+    monkeypatch.setattr(optimizer, "style_grams", lambda px, precision="fp32": seen.append(px.shape) or real(px, precision))
+    for scale in (1.0, 0.5, 2.0):
+        stylize(smooth_image(64, 48, 42), smooth_image(30, 60, 43),
+                params=StyleParams(steps=1, max_size=64, style_scale=scale, precision="fp32"), extractor=optimizer)
+    assert [shape[1:3] for shape in seen] == [(32, 64), (16, 32), (64, 128)]
