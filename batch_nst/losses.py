@@ -42,9 +42,17 @@ def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
 
 
-def tv_loss(image: tf.Tensor) -> tf.Tensor:
-    """Anisotropic total variation of the [0, 255] image per item: [B, H, W, 3] -> [B]."""
-    return tf.image.total_variation(image)
+def tv_loss(image: tf.Tensor, wrap: bool = False) -> tf.Tensor:
+    """Anisotropic total variation of the [0, 255] image per item: [B, H, W, 3] -> [B].
+
+    With `wrap` (tileable textures; a departure from the seed) the differences across the
+    wrapped edges count too, so the optimization smooths the seam like any other neighbour pair.
+    """
+    if not wrap:
+        return tf.image.total_variation(image)
+    dy = tf.abs(image - tf.roll(image, 1, axis=1))
+    dx = tf.abs(image - tf.roll(image, 1, axis=2))
+    return tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
 
 
 def style_targets(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -53,7 +61,7 @@ def style_targets(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
 
 def loss_terms(
-    features: dict[str, tf.Tensor], image: tf.Tensor, targets: Targets, weights: tf.Tensor
+    features: dict[str, tf.Tensor], image: tf.Tensor, targets: Targets, weights: tf.Tensor, wrap: bool = False
 ) -> dict[str, tf.Tensor]:
     """All loss terms per item, each [B]. `weights` = [style, content, tv] (float32 [3]).
 
@@ -62,6 +70,6 @@ def loss_terms(
     per_layer = [style_loss(gram_matrix(features[n]), targets.grams[n]) for n in STYLE_LAYERS]
     style = tf.add_n(per_layer) / len(STYLE_LAYERS)
     content = content_loss(features[CONTENT_LAYER], targets.content)
-    tv = tv_loss(image)
+    tv = tv_loss(image, wrap)
     total = weights[0] * style + weights[1] * content + weights[2] * tv
     return {"total": total, "style": style, "content": content, "tv": tv}

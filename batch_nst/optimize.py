@@ -54,8 +54,8 @@ class State:
 class _Slot:
     """The image variable, its Adam state and the compiled step for one [B, H, W, 3] shape."""
 
-    def __init__(self, shape: tuple[int, ...], precision: str, step_fn: Callable, jit_compile: bool):
-        self.precision = precision
+    def __init__(self, shape: tuple[int, ...], precision: str, tileable: bool, step_fn: Callable, jit_compile: bool):
+        self.precision, self.tileable = precision, tileable
         self.image = tf.Variable(tf.zeros(shape, tf.float32), trainable=True, name="image")
         self.adam = keras.optimizers.Adam(learning_rate=1.0, beta_1=BETA_1, epsilon=EPSILON)
         self.adam.build([self.image])
@@ -99,12 +99,12 @@ class Optimizer:
     def __init__(self, extractor: Extractor, jit_compile: bool = False):
         self.extractor = extractor
         self.jit_compile = jit_compile
-        self._slots: dict[tuple[tuple[int, ...], str], _Slot] = {}
+        self._slots: dict[tuple[tuple[int, ...], str, bool], _Slot] = {}
         self.traces = 0  # how many times a step was traced: tests pin "once per shape"
 
-    def content_features(self, content: np.ndarray, precision: str = "fp32") -> tf.Tensor:
+    def content_features(self, content: np.ndarray, precision: str = "fp32", tileable: bool = False) -> tf.Tensor:
         """Content target: float32 features of content pixels [B, H, W, 3] at the content layer."""
-        features = self.extractor(tf.constant(content), precision)[losses.CONTENT_LAYER]
+        features = self.extractor(tf.constant(content), precision, tileable)[losses.CONTENT_LAYER]
         return tf.cast(features, tf.float32)
 
     def style_grams(self, style: np.ndarray, precision: str = "fp32") -> dict[str, tf.Tensor]:
@@ -117,7 +117,8 @@ class Optimizer:
         Always fp32 (with fp32 targets), so losses compare across the precisions items ran in.
         """
         image = tf.constant(pixels, tf.float32)
-        terms = losses.loss_terms(self.extractor(image), image, targets, _weights(params))
+        features = self.extractor(image, "fp32", params.tileable)
+        terms = losses.loss_terms(features, image, targets, _weights(params), params.tileable)
         return {k: v.numpy() for k, v in terms.items()}
 
     def run(
@@ -140,7 +141,7 @@ class Optimizer:
         `checkpoint_every` steps the whole `State` goes to `checkpoint`; a run given it as `resume`
         continues exactly where that one stood.
         """
-        slot = self._slot(init.shape, precision)
+        slot = self._slot(init.shape, precision, params.tileable)
         slot.reset(init.astype(np.float32), params.learning_rate)
         weights = _weights(params)
         histories: list[list[float]] = [[] for _ in range(init.shape[0])]
@@ -172,19 +173,19 @@ class Optimizer:
                 final[b] = pixels[b]
         return final, histories
 
-    def _slot(self, shape: tuple[int, ...], precision: str) -> _Slot:
-        key = (tuple(shape), precision)
+    def _slot(self, shape: tuple[int, ...], precision: str, tileable: bool) -> _Slot:
+        key = (tuple(shape), precision, tileable)
         if key not in self._slots:
-            self.extractor.model(precision)  # build the network eagerly, never while tracing
-            self._slots[key] = _Slot(tuple(shape), precision, self._step, self.jit_compile)
+            self.extractor.model(precision, tileable)  # build the network eagerly, never while tracing
+            self._slots[key] = _Slot(tuple(shape), precision, tileable, self._step, self.jit_compile)
         return self._slots[key]
 
     def _step(self, slot: _Slot, targets: Targets, weights: tf.Tensor) -> dict[str, tf.Tensor]:
         """One Adam step on `slot.image`, then the seed's clip to [0, 255]."""
         self.traces += 1  # Python side effect: runs only while tracing
         with tf.GradientTape() as tape:
-            features = self.extractor(slot.image, slot.precision)
-            terms = losses.loss_terms(features, slot.image, targets, weights)
+            features = self.extractor(slot.image, slot.precision, slot.tileable)
+            terms = losses.loss_terms(features, slot.image, targets, weights, slot.tileable)
             # Items are independent, so the gradient of the sum is each item's own gradient.
             total = tf.reduce_sum(terms["total"])
         grad = tape.gradient(total, slot.image)

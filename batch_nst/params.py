@@ -58,6 +58,10 @@ class StyleParams:
         default=False,
         metadata=_opt("keep the content's colours: transfer the style to luminance only"),
     )
+    tileable: bool = field(
+        default=False,
+        metadata=_opt("seamless textures: circular padding in every convolution and a wrapping TV loss"),
+    )
     precision: str = field(
         default="auto",
         metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),

@@ -197,7 +197,8 @@ def _targets(optimizer, content, style, params, cache, key, precision: str) -> T
     style_px = _style_pixels(style, max(height, width), params)[None].astype(np.float32)
     compute = lambda: optimizer.style_grams(style_px, precision)  # noqa: E731
     grams = compute() if cache is None or key is None else cache.get((key, style_px.shape, precision), compute)
-    return Targets(content=optimizer.content_features(_prepared(content, params), precision), grams=grams)
+    content_features = optimizer.content_features(_prepared(content, params), precision, params.tileable)
+    return Targets(content=content_features, grams=grams)  # style Grams: plain padding, a style is no tile
 
 
 def _initial(content: Picture, params: StyleParams) -> np.ndarray:

@@ -39,17 +39,20 @@ class Extractor:
 
     def __init__(self, weights: Weights):
         self.weights = weights
-        self._models = {"fp32": _truncated(weights, "fp32")}
+        self._models = {("fp32", False): _truncated(weights, "fp32")}
 
-    def __call__(self, pixels: tf.Tensor, precision: str = "fp32") -> dict[str, tf.Tensor]:
+    def __call__(self, pixels: tf.Tensor, precision: str = "fp32", tileable: bool = False) -> dict[str, tf.Tensor]:
         """[B, H, W, 3] RGB in [0, 255] -> features keyed by layer name ([B, h, w, C] each)."""
-        return self.model(precision)(vgg19.preprocess_input(pixels), training=False)
+        return self.model(precision, tileable)(vgg19.preprocess_input(pixels), training=False)
 
-    def model(self, precision: str = "fp32") -> keras.Model:
-        """The network for a precision ("fp32" or "bf16"); build it outside any tf.function."""
-        if precision not in self._models:
-            self._models[precision] = _truncated(self.weights, precision)
-        return self._models[precision]
+    def model(self, precision: str = "fp32", tileable: bool = False) -> keras.Model:
+        """The network for a precision ("fp32" or "bf16"), with circular padding if `tileable`;
+        build it outside any tf.function."""
+        if (precision, tileable) not in self._models:
+            plain = self._models.get((precision, False)) or _truncated(self.weights, precision)
+            self._models[(precision, False)] = plain
+            self._models[(precision, True)] = _wrapped(plain)
+        return self._models[(precision, tileable)]
 
 
 def _truncated(weights: Weights, precision: str) -> keras.Model:
@@ -61,6 +64,34 @@ def _truncated(weights: Weights, precision: str) -> keras.Model:
         keras.config.set_dtype_policy(previous)
     outputs = {name: full.get_layer(name).output for name in LAYERS}
     model = keras.Model(full.input, outputs, name=f"vgg19_truncated_{precision}")
+    model.trainable = False
+    return model
+
+
+class _WrapPad(keras.layers.Layer):
+    """Circular padding by one pixel: a tiling texture's edges see each other, not zeros."""
+
+    def call(self, x):
+        x = keras.ops.concatenate([x[:, -1:], x, x[:, :1]], axis=1)
+        return keras.ops.concatenate([x[:, :, -1:], x, x[:, :, :1]], axis=2)
+
+
+def _wrapped(plain: keras.Model) -> keras.Model:
+    """The same network (same weights, same precision) with every 3x3 convolution's zero padding
+    replaced by circular padding, for seamless textures (StyleParams.tileable)."""
+    inputs = keras.Input((None, None, 3))
+    x, outputs = inputs, {}
+    for layer in plain.layers[1:]:  # VGG is a chain: input, then convolutions and poolings
+        if isinstance(layer, keras.layers.Conv2D):
+            conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, padding="valid", activation=layer.activation,
+                                       name=layer.name, dtype=layer.dtype_policy)
+            x = conv(_WrapPad(dtype=layer.dtype_policy)(x))
+            conv.set_weights(layer.get_weights())
+        else:
+            x = layer(x)
+        if layer.name in LAYERS:
+            outputs[layer.name] = x
+    model = keras.Model(inputs, outputs, name=plain.name + "_tileable")
     model.trainable = False
     return model
 
