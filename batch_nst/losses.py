@@ -22,13 +22,22 @@ class Targets:
 
     content: tf.Tensor  # [B, h, w, 512] features of the content image at CONTENT_LAYER
     grams: dict[str, tf.Tensor]  # layer -> [B, C, C] Gram matrices of the style image
+    mask: tf.Tensor | None = None  # [B, H, W, 1] in [0, 1]: the content's opacity (alpha_mode="mask")
 
 
-def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C]."""
+def gram_matrix(features: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C].
+
+    With a `mask` ([B, H', W', 1] opacity, resized to the features' grid) the average is weighted
+    by opacity, so transparent pixels add nothing (a departure from the seed, for sprites).
+    """
     features = tf.cast(features, tf.float32)
-    pixels = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
-    return tf.einsum("bijc,bijd->bcd", features, features) / pixels
+    if mask is None:
+        pixels = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
+        return tf.einsum("bijc,bijd->bcd", features, features) / pixels
+    weight = _resized(mask, features)
+    total = tf.maximum(tf.reduce_sum(weight, axis=[1, 2, 3]), 1e-6)[:, None, None]
+    return tf.einsum("bijc,bijd->bcd", features * weight, features) / total
 
 
 def style_loss(gram: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -36,10 +45,18 @@ def style_loss(gram: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(gram - target), axis=[1, 2])
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """Half the summed squared feature difference per item: [B, H, W, C] -> [B]."""
-    diff = tf.cast(features, tf.float32) - target
-    return 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+def content_loss(features: tf.Tensor, target: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Half the summed squared feature difference per item: [B, H, W, C] -> [B]; with a `mask`,
+    each pixel's difference weighted by its opacity."""
+    diff = tf.square(tf.cast(features, tf.float32) - target)
+    if mask is not None:
+        diff = diff * _resized(mask, features)
+    return 0.5 * tf.reduce_sum(diff, axis=[1, 2, 3])
+
+
+def _resized(mask: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+    """Opacity averaged onto the features' grid: [B, H, W, 1] -> [B, h, w, 1]."""
+    return tf.image.resize(mask, tf.shape(features)[1:3], method="area")
 
 
 def tv_loss(image: tf.Tensor, wrap: bool = False) -> tf.Tensor:
@@ -55,9 +72,9 @@ def tv_loss(image: tf.Tensor, wrap: bool = False) -> tf.Tensor:
     return tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
 
 
-def style_targets(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """Gram matrices of the style layers, the style half of `Targets`."""
-    return {name: gram_matrix(features[name]) for name in STYLE_LAYERS}
+def style_targets(features: dict[str, tf.Tensor], mask: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    """Gram matrices of the style layers (opacity-weighted with a `mask`), the style half of `Targets`."""
+    return {name: gram_matrix(features[name], mask) for name in STYLE_LAYERS}
 
 
 def loss_terms(
@@ -67,9 +84,9 @@ def loss_terms(
 
     `style`, `content` and `tv` are unweighted; `total` is the weighted sum the optimizer descends.
     """
-    per_layer = [style_loss(gram_matrix(features[n]), targets.grams[n]) for n in STYLE_LAYERS]
+    per_layer = [style_loss(gram_matrix(features[n], targets.mask), targets.grams[n]) for n in STYLE_LAYERS]
     style = tf.add_n(per_layer) / len(STYLE_LAYERS)
-    content = content_loss(features[CONTENT_LAYER], targets.content)
+    content = content_loss(features[CONTENT_LAYER], targets.content, targets.mask)
     tv = tv_loss(image, wrap)
     total = weights[0] * style + weights[1] * content + weights[2] * tv
     return {"total": total, "style": style, "content": content, "tv": tv}

@@ -61,7 +61,7 @@ class _Slot:
         self.adam.build([self.image])
         # Targets travel as plain tensors (a dataclass argument would retrace per instance).
         self.step = tf.function(
-            lambda content, grams, w: step_fn(self, Targets(content, grams), w), jit_compile=jit_compile
+            lambda content, grams, mask, w: step_fn(self, Targets(content, grams, mask), w), jit_compile=jit_compile
         )
 
     def reset(self, init: np.ndarray, learning_rate: float) -> None:
@@ -107,9 +107,11 @@ class Optimizer:
         features = self.extractor(tf.constant(content), precision, tileable)[losses.CONTENT_LAYER]
         return tf.cast(features, tf.float32)
 
-    def style_grams(self, style: np.ndarray, precision: str = "fp32") -> dict[str, tf.Tensor]:
-        """Gram targets of style pixels [B, h, w, 3]; callers cache them per style, size and precision."""
-        return losses.style_targets(self.extractor(tf.constant(style), precision))
+    def style_grams(self, style: np.ndarray, precision: str = "fp32", mask: np.ndarray | None = None) -> dict[str, tf.Tensor]:
+        """Gram targets of style pixels [B, h, w, 3] (opacity-weighted by `mask` [B, h, w, 1]);
+        callers cache them per style, size, precision and alpha mode."""
+        mask = None if mask is None else tf.constant(mask, tf.float32)
+        return losses.style_targets(self.extractor(tf.constant(style), precision), mask)
 
     def evaluate(self, pixels: np.ndarray, targets: Targets, params: StyleParams) -> dict[str, np.ndarray]:
         """Loss terms ([B] each) of fixed pixels in float32, e.g. the image as written.
@@ -154,7 +156,7 @@ class Optimizer:
                 final[b] = resume.pixels[b]
                 running.discard(b)
         for step in range(resume.step + 1 if resume else 1, params.steps + 1):
-            terms = {k: v.numpy() for k, v in slot.step(targets.content, targets.grams, weights).items()}
+            terms = {k: v.numpy() for k, v in slot.step(targets.content, targets.grams, targets.mask, weights).items()}
             stopped = [b for b in running if _record(histories[b], float(terms["total"][b]), params)]
             if on_step is not None:
                 on_step(Progress(step=step, steps=params.steps, losses={k: float(v[0]) for k, v in terms.items()}))

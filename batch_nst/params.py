@@ -22,6 +22,7 @@ from batch_nst.errors import ParamsError
 
 INITS = ("content", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
+ALPHA_MODES = ("restore", "mask")
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -57,6 +58,11 @@ class StyleParams:
     preserve_color: bool = field(
         default=False,
         metadata=_opt("keep the content's colours: transfer the style to luminance only"),
+    )
+    alpha_mode: str = field(
+        default="restore",
+        metadata=_opt("restore: alpha set aside and put back exactly (the seed); mask: also compute the losses over "
+                      "opaque pixels only and leave fully transparent pixels' colour untouched", choices=ALPHA_MODES),
     )
     tileable: bool = field(
         default=False,

@@ -195,10 +195,22 @@ def _targets(optimizer, content, style, params, cache, key, precision: str) -> T
     when this style was seen at this size and precision)."""
     height, width = _opt_size(content, params)
     style_px = _style_pixels(style, max(height, width), params)[None].astype(np.float32)
-    compute = lambda: optimizer.style_grams(style_px, precision)  # noqa: E731
-    grams = compute() if cache is None or key is None else cache.get((key, style_px.shape, precision), compute)
+    style_mask = _mask(style, style_px.shape[1:3], params)
+    compute = lambda: optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
+    cache_key = (key, style_px.shape, precision, params.alpha_mode)
+    grams = compute() if cache is None or key is None else cache.get(cache_key, compute)
     content_features = optimizer.content_features(_prepared(content, params), precision, params.tileable)
-    return Targets(content=content_features, grams=grams)  # style Grams: plain padding, a style is no tile
+    mask = _mask(content, (height, width), params)
+    # Style Grams use plain padding: a style image is no tile.
+    return Targets(content_features, grams, None if mask is None else tf.constant(mask))
+
+
+def _mask(picture: Picture, size: tuple[int, int], params: StyleParams) -> np.ndarray | None:
+    """[1, h, w, 1] opacity in [0, 1] at `size` with alpha_mode="mask" and an alpha; else None."""
+    if params.alpha_mode != "mask" or picture.alpha is None:
+        return None
+    alpha = images.resize(np.repeat(picture.alpha[..., None], 3, axis=2), *size)[..., :1]
+    return (alpha[None] / 255.0).astype(np.float32)
 
 
 def _initial(content: Picture, params: StyleParams) -> np.ndarray:
@@ -216,14 +228,23 @@ def _restore(content: Picture, pixels: np.ndarray, params: StyleParams) -> Pictu
     rgb = images.resize(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), content.height, content.width)
     if params.preserve_color:
         rgb = images.with_luminance(content.rgb, images.luminance(rgb))
+    if params.alpha_mode == "mask" and content.alpha is not None:
+        clear = content.alpha == 0
+        rgb = rgb.copy()
+        rgb[clear] = content.rgb[clear]  # fully transparent pixels keep their colour exactly
     return Picture(rgb=rgb, alpha=content.alpha)
 
 
 def _stack(items: list[Targets]) -> Targets:
-    """Per-item targets ([1, ...] each) as one batch ([B, ...])."""
+    """Per-item targets ([1, ...] each) as one batch ([B, ...]); items without a mask count as opaque."""
     if len(items) == 1:
         return items[0]
+    masks = None
+    if any(t.mask is not None for t in items):
+        opaque = tf.ones_like(next(t.mask for t in items if t.mask is not None))
+        masks = tf.concat([opaque if t.mask is None else t.mask for t in items], axis=0)
     return Targets(
         content=tf.concat([t.content for t in items], axis=0),
         grams={name: tf.concat([t.grams[name] for t in items], axis=0) for name in items[0].grams},
+        mask=masks,
     )

@@ -165,7 +165,7 @@ def test_preserve_color_keeps_the_contents_colours(optimizer):
 def test_style_scale_sizes_the_style_image(optimizer, monkeypatch):
     seen = []
     real = optimizer.style_grams
-    monkeypatch.setattr(optimizer, "style_grams", lambda px, precision="fp32": seen.append(px.shape) or real(px, precision))
+    monkeypatch.setattr(optimizer, "style_grams", lambda px, *rest: seen.append(px.shape) or real(px, *rest))
     for scale in (1.0, 0.5, 2.0):
         stylize(smooth_image(64, 48, 42), smooth_image(30, 60, 43),
                 params=StyleParams(steps=1, max_size=64, style_scale=scale, precision="fp32"), extractor=optimizer)
@@ -207,3 +207,49 @@ def test_wrapping_tv_counts_the_edges_across():
     img[0, 0, :, 0] = 10.0  # a bright first row: 1 edge inside, and 1 more across the wrap
     assert float(tv_loss(tf.constant(img))[0]) == 40.0
     assert float(tv_loss(tf.constant(img), wrap=True)[0]) == 80.0
+
+
+def _sprite(n=40):
+    """An opaque disc on a fully transparent background whose hidden colour is junk."""
+    y, x = np.mgrid[0:n, 0:n]
+    alpha = (((y - n / 2) ** 2 + (x - n / 2) ** 2) < (n / 3) ** 2).astype(np.uint8) * 255
+    rgb = (64 + smooth_image(n, n, 50) // 2).astype(np.uint8)
+    rgb[alpha == 0] = (255, 0, 255)
+    return np.dstack([rgb, alpha])
+
+
+def test_alpha_mask_changes_nothing_outside_the_sprite(optimizer):
+    sprite, style = _sprite(), smooth_image(32, 32, 51)
+    params = StyleParams(steps=20, max_size=32, alpha_mode="mask")
+    masked = stylize(sprite, style, params=params, extractor=optimizer)
+    plain = stylize(sprite, style, params=StyleParams(steps=20, max_size=32), extractor=optimizer)
+    outside = sprite[..., 3] == 0
+    np.testing.assert_array_equal(masked.image.rgb[outside], sprite[..., :3][outside])
+    np.testing.assert_array_equal(masked.image.alpha, sprite[..., 3])
+    assert not np.array_equal(plain.image.rgb[outside], sprite[..., :3][outside])  # the seed repaints them
+    assert not np.array_equal(masked.image.rgb[~outside], sprite[..., :3][~outside])  # the sprite is stylized
+    assert evaluate(sprite, style, masked.image, params=params, extractor=optimizer) == masked.losses
+
+
+def test_masked_gram_ignores_transparent_pixels():
+    import tensorflow as tf
+
+    from batch_nst.losses import gram_matrix
+
+    rng = np.random.default_rng(3)
+    inside = rng.normal(size=(1, 4, 4, 5)).astype(np.float32)
+    padded = np.concatenate([inside, 100 * rng.normal(size=(1, 4, 4, 5)).astype(np.float32)], axis=2)  # junk at right
+    mask = np.concatenate([np.ones((1, 4, 4, 1)), np.zeros((1, 4, 4, 1))], axis=2).astype(np.float32)
+    np.testing.assert_allclose(gram_matrix(tf.constant(padded), tf.constant(mask)).numpy(),
+                               gram_matrix(tf.constant(inside)).numpy(), rtol=1e-5)
+
+
+def test_a_batch_mixing_sprites_and_opaque_items_matches_solo_runs(optimizer):
+    from batch_nst.stylize import stylize_many
+
+    params = StyleParams(steps=5, max_size=32, alpha_mode="mask", precision="fp32")
+    contents, style = [_sprite(32), smooth_image(32, 32, 52)], smooth_image(32, 32, 53)
+    together = stylize_many(contents, [style, style], params=params, extractor=optimizer)
+    for content, result in zip(contents, together):
+        alone = stylize(content, style, params=params, extractor=optimizer)
+        assert result.losses.total == pytest.approx(alone.losses.total, rel=1e-3)
