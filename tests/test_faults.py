@@ -68,19 +68,16 @@ def test_a_second_run_on_the_same_root_refuses_clearly(ray_session, library, leg
     root = str(library / "out")
     config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
                            params=StyleParams(steps=20, max_size=48), workers=2)
-    first_record, refused = threading.Event(), []
+    refused = []
 
-    def second_run():
-        first_record.wait(timeout=300)
+    def second_run(plan):
+        """Started while the first run holds the root, just before it dispatches any work."""
         try:
             job.run(config)
         except LockedError as err:
             refused.append(str(err))
 
-    thread = threading.Thread(target=second_run)
-    thread.start()
-    summary = job.run(config, on_record=lambda rec, s: first_record.set())
-    thread.join()
+    summary = job.run(config, on_start=second_run)
     assert summary.ok == 6
     assert refused and "is in use by run" in refused[0] and summary.run_id in refused[0]
     again = job.run(config)  # the lease was released: a later run goes ahead and has nothing to do
