@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stylize", help="stylize one image on this machine (no Ray)")
     p.add_argument("content", help="content image (path or URI)")
-    p.add_argument("style", help="style image (path or URI)")
+    p.add_argument("style", help="style image (path or URI); several joined by ';' are blended (--style-blend)")
     p.add_argument("-o", "--output", required=True, help="output PNG (path or URI)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -146,7 +146,9 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith(".png"):
         raise BatchNSTError(f"output must be a .png file, got {args.output}")
     content = images.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
-    style = images.decode(storage.read_bytes(args.style), storage.redact(args.style), args.max_pixels)
+    style = [images.decode(storage.read_bytes(uri), storage.redact(uri), args.max_pixels)
+             for uri in args.style.split(";")]  # several styles: blended by --style-blend
+    params.blend_weights(len(style))
     configure_tensorflow()
     optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
     with _progress(params.steps, args.quiet) as on_step:

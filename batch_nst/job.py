@@ -59,15 +59,15 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None) -> Plan:
     and fingerprints alone."""
     items = manifest.load(config.manifest, config.params) if items is None else items
     weights_id = weights.identity(config.weights)
-    prints, unreadable = _fingerprints({u for item in items for u in (item.content, item.style)})
+    prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
     done_keys = set() if config.force else records.ok_keys(config.output_root)
     todo, done, invalid = [], [], []
     for item in items:
-        missing = [u for u in (item.content, item.style) if u not in prints]
+        missing = [u for u in (item.content, *item.styles) if u not in prints]
         if missing:
             invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
-        item = item.keyed(prints[item.content], prints[item.style], weights_id)
+        item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
         (done if item.key in done_keys else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)

@@ -48,6 +48,11 @@ class WorkItem:
     params: StyleParams  # effective: defaults, then CLI flags, then the row's overrides
     key: str = ""  # content-addressed; set once fingerprints are known (`keyed`)
 
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The style URIs: one, or several blended by params.style_blend ("a.png;b.png")."""
+        return tuple(self.style.split(";"))
+
     def keyed(self, content_fp: str, style_fp: str, weights_identity: str) -> "WorkItem":
         """This item with its key: changes iff an input, a parameter, the weights or the algorithm do."""
         payload = json.dumps(
@@ -86,7 +91,8 @@ def derive_id(content: str, style: str, base: str) -> str:
     """
     rel = content[len(base.rstrip("/")) + 1:] if content.startswith(base.rstrip("/") + "/") else posixpath.basename(content)
     stem = posixpath.splitext(rel)[0].replace("/", "__")
-    return _safe(stem) + "--" + _safe(posixpath.splitext(posixpath.basename(style))[0])
+    styles = "+".join(_safe(posixpath.splitext(posixpath.basename(s))[0]) for s in style.split(";"))
+    return _safe(stem) + "--" + styles
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
@@ -150,7 +156,10 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
 
 
 def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
-    content, style = (sys.intern(_uri_cell(values.get(name), name, folder)) for name in REQUIRED)
+    content = sys.intern(_uri_cell(values.get("content"), "content", folder))
+    style = values.get("style")
+    parts = style.split(";") if isinstance(style, str) else [style]
+    style = sys.intern(";".join(_uri_cell(part, "style", folder) for part in parts))
     item_id = values.get("id")
     if item_id is None or item_id == "":
         item_id = derive_id(content, style, folder)
@@ -160,6 +169,7 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shar
             "no slashes; at most 200 characters; not starting with '.' or '-')"
         )
     params = base.with_overrides(values)
+    params.blend_weights(len(parts))  # as many weights as styles
     return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
 
 

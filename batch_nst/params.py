@@ -55,6 +55,10 @@ class StyleParams:
         metadata=_opt("style image's size relative to the optimization's long side: < 1 finer strokes, "
                       "> 1 coarser", low=0.05, high=8.0),
     )
+    style_blend: str = field(
+        default="",
+        metadata=_opt("weights of several styles (style URIs joined by ';'), e.g. '0.7;0.3'; empty = equal"),
+    )
     preserve_color: bool = field(
         default=False,
         metadata=_opt("keep the content's colours: transfer the style to luminance only"),
@@ -76,6 +80,22 @@ class StyleParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+        self.blend_weights(None)  # validates style_blend's numbers
+
+    def blend_weights(self, styles: int | None) -> tuple[float, ...]:
+        """style_blend as normalized weights for `styles` styles (equal when empty); ParamsError
+        when it is not numbers >= 0 with a positive sum, or has another count than `styles`."""
+        if not self.style_blend.strip():
+            return tuple([1.0 / styles] * styles) if styles else ()
+        try:
+            weights = tuple(float(w) for w in self.style_blend.split(";"))
+        except ValueError:
+            raise ParamsError(f"style_blend must be numbers separated by ';', got {self.style_blend!r}") from None
+        if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ParamsError(f"style_blend weights must be >= 0 with a positive sum, got {self.style_blend!r}")
+        if styles is not None and len(weights) != styles:
+            raise ParamsError(f"style_blend has {len(weights)} weights for {styles} style(s)")
+        return tuple(w / sum(weights) for w in weights)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "StyleParams":

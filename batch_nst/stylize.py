@@ -120,7 +120,7 @@ def stylize_many(
     started = time.perf_counter()
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
     content_pics = [images.to_picture(c, "content") for c in contents]
-    style_pics = [images.to_picture(s, "style") for s in styles]
+    style_pics = [_style_set(s) for s in styles]
     keys = list(style_keys) if style_keys is not None else [None] * len(content_pics)
     sizes = {_opt_size(pic, params) for pic in content_pics}
     if len(sizes) != 1 or len(style_pics) != len(content_pics) or len(keys) != len(content_pics):
@@ -160,7 +160,7 @@ def evaluate(
 ) -> Losses:
     """Losses of `output` (e.g. a stored result) against content and style under `params`."""
     optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
-    content_pic, style_pic = images.to_picture(content, "content"), images.to_picture(style, "style")
+    content_pic, style_pic = images.to_picture(content, "content"), _style_set(style)
     targets = _targets(optimizer, content_pic, style_pic, params, None, None, "fp32")
     terms = optimizer.evaluate(_prepared(images.to_picture(output, "output"), params), targets, params)
     return Losses(**{name: float(value[0]) for name, value in terms.items()})
@@ -190,19 +190,32 @@ def _prepared(picture: Picture, params: StyleParams) -> np.ndarray:
     return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
 
 
-def _targets(optimizer, content, style, params, cache, key, precision: str) -> Targets:
-    """Content features and style Grams through the network in `precision` (Grams from the cache
-    when this style was seen at this size and precision)."""
+def _style_set(style: Any) -> list[Picture]:
+    """One style image, or a list or tuple of them to blend (params.style_blend)."""
+    return [images.to_picture(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
+
+
+def _targets(optimizer, content, styles, params, cache, key, precision: str) -> Targets:
+    """Content features and style Grams through the network in `precision`. Several styles'
+    Grams are blended by params.style_blend; each comes from the cache when that style was seen
+    at this size and precision (`key`: one key, or one per style)."""
     height, width = _opt_size(content, params)
-    style_px = _style_pixels(style, max(height, width), params)[None].astype(np.float32)
+    keys = key if isinstance(key, tuple) else ((key,) if len(styles) == 1 else (None,) * len(styles))
+    per_style = [_grams(optimizer, style, max(height, width), params, cache, k, precision)
+                 for style, k in zip(styles, keys)]
+    weights = params.blend_weights(len(styles))
+    grams = {n: tf.add_n([w * g[n] for w, g in zip(weights, per_style)]) for n in per_style[0]}
+    features = optimizer.content_features(_prepared(content, params), precision, params.tileable)
+    mask = _mask(content, (height, width), params)
+    return Targets(features, grams, None if mask is None else tf.constant(mask))
+
+
+def _grams(optimizer, style, long_side, params, cache, key, precision: str) -> dict[str, tf.Tensor]:
+    style_px = _style_pixels(style, long_side, params)[None].astype(np.float32)
     style_mask = _mask(style, style_px.shape[1:3], params)
     compute = lambda: optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
     cache_key = (key, style_px.shape, precision, params.alpha_mode)
-    grams = compute() if cache is None or key is None else cache.get(cache_key, compute)
-    content_features = optimizer.content_features(_prepared(content, params), precision, params.tileable)
-    mask = _mask(content, (height, width), params)
-    # Style Grams use plain padding: a style image is no tile.
-    return Targets(content_features, grams, None if mask is None else tf.constant(mask))
+    return compute() if cache is None or key is None else cache.get(cache_key, compute)
 
 
 def _mask(picture: Picture, size: tuple[int, int], params: StyleParams) -> np.ndarray | None:

@@ -62,7 +62,7 @@ class Worker:
         for item in items:
             started = time.perf_counter()
             try:
-                pictures = self._decode(item.content), self._style(item.style)
+                pictures = self._decode(item.content), [self._style(uri) for uri in item.styles]
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
@@ -81,7 +81,7 @@ class Worker:
         items, contents, styles, resumes = zip(*group)
         try:
             results = stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
-                                   style_cache=self.styles, style_keys=[item.style for item in items],
+                                   style_cache=self.styles, style_keys=[item.styles for item in items],
                                    resume=resumes[0], checkpoint=lambda state: self._save(items, state),
                                    checkpoint_every=self.config.checkpoint_every)
             return [self._write(item, content, style, result) for item, content, style, result
@@ -94,7 +94,8 @@ class Worker:
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
         output = records.image_uri(self.config.output_root, item.id)
         storage.write_bytes(output, images.encode_png(result.image))
-        notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), ("style", style)) if pic.note)
+        notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), *(("style", s) for s in style))
+                          if pic.note)
         rec = self._ok(item, result, output, notes)
         if self.config.checkpoint_every:
             storage.remove([records.checkpoint_uri(self.config.output_root, item.key)])

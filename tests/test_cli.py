@@ -38,11 +38,14 @@ def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weigh
 
 
 def test_bool_and_new_style_flags_reach_the_params(pair, tmp_path, legacy_weights_path, capsys):
-    args = ["stylize", *pair, "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path, "--json", "--quiet",
-            *FAST, "--preserve-color", "--style-scale", "0.5"]
+    content, style = pair
+    args = ["stylize", content, f"{style};{style}", "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path,
+            "--json", "--quiet", *FAST, "--preserve-color", "--style-scale", "0.5", "--style-blend", "2;1"]
     assert main(args) == 0
     params = json.loads(capsys.readouterr().out)["params"]
-    assert params["preserve_color"] is True and params["style_scale"] == 0.5
+    assert params["preserve_color"] is True and params["style_scale"] == 0.5 and params["style_blend"] == "2;1"
+    assert main([*args[:-1], "1;2;3"]) == 2
+    assert "style_blend has 3 weights for 2 style(s)" in capsys.readouterr().err
 
 
 def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, legacy_weights_path, monkeypatch, capsys):

@@ -248,3 +248,19 @@ def test_the_driver_never_imports_tensorflow():
 
     code = "import sys, batch_nst.cli, batch_nst.job; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_path, library, legacy_weights_path):
+    from batch_nst import job
+
+    m = tmp_path / "m.csv"
+    m.write_text("id,content,style\n"
+                 f"two,{library}/art/c1.png,{library}/styles/s1.png;{library}/styles/s2.png\n"
+                 f"gone,{library}/art/c1.png,{library}/styles/s1.png;{library}/styles/nope.png\n")
+    config = job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path)
+    planned = job.plan(config)
+    assert [i.id for i in planned.todo] == ["two"]
+    assert "nope.png" in planned.invalid[0][1] and "s1.png" not in planned.invalid[0][1]
+    one = job.plan(job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path,
+                                 params=StyleParams(style_blend="3;1")))
+    assert one.todo[0].key != planned.todo[0].key  # the weights are in the key

@@ -113,3 +113,12 @@ def test_json_lines_rows_with_hostile_cells(mem, row, message):
     _put(mem, "/m.jsonl", json.dumps(row) + "\n")
     with pytest.raises(ManifestError, match=message):
         manifest.load("memory://m.jsonl")
+
+
+def test_several_styles_per_row_and_their_weights(mem):
+    _put(mem, "/jobs/m.csv", "content,style,style_blend\na.png,s1.png;../x/s2.png,0.7;0.3\nb.png,s1.png;s2.png,1\n")
+    with pytest.raises(ManifestError, match=r"row 2: style_blend has 1 weights for 2 style\(s\)"):
+        manifest.load("memory://jobs/m.csv")
+    _put(mem, "/jobs/m.csv", "content,style,style_blend\na.png,s1.png;../x/s2.png,0.7;0.3\n")
+    (item,) = manifest.load("memory://jobs/m.csv")
+    assert item.styles == ("memory://jobs/s1.png", "memory://x/s2.png") and item.id == "a--s1+s2"

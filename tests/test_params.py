@@ -42,3 +42,14 @@ def test_frozen_hashable_and_canonical_json():
     assert hash(p) == hash(StyleParams(steps=3))
     assert json.loads(p.to_json())["steps"] == 3
     assert list(json.loads(p.to_json())) == sorted(param_names())
+
+
+def test_style_blend_weights():
+    assert StyleParams(style_blend="0.7;0.3").blend_weights(2) == pytest.approx((0.7, 0.3))
+    assert StyleParams(style_blend="1;3").blend_weights(2) == pytest.approx((0.25, 0.75))
+    assert StyleParams().blend_weights(3) == pytest.approx((1 / 3,) * 3)
+    for bad, message in [("a;b", "numbers separated by ';'"), ("-1;2", ">= 0 with a positive sum"), ("0;0", "positive sum")]:
+        with pytest.raises(ParamsError, match=message):
+            StyleParams(style_blend=bad)
+    with pytest.raises(ParamsError, match="has 2 weights for 3 style"):
+        StyleParams(style_blend="1;2").blend_weights(3)

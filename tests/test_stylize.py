@@ -253,3 +253,16 @@ def test_a_batch_mixing_sprites_and_opaque_items_matches_solo_runs(optimizer):
     for content, result in zip(contents, together):
         alone = stylize(content, style, params=params, extractor=optimizer)
         assert result.losses.total == pytest.approx(alone.losses.total, rel=1e-3)
+
+
+def test_style_blends_mix_the_grams_by_weight(optimizer):
+    content, a, b = smooth_image(32, 32, 60), smooth_image(32, 32, 61), smooth_image(32, 32, 62)
+    params = StyleParams(steps=4, max_size=32, precision="fp32")
+    only_a = stylize(content, a, params=params, extractor=optimizer)
+    weighted = stylize(content, [a, b], params=StyleParams(**{**params.__dict__, "style_blend": "1;0"}),
+                       extractor=optimizer)
+    self_blend = stylize(content, [a, a], params=params, extractor=optimizer)
+    even = stylize(content, [a, b], params=params, extractor=optimizer)
+    assert weighted.history == pytest.approx(only_a.history, rel=1e-5)
+    assert self_blend.history == pytest.approx(only_a.history, rel=1e-5)
+    assert even.history != pytest.approx(only_a.history, rel=1e-3)
