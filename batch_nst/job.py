@@ -277,6 +277,8 @@ def _new_run_id() -> str:
 def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[str, Any]:
     from importlib.metadata import version
 
+    from batch_nst import __version__  # ours even when run from a source tree, not installed
+
     return {
         "run_id": summary.run_id,
         "status": "finished",
@@ -292,8 +294,9 @@ def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[s
             "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
             "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every,
         },
-        "versions": {"algorithm": manifest.ALGORITHM_VERSION, "python": sys.version.split()[0],
-                     **{pkg: version(pkg) for pkg in ("batch-nst", "tensorflow", "ray", "fsspec", "pyarrow")}},
+        "versions": {"batch-nst": __version__, "algorithm": manifest.ALGORITHM_VERSION,
+                     "python": sys.version.split()[0],
+                     **{pkg: version(pkg) for pkg in ("tensorflow", "ray", "fsspec", "pyarrow")}},
         "finished_at": records.now(),
     }
 
