@@ -54,11 +54,11 @@ class Plan:
         return sum(item.params.steps for item in self.todo)
 
 
-def plan(config: JobConfig, items: list[WorkItem] | None = None) -> Plan:
+def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str | None = None) -> Plan:
     """Validate the manifest (unless its `items` are given) and decide what to do from listings
-    and fingerprints alone."""
+    and fingerprints alone; `weights_id` saves hashing a weights file already resolved."""
     items = manifest.load(config.manifest, config.params) if items is None else items
-    weights_id = weights.identity(config.weights)
+    weights_id = weights_id or weights.identity(config.weights)
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
     done_keys = set() if config.force else records.ok_keys(config.output_root)
     todo, done, invalid = [], [], []
@@ -122,14 +122,14 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     any work for a bad manifest, config or weights."""
     started = time.perf_counter()
     items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
-    weights.resolve_weights(config.weights)  # unreachable weights: exit 2 now, not N failures later
+    weights_id = weights.resolve_weights(config.weights).identity  # unreachable: exit 2 now, not N failures later
     run_id = _new_run_id()
     with lease.hold(config.output_root, run_id):
         recovered = records.recover(config.output_root)  # records of runs whose driver died
         if recovered:
             _log(f"gathered {recovered} record(s) left pending by a run whose driver died")
         # Planned under the lease: no other run can finish an item between plan and dispatch.
-        return _run(config, plan(config, items), run_id, started, on_record, on_start)
+        return _run(config, plan(config, items, weights_id), run_id, started, on_record, on_start)
 
 
 def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start) -> Summary:

@@ -57,25 +57,23 @@ class Result:
 
 
 class StyleCache:
-    """Gram targets per (style key, size), least recently used dropped first.
-
-    A library that shares a few styles computes each style's Grams once per process.
-    """
+    """A small LRU of per-style values (Gram targets per style, size, precision; decoded style
+    images in the worker): a library that shares a few styles computes each once per process."""
 
     def __init__(self, capacity: int = 32):
         self.capacity = capacity
-        self._grams: OrderedDict[Hashable, dict[str, tf.Tensor]] = OrderedDict()
+        self._values: OrderedDict[Hashable, Any] = OrderedDict()
         self.misses = 0
 
-    def get(self, key: Hashable, compute) -> dict[str, tf.Tensor]:
-        if key in self._grams:
-            self._grams.move_to_end(key)
-            return self._grams[key]
+    def get(self, key: Hashable, compute) -> Any:
+        if key in self._values:
+            self._values.move_to_end(key)
+            return self._values[key]
         self.misses += 1
-        grams = self._grams[key] = compute()
-        if len(self._grams) > self.capacity:
-            self._grams.popitem(last=False)
-        return grams
+        value = self._values[key] = compute()
+        if len(self._values) > self.capacity:
+            self._values.popitem(last=False)
+        return value
 
 
 def stylize(

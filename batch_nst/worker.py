@@ -47,7 +47,7 @@ class Worker:
         self.config = config
         self.optimizer = Optimizer(Extractor(resolve_weights(config.weights)))
         self.styles = StyleCache()  # Gram targets per (style, size, precision)
-        self.style_pictures: dict[str, images.Picture] = {}  # decoded style images: a few, reused
+        self.style_pictures = StyleCache()  # decoded style images per URI: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
@@ -120,11 +120,7 @@ class Worker:
                          (tuple(z["history"].tolist()),), (bool(z["stopped"]),))
 
     def _style(self, uri: str) -> images.Picture:
-        if uri not in self.style_pictures:
-            if len(self.style_pictures) >= 32:
-                self.style_pictures.clear()
-            self.style_pictures[uri] = self._decode(uri)
-        return self.style_pictures[uri]
+        return self.style_pictures.get(uri, lambda: self._decode(uri))
 
     def _decode(self, uri: str) -> images.Picture:
         return images.decode(storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels)
