@@ -151,7 +151,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     params.blend_weights(len(style))
     configure_tensorflow()
     optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
-    with _progress(params.steps, args.quiet) as on_step:
+    with _progress(sum(params.stages()), args.quiet) as on_step:
         result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
     storage.write_bytes(args.output, images.encode_png(result.image))
     summary = {

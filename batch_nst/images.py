@@ -100,6 +100,30 @@ def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
 
 
+def split(picture: Picture, columns: int, rows: int, name: str = "image") -> list[Picture]:
+    """A sprite sheet's cells, row by row; ImageError naming `name` when the sheet's size does
+    not divide into `columns` x `rows` equal cells (an atlas's cells are never guessed)."""
+    if picture.width % columns or picture.height % rows:
+        raise ImageError(f"{name}: {picture.width}x{picture.height} does not split into a {columns}x{rows} grid "
+                         "of equal cells")
+    height, width = picture.height // rows, picture.width // columns
+    return [
+        Picture(picture.rgb[y:y + height, x:x + width], None if picture.alpha is None else
+                picture.alpha[y:y + height, x:x + width], picture.note)
+        for y in range(0, picture.height, height) for x in range(0, picture.width, width)
+    ]
+
+
+def join(cells: list[Picture], columns: int) -> Picture:
+    """`split`'s inverse: cells row by row back into one sheet."""
+    rows = [cells[start:start + columns] for start in range(0, len(cells), columns)]
+    rgb = np.concatenate([np.concatenate([c.rgb for c in row], axis=1) for row in rows], axis=0)
+    alpha = None
+    if cells[0].alpha is not None:
+        alpha = np.concatenate([np.concatenate([c.alpha for c in row], axis=1) for row in rows], axis=0)
+    return Picture(rgb, alpha, cells[0].note)
+
+
 def encode_png(picture: Picture) -> bytes:
     """PNG bytes, RGBA when the picture has alpha. No metadata chunks: equal pixels, equal bytes."""
     pixels = picture.rgb if picture.alpha is None else np.dstack([picture.rgb, picture.alpha])

@@ -24,6 +24,11 @@ class Targets:
     grams: dict[str, tf.Tensor]  # layer -> [B, C, C] Gram matrices of the style image
     mask: tf.Tensor | None = None  # [B, H, W, 1] in [0, 1]: the content's opacity (alpha_mode="mask")
 
+    def part(self, b: int) -> "Targets":
+        """Item b's targets, as a batch of one."""
+        return Targets(self.content[b:b + 1], {n: g[b:b + 1] for n, g in self.grams.items()},
+                       None if self.mask is None else self.mask[b:b + 1])
+
 
 def gram_matrix(features: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
     """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C].

@@ -1,4 +1,5 @@
-"""The optimization loop: Adam on the pixels, one compiled step, traced once per image shape.
+"""The optimization loop: Adam on the pixels, one compiled step, traced once per image shape;
+or L-BFGS-B (SciPy's, the original paper's optimizer) driving one compiled loss-and-gradient.
 
 No I/O and no printing: progress leaves through a callback and the loss history is returned.
 """
@@ -42,13 +43,15 @@ class State:
     pixels: np.ndarray  # [B, H, W, 3]; for items already stopped (stop_tol), their final pixels
     momentum: np.ndarray  # Adam's first moments, [B, H, W, 3]
     velocity: np.ndarray  # Adam's second moments, [B, H, W, 3]
-    histories: tuple[tuple[float, ...], ...]  # each item's total loss per step so far
+    histories: tuple[tuple[float, ...], ...]  # each item's total loss per step of this stage so far
     stopped: tuple[bool, ...]
+    stage: int = 0  # multiscale: the stage this state is in (stylize's business, carried along)
+    earlier: tuple[tuple[float, ...], ...] = ()  # each item's history of the stages before
 
-    def item(self, b: int) -> "State":
-        """Item b's share, as a batch of one."""
-        return State(self.step, self.pixels[b : b + 1], self.momentum[b : b + 1], self.velocity[b : b + 1],
-                     (self.histories[b],), (self.stopped[b],))
+    def part(self, start: int, stop: int) -> "State":
+        """Items start..stop-1's share (one item, or a sprite sheet's cells), as a batch of their own."""
+        return State(self.step, self.pixels[start:stop], self.momentum[start:stop], self.velocity[start:stop],
+                     self.histories[start:stop], self.stopped[start:stop], self.stage, self.earlier[start:stop])
 
 
 class _Slot:
@@ -100,6 +103,7 @@ class Optimizer:
         self.extractor = extractor
         self.jit_compile = jit_compile
         self._slots: dict[tuple[tuple[int, ...], str, bool], _Slot] = {}
+        self._gradients: dict[tuple[tuple[int, ...], str, bool], Callable] = {}  # L-BFGS's, per shape
         self.traces = 0  # how many times a step was traced: tests pin "once per shape"
 
     def content_features(self, content: np.ndarray, precision: str = "fp32", tileable: bool = False) -> tf.Tensor:
@@ -143,6 +147,12 @@ class Optimizer:
         `checkpoint_every` steps the whole `State` goes to `checkpoint`; a run given it as `resume`
         continues exactly where that one stood.
         """
+        if params.optimizer == "lbfgs":
+            if checkpoint and checkpoint_every and init.shape[0] > 1:
+                raise ValueError("L-BFGS checkpoints one item at a time")
+            runs = [self._lbfgs(init[b:b + 1], targets.part(b), params, on_step if b == 0 else None, precision,
+                                resume, checkpoint, checkpoint_every) for b in range(init.shape[0])]
+            return np.concatenate([pixels for pixels, _ in runs]), [history for _, history in runs]
         slot = self._slot(init.shape, precision, params.tileable)
         slot.reset(init.astype(np.float32), params.learning_rate)
         weights = _weights(params)
@@ -175,6 +185,72 @@ class Optimizer:
                 final[b] = pixels[b]
         return final, histories
 
+    def _lbfgs(self, init, targets, params, on_step, precision, resume, checkpoint, checkpoint_every):
+        """One item by L-BFGS-B: items run alone because line searches would couple a batch's items.
+
+        The [0, 255] box is a bound, not a clip. A step is an iteration (about one loss and gradient
+        each). A checkpoint holds the pixels and history; a resumed run rebuilds L-BFGS's curvature
+        memory from there, so it ends close to, not exactly at, the uninterrupted result.
+        """
+        from scipy.optimize import Bounds, minimize
+
+        shape, weights = init.shape, _weights(params)
+        compiled = self._gradient_fn(shape, precision, params.tileable)
+        history = list(resume.histories[0]) if resume else []
+        last: dict[str, np.ndarray] = {}
+
+        def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+            terms, grad = compiled(tf.constant(x.reshape(shape), tf.float32), targets.content, targets.grams,
+                                   targets.mask, weights)
+            last.update({k: v.numpy() for k, v in terms.items()})
+            return float(last["total"][0]), grad.numpy().astype(np.float64).ravel()
+
+        x0 = (resume.pixels if resume else init).astype(np.float64).ravel()
+        loss_and_gradient(x0)
+        current = [dict(last)]  # loss terms of the point each iteration starts from
+
+        def iteration(intermediate_result) -> None:  # SciPy passes the new iterate by this name
+            terms, current[0] = current[0], dict(last)  # its line search ended on the new iterate
+            stop = _record(history, float(terms["total"][0]), params)
+            step = len(history)  # a resumed history holds the steps already run
+            if on_step is not None:
+                on_step(Progress(step=step, steps=params.steps, losses={k: float(v[0]) for k, v in terms.items()}))
+            if checkpoint and checkpoint_every and step % checkpoint_every == 0 and step < params.steps:
+                pixels = intermediate_result.x.reshape(shape).astype(np.float32)
+                checkpoint(State(step, pixels, np.zeros_like(pixels), np.zeros_like(pixels), (tuple(history),),
+                                 (False,)))
+            if stop:
+                raise StopIteration
+
+        remaining = params.steps - len(history)
+        result = minimize(loss_and_gradient, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 255.0),
+                          callback=iteration,
+                          options={"maxiter": remaining, "maxfun": 20 * remaining, "ftol": 0.0, "gtol": 0.0})
+        return result.x.reshape(shape).astype(np.float32), history
+
+    def _gradient_fn(self, shape: tuple[int, ...], precision: str, tileable: bool) -> Callable:
+        """The compiled loss terms and pixel gradient for one image shape (L-BFGS's function)."""
+        key = (tuple(shape), precision, tileable)
+        if key not in self._gradients:
+            self.extractor.model(precision, tileable)  # build the network eagerly, never while tracing
+            self._gradients[key] = tf.function(
+                lambda image, content, grams, mask, w: self._terms_and_gradient(
+                    image, Targets(content, grams, mask), w, precision, tileable),
+                jit_compile=self.jit_compile,
+            )
+        return self._gradients[key]
+
+    def _terms_and_gradient(self, image, targets: Targets, weights, precision: str, tileable: bool):
+        """Loss terms ([B] each) of `image` and the gradient of their sum: each item's own gradient,
+        since items are independent."""
+        self.traces += 1  # Python side effect: runs only while tracing
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            features = self.extractor(image, precision, tileable)
+            terms = losses.loss_terms(features, image, targets, weights, tileable)
+            total = tf.reduce_sum(terms["total"])
+        return terms, tape.gradient(total, image)
+
     def _slot(self, shape: tuple[int, ...], precision: str, tileable: bool) -> _Slot:
         key = (tuple(shape), precision, tileable)
         if key not in self._slots:
@@ -184,13 +260,7 @@ class Optimizer:
 
     def _step(self, slot: _Slot, targets: Targets, weights: tf.Tensor) -> dict[str, tf.Tensor]:
         """One Adam step on `slot.image`, then the seed's clip to [0, 255]."""
-        self.traces += 1  # Python side effect: runs only while tracing
-        with tf.GradientTape() as tape:
-            features = self.extractor(slot.image, slot.precision, slot.tileable)
-            terms = losses.loss_terms(features, slot.image, targets, weights, slot.tileable)
-            # Items are independent, so the gradient of the sum is each item's own gradient.
-            total = tf.reduce_sum(terms["total"])
-        grad = tape.gradient(total, slot.image)
+        terms, grad = self._terms_and_gradient(slot.image, targets, weights, slot.precision, slot.tileable)
         slot.adam.apply_gradients([(grad, slot.image)])
         slot.image.assign(tf.clip_by_value(slot.image, 0.0, 255.0))
         return terms

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -23,6 +24,9 @@ from batch_nst.errors import ParamsError
 INITS = ("content", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
 ALPHA_MODES = ("restore", "mask")
+SCHEDULES = ("single", "multiscale")
+OPTIMIZERS = ("adam", "lbfgs")
+MAX_STAGES = 6
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -72,6 +76,27 @@ class StyleParams:
         default=False,
         metadata=_opt("seamless textures: circular padding in every convolution and a wrapping TV loss"),
     )
+    schedule: str = field(
+        default="single",
+        metadata=_opt("single: optimize at max_size only (the seed); multiscale: coarse to fine, each stage twice "
+                      "the last's size up to max_size (or the asset's own size), each starting from the last",
+                      choices=SCHEDULES),
+    )
+    stage_steps: str = field(
+        default="",
+        metadata=_opt("multiscale: steps of each stage, coarse to fine, e.g. '300;100;50' (then `steps` is not "
+                      "used); empty = three stages of steps, steps/2, steps/4"),
+    )
+    optimizer: str = field(
+        default="adam",
+        metadata=_opt("adam (the seed) or lbfgs (Gatys et al.'s; steps = iterations, learning_rate unused)",
+                      choices=OPTIMIZERS),
+    )
+    grid: str = field(
+        default="",
+        metadata=_opt("sprite sheets and atlases: COLSxROWS equal cells, each stylized with the same style "
+                      "targets and put back in place; empty = the whole image"),
+    )
     precision: str = field(
         default="auto",
         metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
@@ -81,6 +106,32 @@ class StyleParams:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
         self.blend_weights(None)  # validates style_blend's numbers
+        self.stages()
+        self.cells()
+
+    def stages(self) -> tuple[int, ...]:
+        """Steps of each optimization stage, coarse to fine: (steps,) for the single schedule."""
+        if self.schedule == "single":
+            return (self.steps,)
+        if not self.stage_steps.strip():
+            return (self.steps, max(1, self.steps // 2), max(1, self.steps // 4))
+        try:
+            stages = tuple(int(s) for s in self.stage_steps.split(";"))
+        except ValueError:
+            raise ParamsError(f"stage_steps must be integers separated by ';', got {self.stage_steps!r}") from None
+        if not 1 <= len(stages) <= MAX_STAGES or min(stages) < 1 or sum(stages) > 100_000:
+            raise ParamsError(f"stage_steps must be 1 to {MAX_STAGES} counts >= 1 (at most 100000 in all), "
+                              f"got {self.stage_steps!r}")
+        return stages
+
+    def cells(self) -> tuple[int, int]:
+        """grid as (columns, rows); (1, 1) when empty."""
+        if not self.grid.strip():
+            return 1, 1
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", self.grid)
+        if not match or not all(1 <= int(n) <= 256 for n in match.groups()):
+            raise ParamsError(f"grid must be COLSxROWS with 1 to 256 each, e.g. '4x2', got {self.grid!r}")
+        return int(match[1]), int(match[2])
 
     def blend_weights(self, styles: int | None) -> tuple[float, ...]:
         """style_blend as normalized weights for `styles` styles (equal when empty); ParamsError

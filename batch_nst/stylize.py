@@ -7,6 +7,7 @@ anyone can recompute them from the stored file with `evaluate()`. No Ray, no sto
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import tensorflow as tf
 from batch_nst import images
 from batch_nst.images import Picture
 from batch_nst.losses import Targets
-from batch_nst.optimize import Optimizer, ProgressCallback, State
+from batch_nst.optimize import Optimizer, Progress, ProgressCallback, State
 from batch_nst.params import StyleParams
 from batch_nst.vgg import MIN_SIDE, Extractor, effective_precision
 
@@ -112,56 +113,139 @@ def stylize_many(
 
     All contents must share one optimization size (`batch_key`); each item keeps its own style
     targets, losses, history and early stop. Many small sprites per step use the hardware far
-    better than one at a time. `checkpoint`, `checkpoint_every` and `resume` pass through to
-    `Optimizer.run`: a preempted item continues where its last checkpoint stood.
+    better than one at a time. A sprite sheet (`params.grid`) enters the batch as its cells, all
+    with the sheet's style targets, and comes out reassembled, its losses and history the means of
+    its cells'. `checkpoint`, `checkpoint_every` and `resume` pass through to `Optimizer.run` (one
+    state entry per cell): a preempted item continues where its last checkpoint stood.
     """
     started = time.perf_counter()
-    optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
-    content_pics = [images.to_picture(c, "content") for c in contents]
-    style_pics = [_style_set(s) for s in styles]
-    keys = list(style_keys) if style_keys is not None else [None] * len(content_pics)
-    sizes = {_opt_size(pic, params) for pic in content_pics}
-    if len(sizes) != 1 or len(style_pics) != len(content_pics) or len(keys) != len(content_pics):
+    optimizer = _as_optimizer(extractor)
+    sheets = [_cells(images.to_picture(c, "content"), params) for c in contents]
+    style_sets = [_style_set(s) for s in styles]
+    keys = list(style_keys) if style_keys is not None else [None] * len(sheets)
+    cells = [cell for sheet in sheets for cell in sheet]
+    cell_styles = [s for s, sheet in zip(style_sets, sheets) for _ in sheet]
+    cell_keys = [k for k, sheet in zip(keys, sheets) for _ in sheet]
+    sizes = {_opt_size(cell, params) for cell in cells}
+    if len(sizes) != 1 or len(style_sets) != len(sheets) or len(keys) != len(sheets):
         raise ValueError(f"one batch needs one optimization size and a style per content, got sizes {sizes}")
     precision = effective_precision(params.precision)
-
-    def targets(prec: str) -> Targets:
-        return _stack([_targets(optimizer, c, s, params, style_cache, k, prec)
-                       for c, s, k in zip(content_pics, style_pics, keys)])
-
-    run_targets = targets(precision)
-    init = np.concatenate([_initial(pic, params) for pic in content_pics])
     optimize_started = time.perf_counter()
-    pixels, histories = optimizer.run(init, run_targets, params, on_step, precision, resume, checkpoint,
-                                      checkpoint_every)
-    optimize_seconds = (time.perf_counter() - optimize_started) / len(content_pics)
-    written = [_restore(pic, px, params) for pic, px in zip(content_pics, pixels)]
+    pixels, histories, final_targets = _optimize(optimizer, cells, cell_styles, cell_keys, params, precision,
+                                                 style_cache, on_step, resume, checkpoint, checkpoint_every)
+    optimize_seconds = (time.perf_counter() - optimize_started) / len(sheets)
+    written = [_restore(cell, px, params) for cell, px in zip(cells, pixels)]
     # Recorded losses are always fp32 on the images as written, comparable across precisions.
-    eval_targets = run_targets if precision == "fp32" else targets("fp32")
-    terms = optimizer.evaluate(np.concatenate([_prepared(w, params) for w in written]), eval_targets, params)
+    terms = _written_terms(optimizer, cells, cell_styles, cell_keys, written, params, style_cache,
+                           final_targets if precision == "fp32" else None)
     height, width = sizes.pop()
-    seconds = (time.perf_counter() - started) / len(content_pics)
-    return [
-        Result(image, Losses(**{k: float(v[b]) for k, v in terms.items()}), tuple(history), len(history),
-               height, width, seconds, optimize_seconds, precision)
-        for b, (image, history) in enumerate(zip(written, histories))
-    ]
+    seconds = (time.perf_counter() - started) / len(sheets)
+    results, start = [], 0
+    for sheet in sheets:
+        part = slice(start, start + len(sheet))
+        start += len(sheet)
+        history = _mean_history(histories[part])
+        results.append(Result(
+            _join(written[part], params), Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}),
+            history, len(history), height, width, seconds, optimize_seconds, precision))
+    return results
 
 
-def batch_key(content: Picture, params: StyleParams) -> tuple:
-    """Items with equal keys can share a batch: same optimization size, same parameters."""
-    return (_opt_size(content, params), params)
+def batch_key(content: Picture, params: StyleParams, name: str = "content") -> tuple:
+    """Items with equal keys can share a batch: same optimization size, same parameters (a sprite
+    sheet's cell size; ImageError naming `name` when the sheet does not split into params.grid)."""
+    return (_opt_size(_cells(content, params, name)[0], params), params)
 
 
 def evaluate(
     content: Any, style: Any, output: Any, *, params: StyleParams, extractor: Extractor | Optimizer
 ) -> Losses:
     """Losses of `output` (e.g. a stored result) against content and style under `params`."""
-    optimizer = extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
-    content_pic, style_pic = images.to_picture(content, "content"), _style_set(style)
-    targets = _targets(optimizer, content_pic, style_pic, params, None, None, "fp32")
-    terms = optimizer.evaluate(_prepared(images.to_picture(output, "output"), params), targets, params)
-    return Losses(**{name: float(value[0]) for name, value in terms.items()})
+    cells = _cells(images.to_picture(content, "content"), params)
+    outputs = _cells(images.to_picture(output, "output"), params, "output")
+    styles = [_style_set(style)] * len(cells)
+    terms = _written_terms(_as_optimizer(extractor), cells, styles, [None] * len(cells), outputs, params, None)
+    return Losses(**{name: float(np.mean(value)) for name, value in terms.items()})
+
+
+def _as_optimizer(extractor: Extractor | Optimizer) -> Optimizer:
+    return extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
+
+
+def _optimize(optimizer, contents, styles, keys, params, precision, cache, on_step, resume, checkpoint, every):
+    """Run params' schedule on a batch: one stage, or coarse to fine, each stage's pixels scaled up
+    to start the next. Returns the final pixels, each item's history over all stages and the
+    final stage's targets."""
+    stages = params.stages()
+    sizes = _stage_sizes(_opt_size(contents[0], params), len(stages))
+    report = _Staged(on_step, sum(stages))
+    earlier: list[tuple[float, ...]] = [()] * len(contents)
+    pixels = targets = None
+    for stage, (size, steps) in enumerate(zip(sizes, stages)):
+        report.done = sum(stages[:stage])
+        if resume is not None and resume.stage > stage:
+            continue  # finished before the checkpoint; its history is in resume.earlier
+        here = resume if resume is not None and resume.stage == stage else None
+        if here is not None:
+            earlier, init = list(here.earlier) or earlier, here.pixels
+        elif pixels is None:
+            init = np.concatenate([_initial(c, params, size) for c in contents])
+        else:
+            init = tf.clip_by_value(tf.image.resize(pixels, size, method="bicubic"), 0.0, 255.0).numpy()
+        targets = _stack([_targets(optimizer, c, s, params, cache, k, precision, size)
+                          for c, s, k in zip(contents, styles, keys)])
+        save = None if checkpoint is None else _stage_saver(checkpoint, stage, tuple(earlier))
+        pixels, histories = optimizer.run(init, targets, params.with_overrides({"steps": steps}), report, precision,
+                                          here, save, every)
+        earlier = [before + tuple(h) for before, h in zip(earlier, histories)]
+    return pixels, earlier, targets
+
+
+def _stage_saver(checkpoint: Callable[[State], None], stage: int, earlier: tuple) -> Callable[[State], None]:
+    return lambda state: checkpoint(dataclasses.replace(state, stage=stage, earlier=earlier))
+
+
+class _Staged:
+    """Progress over all stages: step numbers continue from stage to stage."""
+
+    def __init__(self, on_step: ProgressCallback | None, steps: int):
+        self.on_step, self.steps, self.done = on_step, steps, 0
+
+    def __call__(self, progress: Progress) -> None:
+        if self.on_step is not None:
+            self.on_step(Progress(self.done + progress.step, self.steps, progress.losses))
+
+
+def _stage_sizes(final: tuple[int, int], stages: int) -> list[tuple[int, int]]:
+    """Each stage twice the previous one's size, the last at `final` (sides at least MIN_SIDE)."""
+    return [tuple(max(MIN_SIDE, round(side / 2 ** (stages - 1 - k))) for side in final) for k in range(stages)]
+
+
+def _written_terms(optimizer, contents, styles, keys, written, params, cache, targets=None) -> dict[str, np.ndarray]:
+    """fp32 loss terms ([B] each) of the images as written, at the optimization size."""
+    size = _opt_size(contents[0], params)
+    if targets is None:
+        targets = _stack([_targets(optimizer, c, s, params, cache, k, "fp32", size)
+                          for c, s, k in zip(contents, styles, keys)])
+    return optimizer.evaluate(np.concatenate([_prepared(w, params, size) for w in written]), targets, params)
+
+
+def _cells(picture: Picture, params: StyleParams, name: str = "content") -> list[Picture]:
+    """The picture's grid cells (itself alone without a grid)."""
+    columns, rows = params.cells()
+    return [picture] if (columns, rows) == (1, 1) else images.split(picture, columns, rows, name)
+
+
+def _join(cells: list[Picture], params: StyleParams) -> Picture:
+    return cells[0] if len(cells) == 1 else images.join(cells, params.cells()[0])
+
+
+def _mean_history(histories: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """A sheet's loss per step: its cells' mean (a cell stopped early holds its last value)."""
+    if len(histories) == 1:
+        return tuple(histories[0])
+    steps = max(len(h) for h in histories)
+    return tuple(float(np.mean([h[min(i, len(h) - 1)] for h in histories])) for i in range(steps))
 
 
 def _opt_size(content: Picture, params: StyleParams) -> tuple[int, int]:
@@ -180,11 +264,11 @@ def _style_pixels(style: Picture, long_side: int, params: StyleParams) -> np.nda
     return images.gray(rgb) if params.preserve_color else rgb
 
 
-def _prepared(picture: Picture, params: StyleParams) -> np.ndarray:
-    """[1, h, w, 3] float32 pixels at the optimization size: the one path inputs and outputs take
+def _prepared(picture: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:
+    """[1, h, w, 3] float32 pixels at `size`: the one path inputs and outputs take
     (luminance in all channels with `preserve_color`, as in Gatys et al. 2016's luminance-only
     transfer: the optimization never sees colour, the output takes the content's)."""
-    rgb = images.resize(picture.rgb, *_opt_size(picture, params))
+    rgb = images.resize(picture.rgb, *size)
     return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
 
 
@@ -193,17 +277,17 @@ def _style_set(style: Any) -> list[Picture]:
     return [images.to_picture(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
 
 
-def _targets(optimizer, content, styles, params, cache, key, precision: str) -> Targets:
-    """Content features and style Grams through the network in `precision`. Several styles'
-    Grams are blended by params.style_blend; each comes from the cache when that style was seen
-    at this size and precision (`key`: one key, or one per style)."""
-    height, width = _opt_size(content, params)
+def _targets(optimizer, content, styles, params, cache, key, precision: str, size: tuple[int, int]) -> Targets:
+    """Content features and style Grams at `size` through the network in `precision`. Several
+    styles' Grams are blended by params.style_blend; each comes from the cache when that style was
+    seen at this size and precision (`key`: one key, or one per style)."""
+    height, width = size
     keys = key if isinstance(key, tuple) else ((key,) if len(styles) == 1 else (None,) * len(styles))
     per_style = [_grams(optimizer, style, max(height, width), params, cache, k, precision)
                  for style, k in zip(styles, keys)]
     weights = params.blend_weights(len(styles))
     grams = {n: tf.add_n([w * g[n] for w, g in zip(weights, per_style)]) for n in per_style[0]}
-    features = optimizer.content_features(_prepared(content, params), precision, params.tileable)
+    features = optimizer.content_features(_prepared(content, params, size), precision, params.tileable)
     mask = _mask(content, (height, width), params)
     return Targets(features, grams, None if mask is None else tf.constant(mask))
 
@@ -224,9 +308,9 @@ def _mask(picture: Picture, size: tuple[int, int], params: StyleParams) -> np.nd
     return (alpha[None] / 255.0).astype(np.float32)
 
 
-def _initial(content: Picture, params: StyleParams) -> np.ndarray:
+def _initial(content: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:
     """Start from the content (the seed) or, with init="noise", from seeded uniform noise."""
-    pixels = _prepared(content, params)
+    pixels = _prepared(content, params, size)
     if params.init == "noise":
         rng = np.random.default_rng(params.seed)
         pixels = rng.uniform(0.0, 255.0, pixels.shape).astype(np.float32)

@@ -18,10 +18,11 @@ from typing import Any
 
 from batch_nst import images, records, storage
 from batch_nst.errors import BatchNSTError
-from batch_nst.manifest import WorkItem
 import numpy as np
 
+from batch_nst.manifest import WorkItem
 from batch_nst.optimize import Optimizer, State
+from batch_nst.params import StyleParams
 from batch_nst.stylize import Result, StyleCache, batch_key, stylize_many
 from batch_nst.vgg import Extractor, configure_tensorflow
 from batch_nst.weights import resolve_weights
@@ -63,18 +64,25 @@ class Worker:
             started = time.perf_counter()
             try:
                 pictures = self._decode(item.content), [self._style(uri) for uri in item.styles]
+                key = batch_key(pictures[0], item.params, storage.redact(item.content))
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
             resume = self._resume(item)  # a preempted item continues alone from its checkpoint
-            key = ("resume", item.id) if resume else batch_key(pictures[0], item.params)
-            groups.setdefault(key, []).append((item, *pictures, resume))
+            groups.setdefault(("resume", item.id) if resume else key, []).append((item, *pictures, resume))
         for key, group in groups.items():
-            size = key[0] if key[0] != "resume" else (1, 1)
-            limit = max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1])))
+            limit = 1 if key[0] == "resume" else self._batch_limit(*key)
             for start in range(0, len(group), limit):
                 records_out += self._batch(group[start:start + limit])
         return records_out
+
+    def _batch_limit(self, size: tuple[int, int], params: StyleParams) -> int:
+        """Items per batch: up to `batch_items`, within `batch_pixels` (a sprite sheet counts all
+        its cells); L-BFGS optimizes one item at a time."""
+        if params.optimizer == "lbfgs":
+            return 1
+        columns, rows = params.cells()
+        return max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1] * columns * rows)))
 
     def _batch(self, group: list[tuple]) -> list[dict[str, Any]]:
         started = time.perf_counter()
@@ -103,11 +111,13 @@ class Worker:
 
     def _save(self, items: tuple[WorkItem, ...], state: State) -> None:
         """Each item's share of the optimization state, under its key (atomically)."""
+        cells = state.pixels.shape[0] // len(items)  # a sprite sheet's cells share its checkpoint
         for b, item in enumerate(items):
-            one = state.item(b)
+            one = state.part(b * cells, (b + 1) * cells)
             buf = io.BytesIO()
             np.savez(buf, step=one.step, pixels=one.pixels, momentum=one.momentum, velocity=one.velocity,
-                     history=np.asarray(one.histories[0], np.float64), stopped=one.stopped[0])
+                     stopped=np.asarray(one.stopped), stage=one.stage, **_ragged("history", one.histories),
+                     **_ragged("earlier", one.earlier))
             storage.write_bytes(records.checkpoint_uri(self.config.output_root, item.key), buf.getvalue())
 
     def _resume(self, item: WorkItem) -> State | None:
@@ -116,8 +126,8 @@ class Worker:
         if not self.config.checkpoint_every or not storage.exists(uri):
             return None
         with np.load(io.BytesIO(storage.read_bytes(uri))) as z:
-            return State(int(z["step"]), z["pixels"], z["momentum"], z["velocity"],
-                         (tuple(z["history"].tolist()),), (bool(z["stopped"]),))
+            return State(int(z["step"]), z["pixels"], z["momentum"], z["velocity"], _unragged(z, "history"),
+                         tuple(bool(s) for s in z["stopped"]), int(z["stage"]), _unragged(z, "earlier"))
 
     def _style(self, uri: str) -> images.Picture:
         return self.style_pictures.get(uri, lambda: self._decode(uri))
@@ -149,6 +159,17 @@ class Worker:
         except BatchNSTError:
             pass  # best effort: the driver still gets the record and writes it in its part
         return rec
+
+
+def _ragged(name: str, rows: tuple[tuple[float, ...], ...]) -> dict[str, np.ndarray]:
+    """Per-cell float sequences of any lengths as npz arrays: values end to end, and their lengths."""
+    return {name: np.asarray([v for row in rows for v in row], np.float64),
+            f"{name}_lengths": np.asarray([len(row) for row in rows], np.int64)}
+
+
+def _unragged(z, name: str) -> tuple[tuple[float, ...], ...]:
+    values, ends = z[name].tolist(), np.cumsum(z[f"{name}_lengths"]).tolist()
+    return tuple(tuple(values[end - n:end]) for end, n in zip(ends, z[f"{name}_lengths"].tolist()))
 
 
 def _describe(err: Exception) -> str:

@@ -82,3 +82,43 @@ def test_resuming_from_a_checkpoint_continues_exactly(optimizer):
     resumed, (rest,) = optimizer.run(content, targets, params, resume=states[0])
     np.testing.assert_array_equal(resumed, full)
     assert rest == history and states[0].histories[0] == tuple(history[:4])
+
+
+LBFGS = StyleParams(steps=12, optimizer="lbfgs", precision="fp32")
+
+
+def test_lbfgs_lowers_the_loss_within_bounds_and_reports_each_iteration(optimizer):
+    content, targets = _problem(optimizer)
+    seen = []
+    pixels, (history,) = optimizer.run(content, targets, LBFGS, on_step=seen.append)
+    assert len(history) == 12 and [p.step for p in seen] == list(range(1, 13))
+    assert [p.losses["total"] for p in seen] == history and history[-1] < history[0]
+    final = optimizer.evaluate(pixels, targets, LBFGS)["total"][0]
+    assert final < history[-1] and final < 0.8 * history[0]
+    assert pixels.min() >= 0.0 and pixels.max() <= 255.0
+    again, (same,) = optimizer.run(content, targets, LBFGS)
+    assert same == history and np.array_equal(again, pixels)
+
+
+def test_lbfgs_batch_items_get_their_solo_runs_and_stop_alone(optimizer):
+    a, b = _problem(optimizer, seeds=(1, 2)), _problem(optimizer, seeds=(3, 4))
+    content = np.concatenate([a[0], b[0]])
+    targets = Targets(np.concatenate([a[1].content, b[1].content]),
+                      {n: np.concatenate([a[1].grams[n], b[1].grams[n]]) for n in a[1].grams})
+    params = StyleParams(steps=12, optimizer="lbfgs", precision="fp32", stop_tol=0.3, stop_window=2)
+    together, histories = optimizer.run(content, targets, params)
+    for i, (one, one_targets) in enumerate([a, b]):
+        alone, (history,) = optimizer.run(one, one_targets, params)
+        assert histories[i] == history
+        np.testing.assert_array_equal(together[i:i + 1], alone)
+    assert len(histories[0]) < 12  # converged by stop_tol before the step budget
+
+
+def test_lbfgs_resumes_from_a_checkpoint_with_its_history(optimizer):
+    content, targets = _problem(optimizer, seeds=(30, 31))
+    states = []
+    optimizer.run(content, targets, LBFGS, checkpoint=states.append, checkpoint_every=5)
+    assert [s.step for s in states] == [5, 10] and len(states[0].histories[0]) == 5
+    resumed, (history,) = optimizer.run(content, targets, LBFGS, resume=states[0])
+    assert len(history) == 12 and history[:5] == list(states[0].histories[0])
+    assert optimizer.evaluate(resumed, targets, LBFGS)["total"][0] < history[4]

@@ -266,3 +266,72 @@ def test_style_blends_mix_the_grams_by_weight(optimizer):
     assert weighted.history == pytest.approx(only_a.history, rel=1e-5)
     assert self_blend.history == pytest.approx(only_a.history, rel=1e-5)
     assert even.history != pytest.approx(only_a.history, rel=1e-3)
+
+
+def test_multiscale_runs_coarse_to_fine_each_stage_from_the_last(optimizer, monkeypatch):
+    from batch_nst.optimize import Optimizer
+
+    calls, real = [], Optimizer.run
+
+    def spy(self, init, targets, params, *args, **kwargs):
+        pixels, histories = real(self, init, targets, params, *args, **kwargs)
+        calls.append((init, params.steps, pixels))
+        return pixels, histories
+
+    monkeypatch.setattr(Optimizer, "run", spy)
+    progress = []
+    params = StyleParams(max_size=64, schedule="multiscale", stage_steps="3;2;4", precision="fp32")
+    result = stylize(smooth_image(48, 64, 50), smooth_image(40, 40, 51), params=params, extractor=optimizer,
+                     on_step=progress.append)
+    assert [(init.shape[1:3], steps) for init, steps, _ in calls] == [((16, 16), 3), ((24, 32), 2), ((48, 64), 4)]
+    for (_, _, coarse), (finer, _, _) in zip(calls, calls[1:]):  # each stage starts from the last, scaled up
+        assert np.abs(finer.mean(axis=(1, 2)) - coarse.mean(axis=(1, 2))).max() < 2.0
+        assert not np.allclose(finer, calls[0][0].mean())
+    assert (result.height, result.width, result.steps, len(result.history)) == (48, 64, 9, 9)
+    assert [p.step for p in progress] == list(range(1, 10)) and {p.steps for p in progress} == {9}
+
+
+def test_multiscale_default_stages_halve_the_steps():
+    assert StyleParams(steps=100, schedule="multiscale").stages() == (100, 50, 25)
+    assert StyleParams(steps=100).stages() == (100,)
+    for bad in ("3;x", "0;4", "1;2;3;4;5;6;7", ""):
+        if bad:
+            with pytest.raises(Exception, match="stage_steps"):
+                StyleParams(schedule="multiscale", stage_steps=bad)
+
+
+def _sheet(columns, rows, cell, seed):
+    """A sprite sheet: distinct sprites on transparent backgrounds, row by row."""
+    cells = [_rgba(cell, cell, seed + i) for i in range(columns * rows)]
+    return np.concatenate([np.concatenate(cells[r * columns:(r + 1) * columns], axis=1) for r in range(rows)]), cells
+
+
+def test_a_sprite_sheet_is_stylized_cell_by_cell_and_reassembled(optimizer, tmp_path):
+    params = StyleParams(steps=6, max_size=32, grid="3x2", precision="fp32")
+    sheet, cells = _sheet(3, 2, 32, 60)
+    style = smooth_image(32, 32, 59)
+    result = stylize(sheet, style, params=params, extractor=optimizer)
+    assert (result.image.height, result.image.width, result.height, result.width) == (64, 96, 32, 32)
+    np.testing.assert_array_equal(result.image.alpha, sheet[..., 3])
+    alone = [stylize(cell, style, params=StyleParams(steps=6, max_size=32, precision="fp32"), extractor=optimizer)
+             for cell in cells]
+    for i, solo in enumerate(alone):  # each cell in place, as if stylized alone with the same targets
+        y, x = divmod(i, 3)
+        got = result.image.rgb[y * 32:(y + 1) * 32, x * 32:(x + 1) * 32].astype(int)
+        assert np.abs(got - solo.image.rgb).max() <= 2
+    assert result.losses.total == pytest.approx(np.mean([a.losses.total for a in alone]), rel=1e-3)
+    assert result.history == pytest.approx(np.mean([a.history for a in alone], axis=0), rel=1e-4)
+    path = tmp_path / "sheet.png"
+    path.write_bytes(images.encode_png(result.image))
+    stored = images.decode(path.read_bytes(), str(path))
+    assert evaluate(sheet, style, stored, params=params, extractor=optimizer) == result.losses
+
+
+def test_a_sheet_that_does_not_split_evenly_is_refused_by_name(optimizer):
+    from batch_nst.errors import ImageError
+    from batch_nst.stylize import batch_key
+
+    with pytest.raises(ImageError, match=r"sheet\.png: 100x64 does not split into a 3x2 grid"):
+        batch_key(images.to_picture(smooth_image(64, 100, 1)), StyleParams(grid="3x2"), "sheet.png")
+    with pytest.raises(Exception, match="grid must be COLSxROWS"):
+        StyleParams(grid="3by2")

@@ -84,14 +84,18 @@ def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, mo
     assert by_id["huge"]["status"] == "failed" and by_id["huge"]["error"].startswith("out of memory while stylizing")
 
 
-def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("params, size, stage", [
+    (StyleParams(steps=12, max_size=32, precision="fp32"), (32, 32), 0),
+    # a sprite sheet of two cells, in the second of two stages when preempted
+    (StyleParams(max_size=32, precision="fp32", schedule="multiscale", stage_steps="4;8", grid="2x1"), (32, 64), 1),
+])
+def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_path, monkeypatch, params, size, stage):
     """Killed right after its first checkpoint, the item's retry starts from it, ends with the bytes
     of an uninterrupted run, and the checkpoint is gone once the item is ok."""
     from batch_nst import optimize, records
 
-    params = StyleParams(steps=12, max_size=32, precision="fp32")
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 98))
-    item = WorkItem(1, "long", _png(tmp_path / "c.png", smooth_image(32, 32, 5)), style, params, "kl")
+    item = WorkItem(1, "long", _png(tmp_path / "c.png", smooth_image(*size, 5)), style, params, "kl")
     plain = Worker(WorkerConfig(output_root=str(tmp_path / "plain"), weights=legacy_weights_path, run_id="r0"))
     assert plain.process([item])[0]["status"] == "ok"
     root = str(tmp_path / "out")
@@ -118,7 +122,7 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
     monkeypatch.setattr(optimize.Optimizer, "run", spy)
     (rec,) = worker.process([item])
     assert rec["status"] == "ok" and rec["steps"] == 12 and len(rec["loss_history"]) == 12
-    assert starts and starts[0] is not None and starts[0].step == 5
+    assert starts and starts[0] is not None and (starts[0].step, starts[0].stage) == (5, stage)
     assert not checkpoint.exists()
     assert (tmp_path / "out" / "images" / "long.png").read_bytes() == (tmp_path / "plain" / "images" / "long.png").read_bytes()
     assert records.checkpoint_uri(root, "kl").endswith("checkpoints/kl.npz")
@@ -130,3 +134,9 @@ def test_an_animated_content_uses_its_first_frame_and_the_record_says_so(worker,
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
     (rec,) = worker.process([WorkItem(1, "anim", str(tmp_path / "anim.gif"), style, PARAMS, "ka")])
     assert rec["status"] == "ok" and rec["note"] == "content: first frame of 3"
+
+
+def test_a_sheet_that_does_not_split_fails_naming_its_file(worker, tmp_path):
+    (item,) = _items(tmp_path, 1, size=(32, 30))
+    (rec,) = worker.process([WorkItem(1, "sheet", item.content, item.style, StyleParams(grid="4x4"), "ks")])
+    assert rec["status"] == "failed" and f"{item.content}: 30x32 does not split into a 4x4 grid" in rec["error"]
