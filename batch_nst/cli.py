@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="manifest to write (.csv, .parquet or .jsonl)")
     p.set_defaults(command=_cmd_manifest)
 
+    p = sub.add_parser("report", help="write a static HTML contact sheet of an output root (or one run)")
+    p.add_argument("output_root", help="output root URI of earlier runs")
+    p.add_argument("--run", dest="run_id", help="only this run's records (default: every item's latest record)")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(command=_cmd_report)
+
     p = sub.add_parser("weights", help="manage VGG19 weights")
     wsub = p.add_subparsers(required=True, metavar="ACTION")
     f = wsub.add_parser("fetch", help="download Keras' ImageNet VGG19 weights once and store them at URI")
@@ -222,6 +228,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
           f"estimated work: {counts['steps']} optimization steps")
     for r in reasons:
         print(f"  invalid row {r['row']} ({r['id']}): {r['error']}")
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from batch_nst import report
+
+    written = report.write(args.output_root, args.run_id)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(written)))
+    else:
+        print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed), "
+              f"{written.thumbnails} new thumbnails")
     return EXIT_OK
 
 

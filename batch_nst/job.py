@@ -51,7 +51,7 @@ class Plan:
     @property
     def steps(self) -> int:
         """Estimated work: optimization steps over the items to do."""
-        return sum(item.params.steps for item in self.todo)
+        return sum(sum(item.params.stages()) for item in self.todo)
 
 
 def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str | None = None) -> Plan:

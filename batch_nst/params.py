@@ -89,7 +89,8 @@ class StyleParams:
     )
     optimizer: str = field(
         default="adam",
-        metadata=_opt("adam (the seed) or lbfgs (Gatys et al.'s; steps = iterations, learning_rate unused)",
+        metadata=_opt("adam (the seed) or lbfgs (Gatys et al.'s; steps = iterations, learning_rate unused, "
+                      "precision auto = fp32)",
                       choices=OPTIMIZERS),
     )
     grid: str = field(

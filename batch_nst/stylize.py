@@ -129,7 +129,7 @@ def stylize_many(
     sizes = {_opt_size(cell, params) for cell in cells}
     if len(sizes) != 1 or len(style_sets) != len(sheets) or len(keys) != len(sheets):
         raise ValueError(f"one batch needs one optimization size and a style per content, got sizes {sizes}")
-    precision = effective_precision(params.precision)
+    precision = _precision(params)
     optimize_started = time.perf_counter()
     pixels, histories, final_targets = _optimize(optimizer, cells, cell_styles, cell_keys, params, precision,
                                                  style_cache, on_step, resume, checkpoint, checkpoint_every)
@@ -168,6 +168,14 @@ def evaluate(
     return Losses(**{name: float(np.mean(value)) for name, value in terms.items()})
 
 
+def _precision(params: StyleParams) -> str:
+    """The network's arithmetic for this run. `auto` gives L-BFGS fp32: its line searches stall on
+    bf16's noisier gradients (measured: 83 of 100 iterations, then no step it would accept)."""
+    if params.optimizer == "lbfgs" and params.precision == "auto":
+        return "fp32"
+    return effective_precision(params.precision)
+
+
 def _as_optimizer(extractor: Extractor | Optimizer) -> Optimizer:
     return extractor if isinstance(extractor, Optimizer) else Optimizer(extractor)
 
@@ -192,8 +200,7 @@ def _optimize(optimizer, contents, styles, keys, params, precision, cache, on_st
             init = np.concatenate([_initial(c, params, size) for c in contents])
         else:
             init = tf.clip_by_value(tf.image.resize(pixels, size, method="bicubic"), 0.0, 255.0).numpy()
-        targets = _stack([_targets(optimizer, c, s, params, cache, k, precision, size)
-                          for c, s, k in zip(contents, styles, keys)])
+        targets = _batch_targets(optimizer, contents, styles, keys, params, cache, precision, size)
         save = None if checkpoint is None else _stage_saver(checkpoint, stage, tuple(earlier))
         pixels, histories = optimizer.run(init, targets, params.with_overrides({"steps": steps}), report, precision,
                                           here, save, every)
@@ -225,9 +232,13 @@ def _written_terms(optimizer, contents, styles, keys, written, params, cache, ta
     """fp32 loss terms ([B] each) of the images as written, at the optimization size."""
     size = _opt_size(contents[0], params)
     if targets is None:
-        targets = _stack([_targets(optimizer, c, s, params, cache, k, "fp32", size)
-                          for c, s, k in zip(contents, styles, keys)])
+        targets = _batch_targets(optimizer, contents, styles, keys, params, cache, "fp32", size)
     return optimizer.evaluate(np.concatenate([_prepared(w, params, size) for w in written]), targets, params)
+
+
+def _batch_targets(optimizer, contents, styles, keys, params, cache, precision: str, size) -> Targets:
+    """One batch's targets at `size`, item by item (each style's Grams from the cache when seen)."""
+    return _stack([_targets(optimizer, c, s, params, cache, k, precision, size) for c, s, k in zip(contents, styles, keys)])
 
 
 def _cells(picture: Picture, params: StyleParams, name: str = "content") -> list[Picture]:

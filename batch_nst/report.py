@@ -1,0 +1,183 @@
+"""`batch-nst report`: a static HTML page of an output root, readable from storage with no server.
+
+The page (`report/index.html`, or `report/<run_id>.html` for one run) is a contact sheet:
+content | style | result thumbnails, each item's loss curve (inline SVG), the parameters that
+differ from the defaults, and errors. Thumbnails are files beside it in `report/thumbs/`, named
+by what they show (an item's key, a style's URI), so a later report reuses those it already made
+and the page links them relatively: the folder works as it is, locally, synced or from a bucket
+served as a static site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+
+from batch_nst import images, records, storage
+from batch_nst.errors import BatchNSTError
+from batch_nst.params import StyleParams
+
+THUMB = 160  # thumbnails' long side, in pixels (never more than the source's)
+BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scale up
+CURVE_POINTS = 200  # a loss curve's points at most
+_DEFAULTS = json.loads(StyleParams().to_json())
+
+
+@dataclass(frozen=True)
+class Report:
+    uri: str  # the page
+    items: int
+    ok: int
+    failed: int
+    thumbnails: int  # made by this call (the others were already there)
+
+
+def write(root: str, run_id: str | None = None, threads: int = 8) -> Report:
+    """Write the report page of every item's latest record under `root`, or of one run's records."""
+    table = records.read(root).to_pylist()
+    if not table:
+        raise BatchNSTError(f"no records under {storage.redact(root)}: run a job there first")
+    rows = _latest(table) if run_id is None else [r for r in table if r["run_id"] == run_id]
+    if not rows:
+        runs = ", ".join(sorted({r["run_id"] for r in table}))
+        raise BatchNSTError(f"run {run_id!r} has no records under {storage.redact(root)} (runs: {runs})")
+    rows.sort(key=lambda r: r["id"])
+    folder = storage.join(root, "report")
+    existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
+    wanted = {name: uri for row in rows for name, uri in _thumbnails(row)}
+    todo = {name: uri for name, uri in wanted.items() if name not in existing}
+    with ThreadPoolExecutor(threads) as pool:  # reading and writing storage: I/O bound
+        made = dict(zip(todo, pool.map(lambda item: _thumbnail(folder, *item), todo.items())))
+    available = (existing & set(wanted)) | {name for name, ok in made.items() if ok}
+    page = storage.join(folder, f"{run_id}.html" if run_id else "index.html")
+    title = f"batch-nst run {run_id}" if run_id else "batch-nst: every item's latest record"
+    storage.write_bytes(page, _page(title, storage.redact(root), rows, available).encode())
+    ok = sum(r["status"] == records.OK for r in rows)
+    return Report(storage.redact(page), len(rows), ok, len(rows) - ok, sum(made.values()))
+
+
+def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each id's most recent record: what the output root holds for it now."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in sorted(table, key=lambda r: r["finished_at"]):
+        latest[row["id"]] = row
+    return list(latest.values())
+
+
+def _thumbnails(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """(thumbnail file name, source URI) of an item's content, styles and result."""
+    names = [(f"{row['key']}-content.png", row["content"])]
+    names += [(f"style-{_digest(uri)}.png", uri) for uri in row["style"].split(";")]
+    if row["status"] == records.OK and row["output"]:
+        names.append((f"{row['key']}-result.png", row["output"]))
+    return names
+
+
+def _thumbnail(folder: str, name: str, uri: str) -> bool:
+    """Write one thumbnail (alpha kept); False when its source cannot be read (the page says so)."""
+    try:
+        picture = images.decode(storage.read_bytes(uri), uri)
+    except BatchNSTError:
+        return False
+    height, width = images.fit(picture.height, picture.width, THUMB)
+    mode = "RGB" if picture.alpha is None else "RGBA"
+    pixels = picture.rgb if picture.alpha is None else np.dstack([picture.rgb, picture.alpha])
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode).resize((width, height), Image.Resampling.LANCZOS).save(buf, "PNG")
+    storage.write_bytes(storage.join(folder, "thumbs", name), buf.getvalue())
+    return True
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str]) -> str:
+    ok = sum(r["status"] == records.OK for r in rows)
+    body = "\n".join(_row(r, thumbs) for r in rows)
+    return _TEMPLATE.format(
+        title=html.escape(title), root=html.escape(root), items=len(rows), ok=ok, failed=len(rows) - ok, rows=body,
+        box=BOX)
+
+
+def _row(row: dict[str, Any], thumbs: set[str]) -> str:
+    pictures = [_img(f"{row['key']}-content.png", "content", row["content"], thumbs)]
+    pictures.append("".join(_img(f"style-{_digest(uri)}.png", "style", uri, thumbs) for uri in row["style"].split(";")))
+    if row["status"] == records.OK:
+        pictures.append(_img(f"{row['key']}-result.png", "result", row["output"], thumbs))
+        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>style {row['style_loss']:.4g} · content "
+                   f"{row['content_loss']:.4g} · tv {row['tv_loss']:.4g}<br>{row['steps']} steps at "
+                   f"{row['opt_width']}x{row['opt_height']} ({row['precision']}), {row['seconds']:.1f} s"
+                   f"{_curve(row['loss_history'] or [])}")
+    else:
+        pictures.append('<div class="missing">no result</div>')
+        outcome = f'<div class="error">{html.escape(row["error"] or "failed")}</div>'
+    cells = "".join(f"<td>{p}</td>" for p in pictures)
+    return (f'<tr class="{html.escape(row["status"])}"><th>{html.escape(row["id"])}<br>'
+            f'<span class="status">{html.escape(row["status"])}</span><br><small>run {html.escape(row["run_id"])}'
+            f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
+
+
+def _img(name: str, role: str, uri: str, thumbs: set[str]) -> str:
+    label = html.escape(uri or "")
+    if name not in thumbs:
+        return f'<div class="missing" title="{label}">{role}: unreadable</div>'
+    return f'<img class="thumb {role}" src="thumbs/{html.escape(name)}" alt="{role}" title="{label}" loading="lazy">'
+
+
+def _curve(history: Iterable[float]) -> str:
+    """The total loss per step as an inline SVG polyline, log scale (it falls by orders)."""
+    values = [v for v in history if v is not None and v > 0 and math.isfinite(v)]
+    if len(values) < 2:
+        return ""
+    stride = max(1, math.ceil(len(values) / CURVE_POINTS))
+    logs = [math.log10(v) for v in values[::stride]]
+    low, high = min(logs), max(logs)
+    span = (high - low) or 1.0
+    points = " ".join(f"{200 * i / (len(logs) - 1):.1f},{4 + 52 * (high - v) / span:.1f}" for i, v in enumerate(logs))
+    return (f'<svg class="curve" viewBox="0 0 200 60" width="200" height="60"><title>total loss per step '
+            f'{values[0]:.4g} → {values[-1]:.4g}</title><polyline points="{points}"/></svg>')
+
+
+def _params(params_json: str | None) -> str:
+    """The parameters that differ from the defaults; the whole set folded below."""
+    params = json.loads(params_json or "{}")
+    changed = {k: v for k, v in params.items() if _DEFAULTS.get(k) != v}
+    shown = ", ".join(f"{html.escape(k)}={html.escape(str(v))}" for k, v in sorted(changed.items())) or "defaults"
+    full = html.escape(json.dumps(params, indent=1, sort_keys=True))
+    return f"{shown}<details><summary>all</summary><pre>{full}</pre></details>"
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 13px system-ui, sans-serif; margin: 16px; color: #222; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 6px; vertical-align: top; text-align: left; }}
+th {{ min-width: 6em; max-width: 14em; overflow-wrap: anywhere; }}
+.thumb {{ display: block; width: {box}px; height: {box}px; object-fit: contain; margin-bottom: 2px;
+  image-rendering: pixelated; /* small sprites scaled up stay crisp */
+  background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }}
+.missing {{ width: {box}px; color: #888; font-style: italic; }}
+tr.failed .status, .error {{ color: #b00; font-weight: bold; }}
+.error {{ max-width: 40em; white-space: pre-wrap; }}
+.curve polyline {{ fill: none; stroke: #36c; stroke-width: 1.5; }}
+.curve {{ display: block; margin-top: 4px; background: #f6f8fc; }}
+pre {{ font-size: 11px; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Output root <code>{root}</code>: {items} items, {ok} ok, {failed} failed.</p>
+<table><thead><tr><th>item</th><th>content</th><th>style</th><th>result</th><th>losses</th><th>parameters</th>
+</tr></thead><tbody>
+{rows}
+</tbody></table></body></html>
+"""

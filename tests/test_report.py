@@ -1,0 +1,94 @@
+"""`batch-nst report`: the static contact sheet, checked as HTML and as rendered by headless Chromium."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from batch_nst import records, report
+from batch_nst.cli import main
+from batch_nst.manifest import WorkItem
+from batch_nst.params import StyleParams
+from batch_nst.worker import Worker, WorkerConfig
+from tests.conftest import smooth_image
+from tests.test_worker import _png
+
+
+@pytest.fixture(scope="module")
+def root(legacy_weights_path, tmp_path_factory):
+    """An output root holding a real run: two stylized items (one a sprite with alpha) and one
+    whose content is not an image."""
+    inputs, out = tmp_path_factory.mktemp("inputs"), tmp_path_factory.mktemp("out")
+    style = _png(inputs / "style.png", smooth_image(40, 40, 1))
+    sprite = np.dstack([smooth_image(32, 32, 2), np.where(smooth_image(32, 32, 3)[..., 0] > 100, 255, 0).astype(np.uint8)])
+    (inputs / "broken.png").write_text("not a png")
+    params = StyleParams(steps=4, max_size=32, precision="fp32")
+    items = [
+        WorkItem(1, "crate", _png(inputs / "crate.png", smooth_image(32, 48, 4)), style, params, "k1"),
+        WorkItem(2, "sprite", _png(inputs / "sprite.png", sprite), style, params.with_overrides({"alpha_mode": "mask"}), "k2"),
+        WorkItem(3, "broken", str(inputs / "broken.png"), style, params, "k3"),
+    ]
+    worker = Worker(WorkerConfig(output_root=str(out), weights=legacy_weights_path, run_id="run-a"))
+    records.write_part(str(out), "part-run-a-00000", worker.process(items))
+    return out
+
+
+def test_the_page_shows_each_item_with_thumbnails_losses_params_and_errors(root):
+    written = report.write(str(root))
+    assert (written.items, written.ok, written.failed) == (3, 2, 1)
+    assert written.thumbnails == 5  # 2 readable contents, the one style, 2 results
+    page = (root / "report" / "index.html").read_text()
+    assert page.count('class="thumb result"') == 2 and page.count('class="thumb style"') == 3
+    assert "broken.png: not an image" in page and "broken</th>" not in page  # escaped, in its own row
+    assert "alpha_mode=mask" in page and "<polyline" in page
+    assert written.uri.endswith("report/index.html")
+    assert report.write(str(root)).thumbnails == 0  # a later report reuses what it made
+
+
+def test_one_runs_page_and_clear_errors(root, tmp_path, capsys):
+    assert main(["report", str(root), "--run", "run-a"]) == 0
+    assert (root / "report" / "run-a.html").exists()
+    assert main(["report", str(root), "--run", "nope"]) == 2
+    assert "run 'nope' has no records" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no records under" in capsys.readouterr().err
+
+
+def _chromium():
+    path = os.environ.get("BATCH_NST_CHROMIUM") or shutil.which("chromium")
+    if not path:
+        if os.environ.get("BATCH_NST_REQUIRE_BROWSER"):
+            pytest.fail("BATCH_NST_REQUIRE_BROWSER is set but no chromium was found")
+        pytest.skip("no chromium here (.ci/run installs it)")
+    return path
+
+
+def test_the_page_renders_in_headless_chromium_with_visible_thumbnails(root, tmp_path):
+    """Open the page from storage (file://, no server) and screenshot it: every thumbnail loaded,
+    and each one's area of the screenshot shows a picture, not a blank."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    report.write(str(root))
+    shot = tmp_path / "report.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        page.goto((root / "report" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        thumbs = page.locator("img.thumb")
+        assert thumbs.count() == 7  # 2 contents, 3 styles, 2 results (the broken content has none)
+        loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        assert all(loaded)
+        boxes = [thumbs.nth(i).bounding_box() for i in range(thumbs.count())]
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+    for box in boxes:
+        x, y, w, h = (round(box[k]) for k in ("x", "y", "width", "height"))
+        assert w >= 24 and h >= 24
+        area = pixels[y + 2:y + h - 2, x + 2:x + w - 2]
+        assert area.std() > 10, box  # a picture, not a blank or a single colour
