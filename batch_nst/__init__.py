@@ -22,12 +22,12 @@ from batch_nst.params import StyleParams
 __version__ = "0.1.0"
 
 _LAZY = {
-    "stylize": "batch_nst.stylize",
-    "stylize_many": "batch_nst.stylize",
-    "evaluate": "batch_nst.stylize",
-    "Result": "batch_nst.stylize",
-    "Losses": "batch_nst.stylize",
-    "StyleCache": "batch_nst.stylize",
+    "stylize": "batch_nst.transfer",
+    "stylize_many": "batch_nst.transfer",
+    "evaluate": "batch_nst.transfer",
+    "Result": "batch_nst.transfer",
+    "Losses": "batch_nst.transfer",
+    "StyleCache": "batch_nst.transfer",
     "Optimizer": "batch_nst.optimize",
     "Progress": "batch_nst.optimize",
     "Extractor": "batch_nst.vgg",

@@ -145,7 +145,7 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 def _cmd_stylize(args: argparse.Namespace) -> int:
     from batch_nst import images, storage, weights
     from batch_nst.optimize import Optimizer
-    from batch_nst.stylize import stylize
+    from batch_nst.transfer import stylize
     from batch_nst.vgg import Extractor, configure_tensorflow
 
     params = style_params(args)

@@ -23,7 +23,7 @@ import numpy as np
 from batch_nst.manifest import WorkItem
 from batch_nst.optimize import Optimizer, State
 from batch_nst.params import StyleParams
-from batch_nst.stylize import Result, StyleCache, batch_key, stylize_many
+from batch_nst.transfer import Result, StyleCache, batch_key, stylize_many
 from batch_nst.vgg import Extractor, configure_tensorflow
 from batch_nst.weights import resolve_weights
 

@@ -12,7 +12,7 @@ from PIL import Image
 from batch_nst import images
 from batch_nst.cli import main
 from batch_nst.params import StyleParams
-from batch_nst.stylize import evaluate
+from batch_nst.transfer import evaluate
 from tests.conftest import smooth_image
 
 FAST = ["--steps", "3", "--max-size", "32", "--workers", "2", "--quiet"]

@@ -122,3 +122,14 @@ def test_several_styles_per_row_and_their_weights(mem):
     _put(mem, "/jobs/m.csv", "content,style,style_blend\na.png,s1.png;../x/s2.png,0.7;0.3\n")
     (item,) = manifest.load("memory://jobs/m.csv")
     assert item.styles == ("memory://jobs/s1.png", "memory://x/s2.png") and item.id == "a--s1+s2"
+
+
+def test_game_asset_options_are_columns_validated_per_row(mem):
+    _put(mem, "/m.csv", "content,style,schedule,stage_steps,optimizer,grid\n"
+                        "sheet.png,s.png,multiscale,200;50,lbfgs,4x2\nb.png,s.png,single,,adam,\n")
+    first, second = manifest.load("memory://m.csv")
+    assert (first.params.stages(), first.params.optimizer, first.params.cells()) == ((200, 50), "lbfgs", (4, 2))
+    assert (second.params.stages(), second.params.cells()) == ((1000,), (1, 1))
+    _put(mem, "/m.csv", "content,style,schedule,stage_steps,grid\na.png,s.png,multiscale,200;x,\nb.png,s.png,single,,4by2\n")
+    with pytest.raises(ManifestError, match=r"row 1: stage_steps must be integers.*\n.*row 2: grid must be COLSxROWS"):
+        manifest.load("memory://m.csv")

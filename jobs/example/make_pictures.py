@@ -56,6 +56,14 @@ def tiled(image: Image.Image, times: int = 2) -> Image.Image:
     return out
 
 
+def periodic(size: int = 128) -> Image.Image:
+    """A texture that tiles: blue and yellow bands made of whole periods across the tile."""
+    y, x = np.mgrid[0:size, 0:size] * (2 * np.pi / size)
+    t = np.sin(3 * x + 1.5 * np.sin(2 * y)) * np.cos(2 * y + np.sin(x))
+    mix = ((t + 1) / 2)[..., None]
+    return Image.fromarray((np.array([30, 60, 150]) * (1 - mix) + np.array([240, 200, 60]) * mix).astype(np.uint8))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", required=True)
@@ -78,9 +86,9 @@ def main() -> None:
         "alpha_mode": [panel(potion, "content (sprite)"), panel(mosaic, "style"),
                        panel(run(potion, mosaic), "alpha_mode=restore"),
                        panel(run(potion, mosaic, alpha_mode="mask"), "alpha_mode=mask")],
-        "tileable": [panel(tiled(waves), "content, tiled 2x2"), panel(mosaic, "style"),
-                     panel(tiled(run(waves, mosaic)), "result tiled: seams"),
-                     panel(tiled(run(waves, mosaic, tileable=True)), "tileable=true, tiled")],
+        "tileable": [panel(tiled(periodic()), "content (a tile), 2x2"), panel(mosaic, "style"),
+                     panel(tiled(run(periodic(), mosaic)), "result 2x2: seams"),
+                     panel(tiled(run(periodic(), mosaic, tileable=True)), "tileable=true, 2x2")],
         "preserve_color": [panel(crate, "content"), panel(waves, "style"), panel(run(crate, waves), "default"),
                            panel(run(crate, waves, preserve_color=True), "preserve_color=true")],
         "style_blend": [panel(crate, "content"), panel(waves, "style A"), panel(mosaic, "style B"),

@@ -22,7 +22,7 @@ import numpy as np
 from batch_nst.losses import Targets
 from batch_nst.optimize import Optimizer
 from batch_nst.params import StyleParams
-from batch_nst.stylize import stylize
+from batch_nst.transfer import stylize
 from batch_nst.vgg import Extractor, effective_precision
 from batch_nst.weights import Weights
 from tests import vgg_weights

@@ -6,7 +6,7 @@ from PIL import Image
 
 from batch_nst import images
 from batch_nst.params import StyleParams
-from batch_nst.stylize import StyleCache, evaluate, stylize
+from batch_nst.transfer import StyleCache, evaluate, stylize
 from tests.conftest import smooth_image
 
 FAST = StyleParams(steps=8, max_size=32)
@@ -109,7 +109,7 @@ def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
 
 
 def test_a_batch_gives_each_item_its_solo_result(optimizer):
-    from batch_nst.stylize import stylize_many
+    from batch_nst.transfer import stylize_many
 
     params = StyleParams(steps=6, max_size=32, precision="fp32")
     contents = [smooth_image(32, 32, s) for s in (20, 21, 22)]
@@ -127,7 +127,7 @@ def test_a_batch_gives_each_item_its_solo_result(optimizer):
 
 
 def test_a_batch_needs_one_optimization_size(optimizer):
-    from batch_nst.stylize import stylize_many
+    from batch_nst.transfer import stylize_many
 
     with pytest.raises(ValueError, match="one optimization size"):
         stylize_many([smooth_image(32, 32, 1), smooth_image(24, 32, 2)], [smooth_image(32, 32, 3)] * 2,
@@ -245,7 +245,7 @@ def test_masked_gram_ignores_transparent_pixels():
 
 
 def test_a_batch_mixing_sprites_and_opaque_items_matches_solo_runs(optimizer):
-    from batch_nst.stylize import stylize_many
+    from batch_nst.transfer import stylize_many
 
     params = StyleParams(steps=5, max_size=32, alpha_mode="mask", precision="fp32")
     contents, style = [_sprite(32), smooth_image(32, 32, 52)], smooth_image(32, 32, 53)
@@ -329,9 +329,20 @@ def test_a_sprite_sheet_is_stylized_cell_by_cell_and_reassembled(optimizer, tmp_
 
 def test_a_sheet_that_does_not_split_evenly_is_refused_by_name(optimizer):
     from batch_nst.errors import ImageError
-    from batch_nst.stylize import batch_key
+    from batch_nst.transfer import batch_key
 
     with pytest.raises(ImageError, match=r"sheet\.png: 100x64 does not split into a 3x2 grid"):
         batch_key(images.to_picture(smooth_image(64, 100, 1)), StyleParams(grid="3x2"), "sheet.png")
     with pytest.raises(Exception, match="grid must be COLSxROWS"):
         StyleParams(grid="3by2")
+
+
+def test_the_package_exports_the_engine_functions_however_imported():
+    """`batch_nst.stylize` stays the function on every access, also after its module is imported
+    (a submodule named like the function used to replace it on the package)."""
+    import batch_nst
+    import batch_nst.transfer
+    from batch_nst import stylize as imported
+
+    assert batch_nst.stylize is batch_nst.stylize is imported is stylize and callable(imported)
+    assert batch_nst.stylize_many is batch_nst.transfer.stylize_many
