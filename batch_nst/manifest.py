@@ -57,7 +57,7 @@ class WorkItem:
         """This item with its key: changes iff an input, a parameter, the weights or the algorithm do."""
         payload = json.dumps(
             [ALGORITHM_VERSION, self.id, self.content, content_fp, self.style, style_fp,
-             self.params.to_json(), weights_identity]
+             self.params.key_json(), weights_identity]
         )
         return WorkItem(self.row, self.id, self.content, self.style, self.params,
                         hashlib.sha256(payload.encode()).hexdigest()[:32])

@@ -148,10 +148,11 @@ class Optimizer:
         continues exactly where that one stood.
         """
         if params.optimizer == "lbfgs":
-            if checkpoint and checkpoint_every and init.shape[0] > 1:
-                raise ValueError("L-BFGS checkpoints one item at a time")
+            # Items run one after another; only a lone item checkpoints (a sheet's cells restart).
+            alone = init.shape[0] == 1
             runs = [self._lbfgs(init[b:b + 1], targets.part(b), params, on_step if b == 0 else None, precision,
-                                resume, checkpoint, checkpoint_every) for b in range(init.shape[0])]
+                                resume if alone else None, checkpoint if alone else None, checkpoint_every)
+                    for b in range(init.shape[0])]
             return np.concatenate([pixels for pixels, _ in runs]), [history for _, history in runs]
         slot = self._slot(init.shape, precision, params.tileable)
         slot.reset(init.astype(np.float32), params.learning_rate)

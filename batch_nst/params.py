@@ -107,15 +107,22 @@ class StyleParams:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
         self.blend_weights(None)  # validates style_blend's numbers
-        self.stages()
+        self._stage_list()
         self.cells()
+        if self.schedule == "multiscale" and self.cells() != (1, 1) and self.stop_tol > 0:
+            raise ParamsError("stop_tol cannot be combined with grid and schedule=multiscale: a sheet's cells "
+                              "would leave their stages at different steps")
 
     def stages(self) -> tuple[int, ...]:
         """Steps of each optimization stage, coarse to fine: (steps,) for the single schedule."""
         if self.schedule == "single":
             return (self.steps,)
+        return self._stage_list() or (self.steps, max(1, self.steps // 2), max(1, self.steps // 4))
+
+    def _stage_list(self) -> tuple[int, ...]:
+        """stage_steps as numbers (checked whatever the schedule); () when empty."""
         if not self.stage_steps.strip():
-            return (self.steps, max(1, self.steps // 2), max(1, self.steps // 4))
+            return ()
         try:
             stages = tuple(int(s) for s in self.stage_steps.split(";"))
         except ValueError:
@@ -161,8 +168,20 @@ class StyleParams:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys): the form stored in records and hashed into keys."""
+        """Canonical JSON (sorted keys) of every parameter: the form stored in records."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def changed(self) -> dict[str, Any]:
+        """The parameters that differ from the defaults."""
+        defaults = StyleParams()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(defaults, f.name)}
+
+    def key_json(self) -> str:
+        """Canonical JSON of the non-default parameters: the form hashed into item keys, so adding
+        an option (whose default keeps the old behaviour) leaves every existing key as it was.
+        Changing a default's value must bump manifest.ALGORITHM_VERSION instead."""
+        return json.dumps(self.changed(), sort_keys=True)
 
 
 def param_names() -> tuple[str, ...]:

@@ -51,16 +51,17 @@ def write(root: str, run_id: str | None = None, threads: int = 8) -> Report:
         runs = ", ".join(sorted({r["run_id"] for r in table}))
         raise BatchNSTError(f"run {run_id!r} has no records under {storage.redact(root)} (runs: {runs})")
     rows.sort(key=lambda r: r["id"])
+    current = {r["id"]: r["key"] for r in _latest([r for r in table if r["status"] == records.OK])}
     folder = storage.join(root, "report")
     existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
-    wanted = {name: uri for row in rows for name, uri in _thumbnails(row)}
+    wanted = {name: uri for row in rows for name, uri in _thumbnails(row, current)}
     todo = {name: uri for name, uri in wanted.items() if name not in existing}
     with ThreadPoolExecutor(threads) as pool:  # reading and writing storage: I/O bound
         made = dict(zip(todo, pool.map(lambda item: _thumbnail(folder, *item), todo.items())))
     available = (existing & set(wanted)) | {name for name, ok in made.items() if ok}
     page = storage.join(folder, f"{run_id}.html" if run_id else "index.html")
     title = f"batch-nst run {run_id}" if run_id else "batch-nst: every item's latest record"
-    storage.write_bytes(page, _page(title, storage.redact(root), rows, available).encode())
+    storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current).encode())
     ok = sum(r["status"] == records.OK for r in rows)
     return Report(storage.redact(page), len(rows), ok, len(rows) - ok, sum(made.values()))
 
@@ -73,13 +74,27 @@ def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _thumbnails(row: dict[str, Any]) -> list[tuple[str, str]]:
-    """(thumbnail file name, source URI) of an item's content, styles and result."""
-    names = [(f"{row['key']}-content.png", row["content"])]
-    names += [(f"style-{_digest(uri)}.png", uri) for uri in row["style"].split(";")]
-    if row["status"] == records.OK and row["output"]:
-        names.append((f"{row['key']}-result.png", row["output"]))
+def _thumbnails(row: dict[str, Any], current: dict[str, str]) -> list[tuple[str, str]]:
+    """(thumbnail file name, source URI) of an item's content, styles and result. A result is
+    made only while its image is still this record's: a later run with another key overwrote it."""
+    names = [(_content_thumb(row), row["content"])]
+    names += [(_style_thumb(uri), uri) for uri in row["style"].split(";")]
+    if row["status"] == records.OK and row["output"] and current.get(row["id"]) == row["key"]:
+        names.append((_result_thumb(row), row["output"]))
     return names
+
+
+def _content_thumb(row: dict[str, Any]) -> str:
+    """By key (it changes with the content's bytes) and URI (rows refused before keying have none)."""
+    return f"content-{_digest(row['key'] + row['content'])}.png"
+
+
+def _style_thumb(uri: str) -> str:
+    return f"style-{_digest(uri)}.png"
+
+
+def _result_thumb(row: dict[str, Any]) -> str:
+    return f"{row['key']}-result.png"
 
 
 def _thumbnail(folder: str, name: str, uri: str) -> bool:
@@ -101,22 +116,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str]) -> str:
+def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], current: dict[str, str]) -> str:
     ok = sum(r["status"] == records.OK for r in rows)
-    body = "\n".join(_row(r, thumbs) for r in rows)
+    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"]) for r in rows)
     return _TEMPLATE.format(
         title=html.escape(title), root=html.escape(root), items=len(rows), ok=ok, failed=len(rows) - ok, rows=body,
         box=BOX)
 
 
-def _row(row: dict[str, Any], thumbs: set[str]) -> str:
-    pictures = [_img(f"{row['key']}-content.png", "content", row["content"], thumbs)]
-    pictures.append("".join(_img(f"style-{_digest(uri)}.png", "style", uri, thumbs) for uri in row["style"].split(";")))
+def _row(row: dict[str, Any], thumbs: set[str], current: bool) -> str:
+    pictures = [_img(_content_thumb(row), "content", row["content"], thumbs)]
+    pictures.append("".join(_img(_style_thumb(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
     if row["status"] == records.OK:
-        pictures.append(_img(f"{row['key']}-result.png", "result", row["output"], thumbs))
+        gone = "unreadable" if current else "replaced by a later run"
+        pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
         outcome = (f"<b>total {row['total_loss']:.4g}</b><br>style {row['style_loss']:.4g} · content "
                    f"{row['content_loss']:.4g} · tv {row['tv_loss']:.4g}<br>{row['steps']} steps at "
-                   f"{row['opt_width']}x{row['opt_height']} ({row['precision']}), {row['seconds']:.1f} s"
+                   f"{row['opt_width']}x{row['opt_height']} ({html.escape(str(row['precision']))}), {row['seconds']:.1f} s"
                    f"{_curve(row['loss_history'] or [])}")
     else:
         pictures.append('<div class="missing">no result</div>')
@@ -127,10 +143,10 @@ def _row(row: dict[str, Any], thumbs: set[str]) -> str:
             f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
 
 
-def _img(name: str, role: str, uri: str, thumbs: set[str]) -> str:
+def _img(name: str, role: str, uri: str, thumbs: set[str], missing: str = "unreadable") -> str:
     label = html.escape(uri or "")
     if name not in thumbs:
-        return f'<div class="missing" title="{label}">{role}: unreadable</div>'
+        return f'<div class="missing" title="{label}">{role}: {missing}</div>'
     return f'<img class="thumb {role}" src="thumbs/{html.escape(name)}" alt="{role}" title="{label}" loading="lazy">'
 
 

@@ -85,6 +85,12 @@ def test_keys_change_with_inputs_params_and_weights():
     assert len({base, *(c.key for c in changed)}) == 6
 
 
+def test_keys_hash_only_non_default_params_so_new_options_keep_old_keys():
+    assert StyleParams().key_json() == "{}"
+    assert StyleParams(steps=9, grid="2x2").key_json() == '{"grid": "2x2", "steps": 9}'
+    assert StyleParams(steps=9).changed() == {"steps": 9}
+
+
 @pytest.mark.parametrize("ext", [".csv", ".parquet", ".jsonl"])
 def test_glob_manifest_round_trips_with_stable_ids(mem, ext):
     for path in ["/lib/chars/hero.png", "/lib/chars/npc/guard.png", "/lib/tree.png", "/lib/readme.txt"]:

@@ -114,6 +114,17 @@ def test_lbfgs_batch_items_get_their_solo_runs_and_stop_alone(optimizer):
     assert len(histories[0]) < 12  # converged by stop_tol before the step budget
 
 
+def test_lbfgs_sheets_of_several_cells_run_without_checkpoints(optimizer):
+    a, b = _problem(optimizer, seeds=(1, 2)), _problem(optimizer, seeds=(3, 4))
+    content = np.concatenate([a[0], b[0]])
+    targets = Targets(np.concatenate([a[1].content, b[1].content]),
+                      {n: np.concatenate([a[1].grams[n], b[1].grams[n]]) for n in a[1].grams})
+    states = []
+    _, histories = optimizer.run(content, targets, StyleParams(steps=6, optimizer="lbfgs", precision="fp32"),
+                                 checkpoint=states.append, checkpoint_every=2)
+    assert [len(h) for h in histories] == [6, 6] and states == []
+
+
 def test_lbfgs_resumes_from_a_checkpoint_with_its_history(optimizer):
     content, targets = _problem(optimizer, seeds=(30, 31))
     states = []

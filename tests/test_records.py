@@ -77,3 +77,14 @@ def test_writer_deletes_pending_copies_it_wrote(tmp_path):
     writer.flush()
     assert not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
     assert records.ok_keys(root) == {"k3"}
+
+
+def test_each_of_several_styles_is_redacted_on_its_own():
+    from batch_nst.manifest import WorkItem
+    from batch_nst.params import StyleParams
+
+    style = "https://h/a.png?X-Amz-Signature=abc;s3://b/s.png;https://u:pw@h/b.png"
+    item = WorkItem(1, "a", "s3://b/c.png", style, StyleParams(), "k")
+    rec = records.for_item(item, run_id="r", worker="w", weights="x")
+    assert rec["style"].count(";") == 2 and "abc" not in rec["style"] and "pw" not in rec["style"]
+    assert rec["style"].split(";")[1] == "s3://b/s.png"

@@ -92,3 +92,24 @@ def test_the_page_renders_in_headless_chromium_with_visible_thumbnails(root, tmp
         assert w >= 24 and h >= 24
         area = pixels[y + 2:y + h - 2, x + 2:x + w - 2]
         assert area.std() > 10, box  # a picture, not a blank or a single colour
+
+
+def test_an_older_runs_page_never_shows_a_newer_result_and_refused_rows_keep_their_own_content(root, tmp_path):
+    import shutil
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("report"))
+    rows = records.read(str(copy)).to_pylist()
+    crate = next(r for r in rows if r["id"] == "crate")
+    refused = [{**crate, "id": f"refused{i}", "key": "", "status": "failed", "output": None, "run_id": "run-b",
+                "content": content, "error": "style missing"} for i, content in enumerate([
+                    crate["content"], next(r for r in rows if r["id"] == "sprite")["content"]])]
+    newer = {**crate, "key": "k1-new", "run_id": "run-b", "finished_at": records.now()}
+    records.write_part(str(copy), "part-run-b-00000", [newer, *refused])
+    report.write(str(copy), "run-a")
+    old_page = (copy / "report" / "run-a.html").read_text()
+    assert "result: replaced by a later run" in old_page and not (copy / "report" / "thumbs" / "k1-result.png").exists()
+    report.write(str(copy))
+    names = [report._content_thumb(row) for row in refused]
+    assert names[0] != names[1] and all((copy / "report" / "thumbs" / n).exists() for n in names)
+    assert (copy / "report" / "thumbs" / "k1-new-result.png").exists()

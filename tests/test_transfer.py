@@ -294,10 +294,12 @@ def test_multiscale_runs_coarse_to_fine_each_stage_from_the_last(optimizer, monk
 def test_multiscale_default_stages_halve_the_steps():
     assert StyleParams(steps=100, schedule="multiscale").stages() == (100, 50, 25)
     assert StyleParams(steps=100).stages() == (100,)
-    for bad in ("3;x", "0;4", "1;2;3;4;5;6;7", ""):
-        if bad:
+    for bad in ("3;x", "0;4", "1;2;3;4;5;6;7"):
+        for schedule in ("multiscale", "single"):  # checked even where unused: it is in the item's key
             with pytest.raises(Exception, match="stage_steps"):
-                StyleParams(schedule="multiscale", stage_steps=bad)
+                StyleParams(schedule=schedule, stage_steps=bad)
+    with pytest.raises(Exception, match="stop_tol cannot be combined with grid"):
+        StyleParams(schedule="multiscale", grid="2x1", stop_tol=0.1)
 
 
 def _sheet(columns, rows, cell, seed):
