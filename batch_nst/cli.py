@@ -145,7 +145,7 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 def _cmd_stylize(args: argparse.Namespace) -> int:
     from batch_nst import images, storage, weights
     from batch_nst.optimize import Optimizer
-    from batch_nst.transfer import stylize
+    from batch_nst.transfer import batch_key, stylize
     from batch_nst.vgg import Extractor, configure_tensorflow
 
     params = style_params(args)
@@ -155,6 +155,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     style = [images.decode(storage.read_bytes(uri), storage.redact(uri), args.max_pixels)
              for uri in args.style.split(";")]  # several styles: blended by --style-blend
     params.blend_weights(len(style))
+    batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
     configure_tensorflow()
     optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
     with _progress(sum(params.stages()), args.quiet) as on_step:

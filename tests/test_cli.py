@@ -57,6 +57,20 @@ def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, lega
     assert "3/3" in captured.err  # the progress bar
 
 
+def test_game_asset_flags_reach_the_params_and_a_bad_sheet_names_its_file(pair, tmp_path, legacy_weights_path, capsys):
+    content, style = pair  # 40x24: splits into 2x2 cells, not 3x2
+    args = ["stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path, "--json",
+            "--quiet", "--max-size", "32", "--schedule", "multiscale", "--stage-steps", "2;2", "--optimizer", "lbfgs",
+            "--grid", "2x2"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["precision"] == "fp32" and Image.open(tmp_path / "o.png").size == (40, 24)
+    assert {k: summary["params"][k] for k in ("schedule", "stage_steps", "optimizer", "grid")} == {
+        "schedule": "multiscale", "stage_steps": "2;2", "optimizer": "lbfgs", "grid": "2x2"}
+    assert main([*args[:-1], "3x2"]) == 2
+    assert "content.png: 40x24 does not split into a 3x2 grid" in capsys.readouterr().err
+
+
 def _text_file(path):
     path.write_text("hello")
     return str(path)
