@@ -13,6 +13,7 @@ arithmetic (bf16 where the hardware runs it natively); the losses and their weig
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -108,8 +109,8 @@ class StyleParams:
             object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
         self.blend_weights(None)  # validates style_blend's numbers
         self._stage_list()
-        self.cells()
-        if self.schedule == "multiscale" and self.cells() != (1, 1) and self.stop_tol > 0:
+        sheet = self.cells() != (1, 1)  # also validates grid
+        if sheet and self.schedule == "multiscale" and self.stop_tol > 0:
             raise ParamsError("stop_tol cannot be combined with grid and schedule=multiscale: a sheet's cells "
                               "would leave their stages at different steps")
 
@@ -172,8 +173,8 @@ class StyleParams:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     def changed(self) -> dict[str, Any]:
-        """The parameters that differ from the defaults."""
-        defaults = StyleParams()
+        """The parameters that differ from the defaults (computed per item key: no new defaults each call)."""
+        defaults = _defaults()
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) != getattr(defaults, f.name)}
 
@@ -182,6 +183,11 @@ class StyleParams:
         an option (whose default keeps the old behaviour) leaves every existing key as it was.
         Changing a default's value must bump manifest.ALGORITHM_VERSION instead."""
         return json.dumps(self.changed(), sort_keys=True)
+
+
+@functools.cache
+def _defaults() -> StyleParams:
+    return StyleParams()
 
 
 def param_names() -> tuple[str, ...]:

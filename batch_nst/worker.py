@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from batch_nst import images, records, storage
-from batch_nst.errors import BatchNSTError
 import numpy as np
 
+from batch_nst import images, records, storage
+from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.optimize import Optimizer, State
 from batch_nst.params import StyleParams
