@@ -33,16 +33,19 @@ class Targets:
 def gram_matrix(features: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
     """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C].
 
-    With a `mask` ([B, H', W', 1] opacity, resized to the features' grid) the average is weighted
-    by opacity, so transparent pixels add nothing (a departure from the seed, for sprites).
+    One batched matmul over the flattened pixels: measured faster than the equivalent einsum
+    (which transposes first), 5-8% of a whole bf16 step on CPU. With a `mask` ([B, H', W', 1]
+    opacity, resized to the features' grid) the average is weighted by opacity, so transparent
+    pixels add nothing (a departure from the seed, for sprites).
     """
     features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
     if mask is None:
-        pixels = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
-        return tf.einsum("bijc,bijd->bcd", features, features) / pixels
-    weight = _resized(mask, features)
-    total = tf.maximum(tf.reduce_sum(weight, axis=[1, 2, 3]), 1e-6)[:, None, None]
-    return tf.einsum("bijc,bijd->bcd", features * weight, features) / total
+        return tf.linalg.matmul(flat, flat, transpose_a=True) / tf.cast(shape[1] * shape[2], tf.float32)
+    weight = tf.reshape(_resized(mask, features), [shape[0], -1, 1])
+    total = tf.maximum(tf.reduce_sum(weight, axis=[1, 2]), 1e-6)[:, None, None]
+    return tf.linalg.matmul(flat * weight, flat, transpose_a=True) / total
 
 
 def style_loss(gram: tf.Tensor, target: tf.Tensor) -> tf.Tensor:

@@ -1,4 +1,5 @@
-"""Seconds per optimization step: the seed's eager loop vs this engine (fp32, fp32 + XLA, bf16).
+"""Seconds per optimization step: the seed's eager loop vs this engine (fp32, fp32 + XLA, bf16),
+and how close each comes to what this CPU's convolutions can do at all.
 
     python -m tests.benchmarks.bench_engine [--sizes 128 256] [--steps 10]
 
@@ -60,6 +61,35 @@ def engine(optimizer: Optimizer, content, targets, params, steps: int, precision
     return (time.perf_counter() - started) / steps
 
 
+def step_gflop(model: keras.Model, size: int) -> float:
+    """GFLOP of one step at size x size: each 3x3 convolution's multiply-adds x 2, forward and
+    again for the input gradient (the frozen network needs no weight gradients)."""
+    flop, side = 0, size
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            side //= 2
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (3, 3, in, out)
+            flop += 2 * side * side * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    return 2 * flop / 1e9
+
+
+def conv_peak_gflops(precision: str, repeats: int = 10) -> float:
+    """Sustained GFLOP/s of a large 3x3 convolution plus its input gradient in `precision`."""
+    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[precision]
+    x = tf.cast(tf.random.normal((4, 128, 128, 256)), dtype)
+    w = tf.cast(tf.random.normal((3, 3, 256, 256)), dtype)
+
+    @tf.function
+    def both():
+        y = tf.nn.conv2d(x, w, 1, "SAME")
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=w, out_backprop=y,
+                                              strides=[1, 1, 1, 1], padding="SAME")
+
+    seconds = _time(lambda: both().numpy(), repeats)
+    return 2 * 2 * 4 * 128 * 128 * 256 * 256 * 9 / seconds / 1e9
+
+
 def _time(step, steps: int) -> float:
     for _ in range(WARMUP):
         step()
@@ -79,9 +109,12 @@ def main() -> None:
     extractor = Extractor(Weights(path, "seeded", path))
     plain, xla = Optimizer(extractor), Optimizer(extractor, jit_compile=True)
     params = StyleParams(steps=args.steps)
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {args.steps} timed steps after {WARMUP} warm-up")
-    print("| size | eager reference (fp32) | engine fp32 | engine fp32 + XLA | engine bf16 | fp32 speed-up | XLA speed-up | bf16 speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    peak = {p: conv_peak_gflops(p) for p in ("fp32", "bf16")}
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {args.steps} timed steps after {WARMUP} warm-up; "
+          f"convolution peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print("| size | GFLOP/step | eager reference (fp32) | engine fp32 | engine fp32 + XLA | engine bf16 | fp32 speed-up | "
+          "XLA speed-up | bf16 speed-up | fp32 share of peak | bf16 share of peak | best possible bf16 speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         content = smooth_image(size, size, 1)[None].astype(np.float32)
         style = smooth_image(size, size, 2)[None].astype(np.float32)
@@ -91,9 +124,10 @@ def main() -> None:
         fast = engine(plain, content, targets, params, args.steps)
         jit = engine(xla, content, targets, params, args.steps)
         half = engine(plain, content, bf16_targets, params, args.steps, "bf16")
-        print(f"| {size} px | {ref:.3f} s | {fast:.3f} s | {jit:.3f} s | {half:.3f} s | {ref / fast:.2f}x | "
-              f"{ref / jit:.2f}x | {ref / half:.2f}x |", flush=True)
-
+        gflop = step_gflop(extractor.model(), size)
+        print(f"| {size} px | {gflop:.1f} | {ref:.3f} s | {fast:.3f} s | {jit:.3f} s | {half:.3f} s | {ref / fast:.2f}x | "
+              f"{ref / jit:.2f}x | {ref / half:.2f}x | {gflop / fast / peak['fp32']:.0%} | "
+              f"{gflop / half / peak['bf16']:.0%} | {ref / (gflop / peak['bf16']):.2f}x |", flush=True)
 
 if __name__ == "__main__":
     main()
