@@ -42,7 +42,12 @@ class Extractor:
         self._models = {("fp32", False): _truncated(weights, "fp32")}
 
     def __call__(self, pixels: tf.Tensor, precision: str = "fp32", tileable: bool = False) -> dict[str, tf.Tensor]:
-        """[B, H, W, 3] RGB in [0, 255] -> features keyed by layer name ([B, h, w, C] each)."""
+        """[B, H, W, 3] RGB in [0, 255] -> features keyed by layer name ([B, h, w, C] each).
+
+        Pixels are cast to float32 first: preprocess_input subtracts the ImageNet means in the
+        input's dtype, so uint8 pixels (as decoded) would wrap around instead of going negative.
+        """
+        pixels = tf.cast(pixels, tf.float32)
         return self.model(precision, tileable)(vgg19.preprocess_input(pixels), training=False)
 
     def model(self, precision: str = "fp32", tileable: bool = False) -> keras.Model:

@@ -104,3 +104,11 @@ def test_bf16_network_keeps_float32_weights_and_close_features(extractor):
     ref = fp32[losses.CONTENT_LAYER].numpy()
     err = np.abs(tf.cast(bf16[losses.CONTENT_LAYER], tf.float32).numpy() - ref).max()
     assert err < 0.05 * np.abs(ref).max()
+
+
+def test_uint8_pixels_give_the_features_of_their_float_values(extractor):
+    # preprocess_input subtracts the ImageNet means in the input's dtype: uint8 would wrap around
+    pixels = smooth_image(32, 32, 1)[None]
+    as_decoded = extractor(tf.constant(pixels))[losses.CONTENT_LAYER].numpy()
+    as_float = extractor(tf.constant(pixels.astype(np.float32)))[losses.CONTENT_LAYER].numpy()
+    np.testing.assert_array_equal(as_decoded, as_float)
