@@ -83,12 +83,11 @@ def test_the_page_renders_in_headless_chromium_with_visible_thumbnails(root, tmp
         assert thumbs.count() == 7  # 2 contents, 3 styles, 2 results (the broken content has none)
         for i in range(thumbs.count()):  # thumbnails load lazily: bring each into view first
             thumbs.nth(i).scroll_into_view_if_needed()
+        loaded = "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"
         try:  # every image decoded; a missing or broken thumbnail never gets there
-            page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
-                                   timeout=15000)
+            page.wait_for_function(f"{loaded}.every(Boolean)", timeout=15000)
         except PageTimeout:
-            loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-            pytest.fail(f"thumbnails not loaded: {loaded}")
+            pytest.fail(f"thumbnails not loaded: {page.evaluate(loaded)}")
         boxes = [thumbs.nth(i).bounding_box() for i in range(thumbs.count())]
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
