@@ -30,6 +30,7 @@ from batch_nst.params import StyleParams
 from batch_nst.vgg import LAYERS, Extractor
 from batch_nst.weights import Weights
 from tests import vgg_weights
+from tests.benchmarks.flops import step_gflop
 from tests.conftest import smooth_image
 
 WARMUP = 3
@@ -59,19 +60,6 @@ def engine(optimizer: Optimizer, content, targets, params, steps: int, precision
     started = time.perf_counter()
     optimizer.run(content, targets, params, precision=precision)
     return (time.perf_counter() - started) / steps
-
-
-def step_gflop(model: keras.Model, size: int) -> float:
-    """GFLOP of one step at size x size: each 3x3 convolution's multiply-adds x 2, forward and
-    again for the input gradient (the frozen network needs no weight gradients)."""
-    flop, side = 0, size
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.MaxPooling2D):
-            side //= 2
-        elif isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.shape  # (3, 3, in, out)
-            flop += 2 * side * side * kernel[0] * kernel[1] * kernel[2] * kernel[3]
-    return 2 * flop / 1e9
 
 
 def conv_peak_gflops(precision: str, repeats: int = 10) -> float:
