@@ -4,7 +4,8 @@
 
 Keras fixes its backend at import, so tests/test_backends.py runs this once per backend and
 compares the files: every loss term and its pixel gradient (plain, tileable, masked), a 10-step
-stylize of one pair, and a run resumed from a checkpoint (written here, or another backend's).
+stylize of one pair, L-BFGS, a batch of
+two sprite sheets under the multiscale schedule, and a run resumed from a checkpoint (written here, or another backend's).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     from batch_nst.checkpoint import State
     from batch_nst.optimize import Optimizer
     from batch_nst.params import WEIGHTED_TERMS, StyleParams
+    from batch_nst.transfer import stylize_many
     from batch_nst.vgg import Extractor
     from batch_nst.weights import Weights
     from tests.conftest import smooth_image
@@ -77,6 +79,13 @@ def main() -> None:
     targets = losses.Targets(optimizer.content_features(content), optimizer.style_grams(style))
     pixels, (history,) = optimizer.run(content, targets, params)
     out["run/pixels"], out["run/history"] = pixels, np.asarray(history)
+    _, (history,) = optimizer.run(content, targets, StyleParams(steps=STEPS, optimizer="lbfgs", precision="fp32"))
+    out["lbfgs/history"] = np.asarray(history)
+    sheet = np.concatenate([smooth_image(SIZE, SIZE, 3), smooth_image(SIZE, SIZE, 4)], axis=1)  # a 2x1 sheet
+    sheets = stylize_many([sheet, sheet[:, ::-1]], [style[0].astype(np.uint8)] * 2, extractor=optimizer,
+                          params=StyleParams(grid="2x1", schedule="multiscale", stage_steps="3;3", precision="fp32"))
+    out["sheets/history"] = np.asarray([r.history for r in sheets])
+    out["sheets/total"] = np.asarray([r.losses.total for r in sheets])
     states = []
     optimizer.run(content, targets, params, checkpoint=states.append, checkpoint_every=CHECKPOINT_AT)
     out["checkpoint"] = np.frombuffer(states[0].to_bytes(), np.uint8)

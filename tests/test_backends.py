@@ -74,6 +74,14 @@ def test_ten_steps_end_within_half_a_percent_of_tensorflows(reference, other):
     assert np.abs(other["run/pixels"] - ref["run/pixels"]).max() < 1.0
 
 
+def test_lbfgs_and_a_multiscale_batch_of_sprite_sheets_match_tensorflows(reference, other):
+    ref, _ = reference
+    assert len(other["lbfgs/history"]) == len(ref["lbfgs/history"])
+    assert other["lbfgs/history"][-1] == pytest.approx(ref["lbfgs/history"][-1], rel=5e-3)
+    assert other["sheets/history"].shape == ref["sheets/history"].shape == (2, 6)
+    np.testing.assert_allclose(other["sheets/total"], ref["sheets/total"], rtol=5e-3)
+
+
 def test_a_tensorflow_checkpoint_resumes_on_another_backend(reference, other):
     ref, _ = reference
     np.testing.assert_allclose(other["resumed/history"][:5], ref["run/history"][:5], rtol=0)  # carried over
@@ -136,3 +144,29 @@ def test_device_settings_are_applied_before_the_framework_starts(name, fraction,
             assert seen["env"][key] == value and seen["started"] == []  # set before JAX starts
     if name == "tensorflow":
         assert seen["settings"]["memory_growth"] is False  # no GPU here; on one, True (set per GPU)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+def test_a_run_on_another_backend_records_it_and_keeps_the_items_keys(ray_session, tmp_path, legacy_weights_path):
+    """`--backend` reaches the actors; records and summary name it; the key ignores it, so a
+    library made on TensorFlow is already done on PyTorch."""
+    import json
+
+    import pyarrow.dataset as pads
+    from PIL import Image
+
+    from batch_nst.cli import main
+    from tests.conftest import smooth_image
+
+    Image.fromarray(smooth_image(24, 24, 1)).save(tmp_path / "c.png")
+    Image.fromarray(smooth_image(24, 24, 2)).save(tmp_path / "s.png")
+    (tmp_path / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
+    args = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", legacy_weights_path,
+            "--steps", "2", "--max-size", "24", "--workers", "1", "--quiet", "--json"]
+    assert main([*args, "--backend", "torch"]) == 0
+    (rec,) = pads.dataset(str(tmp_path / "out" / "metadata")).to_table().to_pylist()
+    assert rec["status"] == "ok" and rec["backend"] == "torch"
+    (summary,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("2*.json")]
+    assert summary["config"]["backend"] == "torch" and "torch" in summary["versions"]
+    assert main([*args, "--backend", "tensorflow"]) == 0  # same key: nothing to redo
+    assert len(pads.dataset(str(tmp_path / "out" / "metadata")).to_table()) == 1
