@@ -25,6 +25,7 @@ from batch_nst.vgg import Extractor
 # The tutorial's Adam settings carried from [0, 1] pixels to [0, 255] (epsilon scales with pixels).
 BETA_1, BETA_2 = 0.99, 0.999
 EPSILON = 0.1 / 255.0
+READ_EVERY = 10  # steps whose losses are read back from the device together
 
 
 @dataclass(frozen=True)
@@ -154,22 +155,36 @@ class _Adam:
         self.running = {b for b, stopped in enumerate(start.stopped) if not stopped}
 
     def run(self, on_step, checkpoint, checkpoint_every) -> tuple[np.ndarray, list[list[float]]]:
-        steps = self.params.steps
+        """Steps are dispatched back to back and their losses read in groups of READ_EVERY:
+        reading them after every step stalls the device on each round trip (measured on an H200
+        under JAX: 6.8 ms a 512 px bf16 step, 1.9 ms without). A stop_tol run reads every step,
+        since it must stop on the step that converged."""
+        steps, pending = self.params.steps, []
+        group = 1 if self.params.stop_tol > 0 else READ_EVERY
         for step in range(self.done + 1, steps + 1):
             t = ops.convert_to_tensor(float(step), "float32")
             self.image, self.momentum, self.velocity, terms = self.step(
                 self.image, self.momentum, self.velocity, t, *self.args)
-            terms = {k: ops.convert_to_numpy(v) for k, v in terms.items()}
-            stopped = [b for b in sorted(self.running) if record(self.histories[b], float(terms["total"][b]), self.params)]
-            if on_step is not None:
-                on_step(Progress(step=step, steps=steps, losses={k: float(v[0]) for k, v in terms.items()}))
-            self._finish(stopped)
+            pending.append((step, terms))
+            saving = checkpoint and checkpoint_every and step % checkpoint_every == 0 and step < steps
+            if len(pending) < group and not saving and step < steps:
+                continue
+            for done, terms in pending:
+                self._report(done, {k: ops.convert_to_numpy(v) for k, v in terms.items()}, on_step)
+            pending = []
             if not self.running:
                 break
-            if checkpoint and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+            if saving:
                 checkpoint(self._state(step))
         self._finish(sorted(self.running))
         return self.final, self.histories
+
+    def _report(self, step: int, terms: dict[str, np.ndarray], on_step) -> None:
+        """One step's losses into the histories and the callback; items that converged stop."""
+        stopped = [b for b in sorted(self.running) if record(self.histories[b], float(terms["total"][b]), self.params)]
+        if on_step is not None:
+            on_step(Progress(step=step, steps=self.params.steps, losses={k: float(v[0]) for k, v in terms.items()}))
+        self._finish(stopped)
 
     def _finish(self, items: list[int]) -> None:
         """Items that stopped keep the pixels they have now."""

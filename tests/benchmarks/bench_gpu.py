@@ -35,7 +35,7 @@ def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> N
     from keras import ops
 
     from batch_nst.losses import Targets
-    from batch_nst.optimize import Optimizer
+    from batch_nst.optimize import Optimizer, loss_weights
     from batch_nst.params import StyleParams
     from batch_nst.vgg import Extractor
     from batch_nst.weights import Weights
@@ -50,6 +50,7 @@ def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> N
     # Ascending memory, so a process-wide peak (all JAX reports) is each config's own.
     configs = [(SPRITE, b, "bf16") for b in batches] + [(SPRITE, b, "fp32") for b in batches]
     configs += [(size, 1, precision) for size in sizes for precision in ("bf16", "fp32")]
+    configs += [(size, 4, "bf16") for size in sizes if size == 512]  # a batch of large items
     for size, batch, precision in configs:
         content = np.stack([smooth_image(size, size, seed) for seed in range(batch)]).astype(np.float32)
         style = smooth_image(size, size, 99)[None].astype(np.float32)
@@ -61,11 +62,30 @@ def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> N
         started = time.perf_counter()
         optimizer.run(content, targets, StyleParams(steps=steps), precision=precision)
         seconds = (time.perf_counter() - started) / steps
+        device_seconds = _device_only(optimizer, content, targets, precision, steps, ops, loss_weights, StyleParams())
         gflop = step_gflop(optimizer.extractor.model(), size) * batch
         row = {"backend": backend, "size": size, "batch": batch, "precision": precision, "s_per_step": seconds,
-               "items_per_s": batch / (seconds * ITEM_STEPS), "peak_mib_per_item": memory.peak() / batch / 2**20,
+               "device_s_per_step": device_seconds, "items_per_s": batch / (seconds * ITEM_STEPS), "peak_mib_per_item": memory.peak() / batch / 2**20,
                "gflops": gflop / seconds, "device": memory.device}
         print("ROW " + json.dumps(row), flush=True)
+
+
+def _device_only(optimizer, content, targets, precision, steps, ops, loss_weights, params) -> float:
+    """Seconds per step of the compiled step alone, called back to back with one sync at the end:
+    what the production loop's per-step host round-trip (losses read back each step) costs."""
+    step = optimizer.adam_step(content.shape, precision, False)
+    args = (ops.convert_to_tensor(params.learning_rate, "float32"), optimizer.variables(precision, False),
+            targets.tensors(), loss_weights(params))
+    image = ops.convert_to_tensor(content)
+    momentum, velocity = ops.zeros_like(image), ops.zeros_like(image)
+    t = ops.convert_to_tensor(1.0)
+    image, momentum, velocity, terms = step(image, momentum, velocity, t, *args)
+    ops.convert_to_numpy(terms["total"])
+    started = time.perf_counter()
+    for _ in range(steps):
+        image, momentum, velocity, terms = step(image, momentum, velocity, t, *args)
+    ops.convert_to_numpy(terms["total"])
+    return (time.perf_counter() - started) / steps
 
 
 class _Memory:
@@ -90,11 +110,12 @@ def _memory(backend: str) -> _Memory:
 
 def _table(rows: list[dict]) -> str:
     peak = next((v for k, v in BF16_PEAK.items() if k in rows[0]["device"]), None) if rows else None
-    lines = ["| backend | size | batch | precision | s/step | items/s (1000 steps) | peak MiB/item | GFLOP/s | "
-             "share of bf16 peak |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| backend | size | batch | precision | s/step | s/step, device only | items/s (1000 steps) | "
+             "peak MiB/item | GFLOP/s | share of bf16 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "n/a"
         lines.append(f"| {r['backend']} | {r['size']} | {r['batch']} | {r['precision']} | {r['s_per_step'] * 1e3:.2f} ms | "
+                     f"{r['device_s_per_step'] * 1e3:.2f} ms | "
                      f"{r['items_per_s']:.2f} | {r['peak_mib_per_item']:.0f} | {r['gflops']:.0f} | {share} |")
     return "\n".join(lines)
 
