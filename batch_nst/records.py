@@ -56,6 +56,8 @@ SCHEMA = pa.schema(
         ("precision", pa.string()),  # the network arithmetic that ran (params holds the request)
         ("note", pa.string()),  # e.g. "content: first frame of 12"
         ("worker", pa.string()),
+        ("node", pa.string()),  # the Ray node id of the worker (None for the driver's records)
+        ("accelerators", pa.list_(pa.string())),  # the GPU ids Ray gave the worker; empty on CPU
         ("run_id", pa.string()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
     ]
