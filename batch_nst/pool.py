@@ -124,7 +124,8 @@ class Pool:
     _actors: list[Any] = field(default_factory=list)
     _current: dict[int, dict[str, Any]] = field(default_factory=dict)  # index -> live placement
     _starting: dict[Any, int] = field(default_factory=dict)  # identity() ref -> index
-    _busy: dict[Any, tuple[int, list]] = field(default_factory=dict)  # process() ref -> (index, chunk)
+    _busy: dict[Any, tuple[int, list, int]] = field(default_factory=dict)  # process() ref -> (index, chunk, attempt)
+    _redo: list[tuple[list, int]] = field(default_factory=list)  # chunks of lost workers, with their next attempt
     _idle: list[int] = field(default_factory=list)
     _seen: set[int] = field(default_factory=set)  # indexes of workers that ever started
     _shown: str = ""
@@ -145,21 +146,29 @@ class Pool:
         import ray
 
         lost: list = []
-        chunk = next(chunks, None)
         since = time.monotonic()  # last moment a worker was running (or the start)
+        chunk = self._next(chunks)
         while chunk is not None or self._busy:
             while chunk is not None and self._idle:
                 index = self._idle.pop()
-                self._busy[self._actors[index].process.remote(chunk)] = (index, chunk)
-                chunk = next(chunks, None)
+                self._busy[self._actors[index].process.remote(chunk[0])] = (index, *chunk)
+                chunk = self._next(chunks)
             refs = [*self._starting, *self._busy]
             for ref in ray.wait(refs, num_returns=1, timeout=POLL_S)[0] if refs else ():
                 if ref in self._starting:
                     self._started(ref)
                 else:
                     lost += yield from self._finished(ref)
+            chunk = chunk or self._next(chunks)
             since = self._check_waiting(since)
         return lost
+
+    def _next(self, chunks: Iterator[list]) -> tuple[list, int] | None:
+        """The next chunk and its attempt: chunks to redo first."""
+        if self._redo:
+            return self._redo.pop()
+        chunk = next(chunks, None)
+        return None if chunk is None else (chunk, 1)
 
     def close(self) -> None:
         """End every worker, started or still pending: a pending request left behind would
@@ -180,6 +189,9 @@ class Pool:
         index = self._starting.pop(ref)
         try:
             self._placed(index, ray.get(ref))
+        except ray.exceptions.ActorUnavailableError:  # restarting (its node was lost): ask again
+            self._starting[self._actors[index].identity.remote()] = index
+            return
         except ray.exceptions.RayError as err:  # failed to start (bad weights on the node, ...): gone
             self._errors.append(f"{type(err).__name__}: {err}")
             _log(f"a worker failed to start: {type(err).__name__}")
@@ -187,15 +199,20 @@ class Pool:
         self._idle.append(index)
 
     def _finished(self, ref) -> Generator[dict[str, Any], None, list]:
+        """The records of a chunk; a chunk whose worker was lost is redone (its records were not
+        taken: each item still gets one) or, after `max_attempts`, returned as lost."""
         import ray
 
-        index, chunk = self._busy.pop(ref)
+        index, chunk, attempt = self._busy.pop(ref)
         try:
             placement, recs = ray.get(ref)
         except ray.exceptions.RayError as err:
-            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
             self._current.pop(index, None)
             self._starting[self._actors[index].identity.remote()] = index  # back when Ray restarts it
+            if isinstance(err, ray.exceptions.ActorUnavailableError) and attempt < self.max_attempts:
+                self._redo.append((chunk, attempt + 1))  # Ray gave up on it while the worker restarts
+                return []
+            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
             return list(chunk)
         self._placed(index, placement)
         self._idle.append(index)
