@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,7 +72,9 @@ def head(*args: str, port: int | None = None, extra_env: dict[str, str] | None =
     log = open(os.path.join(temp_dir, "head.log"), "wb")
     cmd = [os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
            "--disable-usage-stats", *args]
-    proc = subprocess.Popen(cmd, env=env(**(extra_env or {})), stdout=log, stderr=subprocess.STDOUT,
+    # Ray 2.60's `ray start` turns token auth on when ~/.ray/auth_token exists (any local
+    # `ray.init()` writes one), while a driver given an explicit address never does: opt out.
+    proc = subprocess.Popen(cmd, env=env(RAY_AUTH_MODE="disabled", **(extra_env or {})), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     address = gcs_address(port)
     try:
@@ -85,6 +88,7 @@ def head(*args: str, port: int | None = None, extra_env: dict[str, str] | None =
             proc.wait(timeout=30)
         _kill_naming(temp_dir)
         log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def fake_autoscaling_config(path: str, gcs_address: str, worker_types: dict) -> str:
