@@ -236,17 +236,19 @@ def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[l
 
 
 def _init_ray(config: JobConfig) -> None:
-    """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine."""
+    """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine.
+
+    No runtime_env of ours: inside `ray job submit` the job's own runtime env is merged with it,
+    and Ray refuses the merge when both name the same variable."""
     import ray
 
     if ray.is_initialized():
         return
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, logging_level="WARNING")
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
 
 
 def _new_run_id() -> str:

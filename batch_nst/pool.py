@@ -12,6 +12,7 @@ waited for: never a silent hang.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator
@@ -76,6 +77,7 @@ class WorkerActor:
     stays light. It also learns where Ray placed it, for every record it writes."""
 
     def __init__(self, options: dict[str, Any]):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: its C++ logs are noise
         import ray
 
         from batch_nst.worker import Worker, WorkerConfig

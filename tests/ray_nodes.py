@@ -123,6 +123,20 @@ def _kill_naming(text: str) -> None:
             continue
 
 
+def wait_for_http(url: str, seconds: float) -> None:
+    """Until `url` answers (a dashboard starts after its node)."""
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except OSError:
+            return False
+
+    _wait_for(up, seconds, f"{url} did not answer")
+
+
 def _wait_for(condition, seconds: float, message: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():

@@ -121,3 +121,31 @@ def test_scale_from_zero_with_the_fake_autoscaler(tmp_path, legacy_weights_path)
     recs = _every_item_ok_once(root, 4)
     assert all(r["accelerators"] for r in recs) and len({r["node"] for r in recs}) >= 1
     assert _summary(root)["pool"]["started"] >= 1
+
+
+def test_ray_job_submit_runs_the_nightly_job_on_the_head_it_was_sent_to(tmp_path, legacy_weights_path):
+    """jobs/submit-nightly.sh against a head whose dashboard listens on 127.0.0.1: `ray job
+    submit` (ray[default]) connects, and `batch-nst run` joins that head instead of starting a
+    Ray of its own; the script exits with the job's own exit code."""
+    from ray.job_submission import JobSubmissionClient
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(16, 16, i)).save(lib / f"c{i}.png")
+    Image.fromarray(smooth_image(16, 16, 9)).save(tmp_path / "style.png")
+    port = ray_nodes.free_port()
+    dashboard = f"http://127.0.0.1:{port}"
+    with ray_nodes.head("--num-cpus=1", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={port}"):
+        ray_nodes.wait_for_http(f"{dashboard}/api/version", 120)
+        env = ray_nodes.env(RAY_ADDRESS=dashboard, LIBRARY=str(lib / "*.png"), STYLES=str(tmp_path / "style.png"),
+                            OUTPUT_ROOT=str(tmp_path / "out"), BATCH_NST_WEIGHTS=legacy_weights_path)
+        submit = subprocess.run(["bash", "jobs/submit-nightly.sh", "--workers", "1", "--gpus-per-worker", "0",
+                                 "--steps", "1", "--max-size", "16", "--quiet"], cwd=ray_nodes.ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        (job,) = JobSubmissionClient(dashboard).list_jobs()
+    recs = _records(tmp_path / "out")
+    assert sorted(r["status"] for r in recs) == ["ok", "ok"]
+    assert {r["node"] for r in recs} == {job.driver_node_id}  # the head's node: no Ray of its own
