@@ -201,7 +201,7 @@ def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool) -> I
     worker_config = {"output_root": config.output_root, "weights": config.weights, "run_id": summary.run_id,
                      "max_pixels": config.max_pixels, "threads": max(1, int(shape.cpus)),
                      "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every}
-    workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, on_pool)
+    workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool)
     try:
         yield from _collect(workers, config, the_plan, summary.run_id)
     finally:

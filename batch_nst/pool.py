@@ -119,6 +119,7 @@ class Pool:
     worker_options: dict[str, Any]  # batch_nst.worker.WorkerConfig's fields: built in the worker's process
     max_attempts: int
     wait_timeout: float
+    log: Callable[[str], None]  # the driver's messages (stderr)
     on_status: Callable[[Status], None] | None = None
     started: int = 0  # workers that came up at least once
     replaced: int = 0  # times Ray brought a worker back as a new process (its node was lost, or it died)
@@ -196,7 +197,7 @@ class Pool:
             return
         except ray.exceptions.RayError as err:  # failed to start (bad weights on the node, ...): gone
             self._errors.append(f"{type(err).__name__}: {err}")
-            _log(f"a worker failed to start: {type(err).__name__}")
+            self.log(f"a worker failed to start: {type(err).__name__}")
             return
         self._idle.append(index)
 
@@ -214,7 +215,7 @@ class Pool:
             if isinstance(err, ray.exceptions.ActorUnavailableError) and attempt < self.max_attempts:
                 self._redo.append((chunk, attempt + 1))  # Ray gave up on it while the worker restarts
                 return []
-            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
+            self.log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
             return list(chunk)
         self._placed(index, placement)
         self._idle.append(index)
@@ -251,8 +252,3 @@ class Pool:
                 "types and max_workers), or ask for less (--gpus-per-worker, --workers)")
         return since
 
-
-def _log(message: str) -> None:
-    import sys
-
-    print(f"batch-nst: {message}", file=sys.stderr)
