@@ -9,8 +9,8 @@ dispatch of its own: the most scheduling per item the job can be asked to do. Me
 - items/min over the whole run (driver start to exit, worker start included) and in the steady
   state (first record to last);
 - the driver's CPU time (user + system, from wait4) per item and its peak resident memory;
-- scheduling overhead per item: in the steady state, worker time not spent on an item
-  (N x window - sum of the items' own seconds) / items: dispatch, the record's trip back, idling.
+- scheduling overhead per item: in each worker, the time from one item's end to the next one's
+  end less that item's own seconds (the chunk's trip to the driver and back), averaged.
 """
 
 from __future__ import annotations
@@ -43,12 +43,20 @@ def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, tmp: s
             raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stderr.read().decode()[-3000:]}")
     recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
     ends = sorted(r["finished_at"].timestamp() for r in recs)
-    window = ends[-1] - ends[0]
-    inside = [r for r in recs if r["finished_at"].timestamp() > ends[0]]
     return {"nodes": nodes, "items": len(recs), "wall": wall, "per_min": 60 * len(recs) / wall,
-            "steady_per_min": 60 * len(inside) / window, "cpu_ms_per_item": 1000 * (usage.ru_utime + usage.ru_stime) / len(recs),
-            "rss_mib": usage.ru_maxrss / 1024, "overhead_ms": 1000 * (nodes * window - sum(r["seconds"] for r in inside)) / len(inside),
-            "item_ms": 1000 * sum(r["seconds"] for r in recs) / len(recs)}
+            "steady_per_min": 60 * (len(recs) - 1) / (ends[-1] - ends[0]),
+            "cpu_ms_per_item": 1000 * (usage.ru_utime + usage.ru_stime) / len(recs), "rss_mib": usage.ru_maxrss / 1024,
+            "overhead_ms": 1000 * _gaps(recs), "item_ms": 1000 * sum(r["seconds"] for r in recs) / len(recs)}
+
+
+def _gaps(recs: list[dict]) -> float:
+    """Mean time a worker spent between items: from one item's end to the next one's end, less
+    the next item's own seconds (the chunk's trip to the driver and back, and any wait)."""
+    gaps = []
+    for worker in {r["worker"] for r in recs}:
+        mine = sorted((r for r in recs if r["worker"] == worker), key=lambda r: r["finished_at"])
+        gaps += [(b["finished_at"] - a["finished_at"]).total_seconds() - b["seconds"] for a, b in zip(mine, mine[1:])]
+    return sum(gaps) / len(gaps)
 
 
 def main() -> None:
