@@ -24,7 +24,11 @@ exec python - "$submission_id" <<'PY'
 import sys
 from ray.job_submission import JobSubmissionClient  # RAY_ADDRESS: the dashboard, as for the submit
 
-info = JobSubmissionClient().get_job_info(sys.argv[1])
+try:
+    info = JobSubmissionClient().get_job_info(sys.argv[1])
+except RuntimeError as err:  # never created (the cluster refused it): `ray job submit` said why above
+    print(f"job {sys.argv[1]} was not created, nothing run: {err}", file=sys.stderr)
+    sys.exit(2)
 print(f"job {sys.argv[1]}: {info.status}, exit code {info.driver_exit_code}", file=sys.stderr)
 sys.exit(2 if info.driver_exit_code is None else info.driver_exit_code)  # never started: nothing run
 PY

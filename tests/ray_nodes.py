@@ -137,6 +137,19 @@ def wait_for_http(url: str, seconds: float) -> None:
     _wait_for(up, seconds, f"{url} did not answer")
 
 
+def wait_for_port(host: str, port: int, seconds: float) -> None:
+    """Until something listens on host:port."""
+
+    def up() -> bool:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+            return True
+        except OSError:
+            return False
+
+    _wait_for(up, seconds, f"nothing listens on {host}:{port}")
+
+
 def _wait_for(condition, seconds: float, message: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
