@@ -96,7 +96,8 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
     root = library / "out"
     cmd = [sys.executable, "-m", "batch_nst", "run", str(library / "m.csv"), "-o", str(root),
            "--weights", legacy_weights_path, "--steps", "40", "--max-size", "48", "--workers", "2",
-           "--batch-items", "1", "--quiet", "--address", ray_session.get_runtime_context().gcs_address]
+           "--batch-items", "1", "--quiet", "--address", ray_session.get_runtime_context().gcs_address,
+           "--gpus-per-worker", "0"]  # a cluster's workers ask for a GPU unless told otherwise
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pending = root / "metadata" / "_pending"
     deadline = time.monotonic() + 300
