@@ -85,7 +85,7 @@ def test_a_node_lost_mid_run_loses_nothing_and_doubles_nothing(gpu_cluster, tmp_
     """The whole node of a busy worker is removed: its chunk is redone (by the other worker, or
     by the worker Ray brings back on the spare node), and every item ends ok exactly once."""
     root = tmp_path / "out"
-    driver = _driver(_library(tmp_path, 8), root, legacy_weights_path, gpu_cluster.address, "--workers", "2",
+    driver = _driver(_library(tmp_path, 6), root, legacy_weights_path, gpu_cluster.address, "--workers", "2",
                      steps=20)
     pending = root / "metadata" / "_pending"
     deadline = time.monotonic() + 240
@@ -97,7 +97,7 @@ def test_a_node_lost_mid_run_loses_nothing_and_doubles_nothing(gpu_cluster, tmp_
     gpu_cluster.remove_node(lost, allow_graceful=False)
     out, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
-    recs = _every_item_ok_once(root, 8)
+    recs = _every_item_ok_once(root, 6)
     assert {r["node"] for r in recs} - {node_id}  # the rest was done on the other nodes
     assert _summary(root)["pool"]["requested"] == 2
 
@@ -109,17 +109,17 @@ def test_scale_from_zero_with_the_fake_autoscaler(tmp_path, legacy_weights_path)
     address = ray_nodes.gcs_address(port)
     config = ray_nodes.fake_autoscaling_config(
         str(tmp_path / "autoscaler.json"), address,
-        {"gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "max_workers": 2}})
+        {"gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "max_workers": 1}})
     with ray_nodes.head("--num-cpus=0", "--include-dashboard=false", f"--autoscaling-config={config}", port=port,
                         extra_env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}):
         root = tmp_path / "out"
-        driver = _driver(_library(tmp_path, 4), root, legacy_weights_path, address, "--workers", "2",
+        driver = _driver(_library(tmp_path, 3), root, legacy_weights_path, address, "--workers", "1",
                          "--gpus-per-worker", "1", "--wait-timeout", "240")
         out, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
-    recs = _every_item_ok_once(root, 4)
-    assert all(r["accelerators"] for r in recs) and len({r["node"] for r in recs}) >= 1
-    assert _summary(root)["pool"]["started"] >= 1
+    recs = _every_item_ok_once(root, 3)
+    assert all(r["accelerators"] == ["0"] for r in recs)  # on the GPU node the autoscaler started
+    assert _summary(root)["pool"]["started"] == 1
 
 
 def test_ray_job_submit_runs_the_nightly_job_on_the_head_it_was_sent_to(tmp_path, legacy_weights_path):
