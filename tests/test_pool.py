@@ -102,3 +102,21 @@ def test_resources_that_never_come_end_the_run_with_exit_2(ray_session, one_item
     assert summary["pool"] == {"requested": 1, "started": 0, "replaced": 0, "resources": {"CPU": 1.0, "GPU": 1.0},
                                "workers": []}
     assert not os.path.exists(root / "runs" / "_lease.json")  # the root is free for the next run
+
+
+def test_the_job_ends_when_the_items_are_done_though_a_worker_never_started(ray_session, tmp_path,
+                                                                             legacy_weights_path, capsys):
+    """Three workers of 1 CPU on a 2-CPU cluster: the third never starts, no chunk waits for it
+    (a fixed pool handed it one, and hung), and the run ends ok when the items are done."""
+    for i in range(4):
+        Image.fromarray(smooth_image(16, 16, i)).save(tmp_path / f"c{i}.png")
+    (tmp_path / "m.csv").write_text("id,content,style\n" + "".join(f"c{i},c{i}.png,c0.png\n" for i in range(4)))
+    root = tmp_path / "out"
+    code = main(["run", str(tmp_path / "m.csv"), "-o", str(root), "--weights", legacy_weights_path, "--steps", "1",
+                 "--max-size", "16", "--batch-items", "1", "--address", ray_session.get_runtime_context().gcs_address,
+                 "--workers", "3", "--gpus-per-worker", "0", "--quiet", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["ok"] == 4
+    (summary_file,) = os.listdir(root / "runs")
+    pool_summary = json.loads((root / "runs" / summary_file).read_text())["pool"]
+    assert (pool_summary["requested"], pool_summary["started"]) == (3, 2)
+    assert all(w["accelerators"] == [] for w in pool_summary["workers"])  # CPU workers: no GPU ids
