@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 from PIL import Image
@@ -105,7 +106,7 @@ def test_resources_that_never_come_end_the_run_with_exit_2(ray_session, one_item
 
 
 def test_the_job_ends_when_the_items_are_done_though_a_worker_never_started(ray_session, tmp_path,
-                                                                             legacy_weights_path):
+                                                                             legacy_weights_path, capsys):
     """Three workers of 1 CPU on a 2-CPU cluster: the third never starts, no chunk waits for it
     (a fixed pool handed it one, and hung), and the run ends ok when the items are done."""
     for i in range(4):
@@ -114,10 +115,11 @@ def test_the_job_ends_when_the_items_are_done_though_a_worker_never_started(ray_
     root = tmp_path / "out"
     code = main(["run", str(tmp_path / "m.csv"), "-o", str(root), "--weights", legacy_weights_path, "--steps", "1",
                  "--max-size", "16", "--batch-items", "1", "--address", ray_session.get_runtime_context().gcs_address,
-                 "--workers", "3", "--gpus-per-worker", "0", "--quiet"])
+                 "--workers", "3", "--gpus-per-worker", "0"])  # with the bar: the status goes in its line
     (summary_file,) = os.listdir(root / "runs")
     summary = json.loads((root / "runs" / summary_file).read_text())  # stdout also gets Ray's autoscaler notes
     assert code == 0 and summary["counts"]["ok"] == 4
+    assert re.search(r"[12] of 3 workers running, [12] waiting for \{CPU: 1\}", capsys.readouterr().err)
     pool_summary = summary["pool"]
     assert (pool_summary["requested"], pool_summary["started"]) == (3, 2)
     assert all(w["accelerators"] == [] for w in pool_summary["workers"])  # CPU workers: no GPU ids
