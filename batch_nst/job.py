@@ -187,6 +187,7 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_reco
 
 def _finish(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
             status: str) -> None:
+    """Records flushed and the final summary written, also when the run gives up: what finished is kept."""
     writer.flush()
     summary.seconds = time.perf_counter() - started
     records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary, status))
