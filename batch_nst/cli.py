@@ -1,7 +1,7 @@
 """`batch-nst` commands: argument parsing and presentation only; the work happens elsewhere.
 
 Exit codes (DESIGN.md): 0 all ok or already done; 1 the job ran but some items failed;
-2 nothing was run (bad usage, input, manifest, config or weights).
+2 nothing was run (bad usage, input, manifest, config or weights; resources that never came).
 """
 
 from __future__ import annotations
@@ -47,15 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the batch job: stylize a manifest on Ray, incrementally")
     _add_job_options(p)
-    p.add_argument("--workers", type=int, help="actors (default: one per GPU, else 1)")
-    p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor, fractions allowed (default 1 if GPUs)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
-    p.add_argument("--batch-items", type=int, default=16,
-                   help="items of one size and parameters optimized together in one batch (default 16)")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="save each item's optimization state every N steps under the output root, so a "
-                   "preempted item resumes instead of starting over (default 0: off)")
+    _add_pool_options(p)
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(command=_cmd_run)
@@ -120,28 +112,40 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     _add_engine_options(p)
 
 
-def _job_config(args: argparse.Namespace):
+def _add_pool_options(p: argparse.ArgumentParser) -> None:
+    """The options of `run` that shape the pool and its retries; defaults are JobConfig's."""
     from batch_nst.job import JobConfig
 
-    if getattr(args, "workers", None) is not None and args.workers < 1:
-        raise BatchNSTError(f"--workers must be >= 1, got {args.workers}")
-    if getattr(args, "gpus_per_worker", None) is not None and args.gpus_per_worker < 0:
-        raise BatchNSTError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
-    if getattr(args, "checkpoint_every", 0) < 0:
-        raise BatchNSTError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    for flag in ("max_attempts", "batch_items"):
-        if getattr(args, flag, 1) < 1:
-            raise BatchNSTError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    d = JobConfig(manifest="", output_root="")
+    p.add_argument("--workers", type=int, help="workers to start (default: one per GPU; "
+                   "locally without GPUs, one per CPU core)")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per worker, fractions allowed "
+                   "(default: 1 on a cluster or where this machine has GPUs, else 0)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--wait-timeout", type=float, default=d.wait_timeout,
+                   help="seconds to wait with no worker running (their resources not there yet) "
+                   "before giving up with exit 2 (default %(default)g)")
+    p.add_argument("--max-attempts", type=int, default=d.max_attempts,
+                   help="tries per item when its worker dies (default %(default)s)")
+    p.add_argument("--batch-items", type=int, default=d.batch_items,
+                   help="items of one size and parameters optimized together in one batch (default %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="save each item's optimization state every N steps under the output root, so a "
+                   "preempted item resumes instead of starting over (default %(default)s: off)")
+
+
+def _job_config(args: argparse.Namespace):
+    """The JobConfig the flags ask for (`plan` has no pool options: JobConfig's defaults)."""
+    from batch_nst.job import JobConfig
+
+    pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
+                                                   "max_attempts", "batch_items", "checkpoint_every")
+            if hasattr(args, name)}
     from batch_nst import backend
 
-    return JobConfig(
-        manifest=args.manifest, output_root=args.output_root, weights=args.weights, params=style_params(args),
-        backend=backend.resolve(args.backend),
-        workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
-        address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
-        max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
-        checkpoint_every=getattr(args, "checkpoint_every", 0),
-    )
+    return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
+                     params=style_params(args), force=args.force, max_pixels=args.max_pixels,
+                     backend=backend.resolve(args.backend), **pool)
 
 
 def style_params(args: argparse.Namespace) -> StyleParams:
@@ -257,7 +261,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from batch_nst import job
 
     bar = _RunProgress(args.quiet)
-    summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start)
+    summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
     bar.close()
     if args.json:
         print(json.dumps({"run_id": summary.run_id, "ok": summary.ok, "failed": summary.failed,
@@ -277,15 +281,24 @@ class _RunProgress:
     def start(self, the_plan) -> None:
         from tqdm import tqdm
 
-        self.todo = len(the_plan.todo)
+        self.todo, self.done = len(the_plan.todo), len(the_plan.done)
         self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
-                        desc=f"{len(the_plan.done)} already done")
+                        desc=f"{self.done} already done")
 
     def update(self, rec, summary) -> None:
         self.bar.update(1)
         elapsed = self.bar.format_dict["elapsed"] or 1e-9
         self.bar.set_postfix_str(f"ok {summary.ok}, failed {summary.failed}, to do {self.todo - self.bar.n}, "
                                  f"{60 * self.bar.n / elapsed:.1f} items/min", refresh=False)
+
+    def pool(self, status) -> None:
+        """The workers running and waiting (`2 of 8 workers running, 6 waiting for {GPU: 1}`);
+        without a bar, a line whenever none runs, so a wait is never silent."""
+        if self.quiet or self.bar is None:
+            if not status.running:
+                print(f"batch-nst: {status}", file=sys.stderr)
+        else:
+            self.bar.set_description_str(f"{self.done} already done; {status}")
 
     def close(self) -> None:
         if self.bar is not None:

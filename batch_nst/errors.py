@@ -7,6 +7,7 @@
     +-- StorageError     a URI that cannot be read, listed or written
     +-- ManifestError    a manifest that is not a valid table of work
     +-- LockedError      another live run holds the output root
+    +-- ResourcesError   the workers' resources never came (the cluster did not have or add them)
 
 They are raised where the problem is found and caught only at the edges: the CLI (exit code 2)
 and a work item's record (status `failed`, the message as its `error`).
@@ -41,3 +42,7 @@ class ManifestError(BatchNSTError):
 
 class LockedError(BatchNSTError):
     """Another live run holds the output root's lease; nothing was run."""
+
+
+class ResourcesError(BatchNSTError):
+    """No worker could start: the resources it asks for do not exist and never came."""

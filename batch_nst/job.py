@@ -1,11 +1,12 @@
-"""The driver: plan (done / to do / invalid), start Ray, dispatch to actors, record, summarize.
+"""The driver: plan (done / to do / invalid), start Ray, dispatch to workers, record, summarize.
 
-Ray Core actors in a `ray.util.ActorPool`: each actor (one per GPU, or a fraction) loads the
-weights once; Ray restarts dead actors (`max_restarts=-1`) and retries their task on the restarted
-actor up to `max_attempts` times in all (`max_task_retries`), so a killed worker costs one retry and
-a poison item fails alone. Records come back to this process and are written once, so a retried
-item never gets two records. The pool is fed lazily in style order, so items of one style run
-together and each actor computes a style's Grams once.
+Workers are Ray actors in an elastic pool (pool.py): each (one per GPU, or a fraction) loads the
+weights once; Ray restarts dead ones (`max_restarts=-1`), on another node if theirs is gone, and
+retries their task up to `max_attempts` times in all (`max_task_retries`), so a killed worker costs
+one retry and a poison item fails alone. Records come back to this process and are written once,
+so a retried item never gets two records. Chunks are fed lazily in style order, so items of one
+style run together and each worker computes a style's Grams once. The driver never imports the
+deep-learning framework: only the workers do.
 """
 
 from __future__ import annotations
@@ -17,29 +18,51 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import backend, images, lease, manifest, records, storage, weights
-from batch_nst.errors import BatchNSTError
+from batch_nst import backend, images, lease, manifest, pool, records, storage, weights
+from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """Everything a run needs, validated by the CLI before any work."""
+    """Everything a run needs; it refuses values that cannot work, saying which flag to fix."""
 
     manifest: str
     output_root: str
     weights: str = weights.IMAGENET
     params: StyleParams = field(default_factory=StyleParams)  # base; rows override
-    workers: int | None = None  # None: one per GPU, else one per machine
-    gpus_per_worker: float | None = None  # None: 1 where Ray has GPUs, else 0
+    workers: int | None = None  # None: one per GPU (locally: else one per CPU core)
+    gpus_per_worker: float | None = None  # None: 1 on a cluster or where this machine has GPUs, else 0
     address: str | None = None  # None: $RAY_ADDRESS or an embedded local Ray
     force: bool = False
     max_pixels: int = images.MAX_PIXELS
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
+    wait_timeout: float = 900.0  # seconds without any running worker before the run gives up (exit 2)
     backend: str = field(default_factory=backend.resolve)  # Keras backend of the workers: $KERAS_BACKEND or TF
+
+    def __post_init__(self) -> None:
+        backend.resolve(self.backend)  # ParamsError naming the choices
+        for name, value, least, why in (
+            ("workers", self.workers, 1, "actors to start; leave it out for the default"),
+            ("gpus_per_worker", self.gpus_per_worker, 0, "0 runs on CPUs, fractions share a GPU"),
+            ("max_pixels", self.max_pixels, 1, "the largest input accepted"),
+            ("max_attempts", self.max_attempts, 1, "tries per item when its worker dies"),
+            ("batch_items", self.batch_items, 1, "items optimized together"),
+            ("checkpoint_every", self.checkpoint_every, 0, "0 turns checkpoints off"),
+        ):
+            if value is not None and value < least:
+                raise ParamsError(f"--{name.replace('_', '-')} must be >= {least} ({why}), got {value}")
+        if not self.wait_timeout > 0:
+            raise ParamsError(f"--wait-timeout must be > 0 seconds (how long to wait for workers' "
+                              f"resources before giving up), got {self.wait_timeout}")
+
+    @property
+    def on_cluster(self) -> bool:
+        """Whether the run joins a cluster (which may grow) rather than this machine alone."""
+        return bool(self.address or os.environ.get("RAY_ADDRESS"))
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,7 @@ class Summary:
     invalid: int = 0
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)  # first few: row/id/error
+    pool: dict[str, Any] = field(default_factory=dict)  # workers requested, started, replaced, where each ran
 
     @property
     def exit_code(self) -> int:
@@ -118,9 +142,11 @@ class Summary:
 
 
 def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] | None = None,
-        on_start: Callable[[Plan], None] | None = None) -> Summary:
+        on_start: Callable[[Plan], None] | None = None, on_pool: Callable[[Any], None] | None = None) -> Summary:
     """Run the job; records and summary land under the output root. Raises BatchNSTError before
-    any work for a bad manifest, config or weights."""
+    any work for a bad manifest, config or weights, and ResourcesError (summary marked
+    `no_resources`) when no worker could start within `wait_timeout`. `on_pool` gets the pool's
+    status (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
     items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
     weights_id = weights.resolve_weights(config.weights).identity  # unreachable: exit 2 now, not N failures later
@@ -130,10 +156,11 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
         if recovered:
             _log(f"gathered {recovered} record(s) left pending by a run whose driver died")
         # Planned under the lease: no other run can finish an item between plan and dispatch.
-        return _run(config, plan(config, items, weights_id), run_id, started, on_record, on_start)
+        the_plan = plan(config, items, weights_id)
+        return _run(config, the_plan, run_id, started, on_record, on_start, on_pool)
 
 
-def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start) -> Summary:
+def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start, on_pool) -> Summary:
     """The run under the lease: invalid rows recorded, the rest dispatched, the summary written."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
     # `running` until the final summary replaces it.
@@ -147,80 +174,57 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_reco
                                status=records.FAILED, error=reason)
         writer.add(rec)
         summary.add(rec, invalid=True)
-    if the_plan.todo:
-        for rec in _dispatch(config, the_plan, summary.run_id):
+    try:
+        for rec in _dispatch(config, the_plan, summary, on_pool) if the_plan.todo else ():
             writer.add(rec)
             summary.add(rec)
             if on_record:
                 on_record(rec, summary)
-    writer.flush()
-    summary.seconds = time.perf_counter() - started
-    records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary))
+    except ResourcesError:
+        _finish(config, the_plan, summary, writer, started, "no_resources")  # what did finish is kept
+        raise
+    _finish(config, the_plan, summary, writer, started, "finished")
     return summary
 
 
-def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[str, Any]]:
-    """Records of the items to do as actors finish them; an item whose worker died
-    `max_attempts` times gets a failed record saying so."""
-    import ray
-    from ray.util import ActorPool
+def _finish(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
+            status: str) -> None:
+    """Records flushed and the final summary written, also when the run gives up: what finished is kept."""
+    writer.flush()
+    summary.seconds = time.perf_counter() - started
+    records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary, status))
 
-    from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
+def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool) -> Iterator[dict[str, Any]]:
+    """Records of the items to do as workers finish them; an item whose worker died
+    `max_attempts` times gets a failed record saying so. The pool's shape and placements go
+    into the summary, however the dispatch ends."""
     _init_ray(config)
-    workers, cpus, gpus = _pool_shape(config, len(the_plan.todo))
-    actor = ray.remote(Worker).options(
-        num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
-    )
-    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels, backend=config.backend,
-                           threads=max(1, int(cpus)), gpu_fraction=gpus or None, batch_items=config.batch_items,
-                           checkpoint_every=config.checkpoint_every)
-    pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
-    yield from _collect(pool, config, the_plan, run_id, workers)
+    shape = pool.shape(config.workers, config.gpus_per_worker, len(the_plan.todo), config.on_cluster, _log)
+    worker_config = {"output_root": config.output_root, "weights": config.weights, "run_id": summary.run_id,
+                     "max_pixels": config.max_pixels, "backend": config.backend, "threads": max(1, int(shape.cpus)),
+                     "gpu_fraction": shape.gpus or None,
+                     "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every}
+    workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool)
+    try:
+        yield from _collect(workers, config, the_plan, summary.run_id)
+    finally:
+        summary.pool = workers.summary()
+        workers.close()
 
 
-def _collect(pool, config: JobConfig, the_plan: Plan, run_id: str, workers: int) -> Iterator[dict[str, Any]]:
+def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[str, Any]]:
     """Every item's record: from the pool, or, for items whose worker died on every attempt,
     a failed record after one more try alone (a poison item must not sink its batch-mates)."""
-    lost = yield from _drain(pool, _chunks(the_plan.todo, config.batch_items, workers))
+    lost = yield from workers.drain(_chunks(the_plan.todo, config.batch_items, workers.shape.workers))
     if lost and config.batch_items > 1:
-        lost = yield from _drain(pool, ([item] for item in lost))
+        lost = yield from workers.drain([item] for item in lost)
     for item in lost:
         yield records.for_item(
             item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
             error=f"the worker process died while stylizing it, {config.max_attempts} times "
             "(killed, or out of memory)",
         )
-
-
-def _drain(pool, chunks: Iterator[list[WorkItem]]):
-    """Feed chunks to idle actors lazily and yield their records; return the items whose worker
-    died on every attempt (their chunk's task exhausted Ray's retries)."""
-    import ray
-
-    submitted: list[WorkItem] = []
-    returned: set[str] = set()
-
-    def feed() -> None:
-        while pool.has_free():
-            chunk = next(chunks, None)
-            if chunk is None:
-                return
-            submitted.extend(chunk)
-            pool.submit(lambda actor, c: actor.process.remote(c), chunk)
-
-    feed()
-    while pool.has_next():
-        try:
-            recs = pool.get_next_unordered()
-        except ray.exceptions.RayError as err:
-            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
-        else:
-            for rec in recs:
-                returned.add(rec["id"])
-                yield rec
-        feed()
-    return [item for item in submitted if item.id not in returned]
 
 
 def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[list[WorkItem]]:
@@ -236,64 +240,46 @@ def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[l
 
 
 def _init_ray(config: JobConfig) -> None:
-    """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine."""
+    """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine.
+
+    No runtime_env of ours: inside `ray job submit` the job's own runtime env is merged with it,
+    and Ray refuses the merge when both name the same variable."""
     import ray
 
     if ray.is_initialized():
         return
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, logging_level="WARNING")
-
-
-def _pool_shape(config: JobConfig, n_items: int) -> tuple[int, float, float]:
-    """(workers, CPUs and GPUs per worker) from the cluster's resources and the config."""
-    import ray
-
-    resources = ray.cluster_resources()
-    total_gpus, total_cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-    gpus = config.gpus_per_worker if config.gpus_per_worker is not None else (1.0 if total_gpus else 0.0)
-    if config.workers:
-        workers = config.workers
-    elif gpus:
-        workers = max(1, int(total_gpus / gpus))
-    else:
-        # One single-threaded worker per core: on 2 cores, two such workers did 10% more items per
-        # minute than one with two threads (README, Benchmarks). Each holds ~1 GB (TF + weights).
-        workers = max(1, int(total_cpus))
-    workers = max(1, min(workers, n_items))
-    cpus = max(1.0, float(int(total_cpus // workers))) if not gpus else 1.0
-    if gpus and total_gpus and gpus * workers > total_gpus:
-        _log(f"asking {workers} workers x {gpus} GPU on {total_gpus} GPUs: some wait for autoscaling")
-    return workers, cpus, gpus
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
 
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[str, Any]:
+def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary, status: str) -> dict[str, Any]:
     from importlib.metadata import version
 
     from batch_nst import __version__  # ours even when run from a source tree, not installed
 
     return {
         "run_id": summary.run_id,
-        "status": "finished",
+        "status": status,
         "counts": {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,
                    "invalid": summary.invalid, "total": summary.ok + summary.failed + summary.skipped + summary.invalid},
         "seconds": round(summary.seconds, 3),
         "steps_planned": the_plan.steps,
         "failures": summary.failures,
+        "pool": summary.pool,
         "config": {
             "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
             "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
             "params": config.params, "backend": config.backend, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
             "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
             "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every,
+            "wait_timeout": config.wait_timeout,
         },
         "versions": {"batch-nst": __version__, "algorithm": manifest.ALGORITHM_VERSION,
                      "python": sys.version.split()[0],

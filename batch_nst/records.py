@@ -55,6 +55,8 @@ SCHEMA = pa.schema(
         ("backend", pa.string()),  # the Keras backend that ran it (not part of the key)
         ("note", pa.string()),  # e.g. "content: first frame of 12"
         ("worker", pa.string()),
+        ("node", pa.string()),  # the Ray node id of the worker (None for the driver's records)
+        ("accelerators", pa.list_(pa.string())),  # the GPU ids Ray gave the worker; empty on CPU
         ("run_id", pa.string()),
         ("finished_at", pa.timestamp("ms", tz="UTC")),
     ]

@@ -2,7 +2,7 @@
 
 Holds the extractor (weights loaded once per process), the compiled steps and a cache of style
 Grams, so a library that shares a few styles computes each style's targets once per worker. One
-item's failure becomes that item's `failed` record and never sinks the others. No Ray here: job.py
+item's failure becomes that item's `failed` record and never sinks the others. No Ray here: pool.py
 wraps this class as an actor.
 """
 
@@ -43,7 +43,7 @@ class WorkerConfig:
 class Worker:
     """Stylizes chunks of WorkItems; built once per process (its __init__ loads the weights)."""
 
-    def __init__(self, config: WorkerConfig):
+    def __init__(self, config: WorkerConfig, where: dict[str, Any] | None = None):
         self.settings = backend.use(config.backend, config.threads, config.gpu_fraction)  # before Keras loads
         from batch_nst import transfer
         from batch_nst.optimize import Optimizer
@@ -51,6 +51,7 @@ class Worker:
 
         self.config = config
         self.transfer = transfer
+        self.where = where or {}  # record fields saying where it ran (node, accelerators): from the actor
         self.optimizer = Optimizer(Extractor(resolve_weights(config.weights)))
         self.styles = transfer.StyleCache()  # Gram targets per (style, size, precision)
         self.style_pictures = transfer.StyleCache()  # decoded style images per URI: a few, reused
@@ -152,7 +153,7 @@ class Worker:
         rec = records.for_item(
             item, run_id=self.config.run_id, worker=self.name,
             weights=self.optimizer.extractor.weights.identity, seconds=seconds, backend=self.settings["backend"],
-            **fields,
+            **self.where, **fields,
         )
         try:
             records.write_pending(self.config.output_root, rec)  # survives a killed driver

@@ -50,3 +50,22 @@ def test_kuberay_manifests_run_the_nightly_entry_point():
     assert cronjob["kind"] == "CronJob" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     workers = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["minReplicas"] == 0 and workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_shipped_cluster_and_jobs_ask_for_the_gpu_workers_the_cluster_can_grow_to():
+    """`ray up cluster.yaml` + the submit script, or the KubeRay RayJob, run as many 1-GPU workers
+    as the cluster's GPU nodes can reach, asked for at once (the autoscaler grows from zero to
+    them): nothing computed by hand, nothing left to a scaled-to-zero cluster's resources."""
+    import re
+
+    gpu = _yaml("cluster.yaml")["available_node_types"]["gpu_worker"]
+    with open(os.path.join(ROOT, "jobs", "submit-nightly.sh")) as f:
+        script = f.read()
+    defaults = dict(re.findall(r'"\$\{(WORKERS|GPUS_PER_WORKER):=([\d.]+)\}"', script))
+    assert (int(defaults["WORKERS"]), float(defaults["GPUS_PER_WORKER"])) == (gpu["max_workers"], gpu["resources"]["GPU"])
+    assert '--workers "$WORKERS" --gpus-per-worker "$GPUS_PER_WORKER"' in script
+    rayjob = _yaml("jobs/k8s/rayjob-nightly.yaml")
+    group = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    flags = re.findall(r"--(workers|gpus-per-worker) (\S+)", rayjob["spec"]["entrypoint"])
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert dict(flags) == {"workers": str(group["maxReplicas"]), "gpus-per-worker": str(limits["nvidia.com/gpu"])}

@@ -8,13 +8,13 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from batch_nst import job
+from batch_nst import job, pool
 from batch_nst.params import StyleParams
 from tests.conftest import smooth_image
 
 
 def _worker_pids() -> list[int]:
-    """Processes whose Ray title names our actor class ("ray::Worker...")."""
+    """Processes whose Ray title names our actor class ("ray::WorkerActor...")."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -96,7 +96,8 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
     root = library / "out"
     cmd = [sys.executable, "-m", "batch_nst", "run", str(library / "m.csv"), "-o", str(root),
            "--weights", legacy_weights_path, "--steps", "40", "--max-size", "48", "--workers", "2",
-           "--batch-items", "1", "--quiet", "--address", ray_session.get_runtime_context().gcs_address]
+           "--batch-items", "1", "--quiet", "--address", ray_session.get_runtime_context().gcs_address,
+           "--gpus-per-worker", "0"]  # a cluster's workers ask for a GPU unless told otherwise
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pending = root / "metadata" / "_pending"
     deadline = time.monotonic() + 300
@@ -118,29 +119,23 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
 
 
 class _PoolLosingPoison:
-    """An ActorPool stand-in: a chunk holding the poison item is lost the way Ray reports a worker
-    that died on every retry; other chunks come back as records."""
+    """A `pool.Pool` stand-in: a chunk holding the poison item is lost the way a chunk whose
+    worker died on every retry is; other chunks come back as records."""
+
+    shape = pool.Shape(workers=2, cpus=1.0, gpus=0.0)
 
     def __init__(self, poison):
-        self.poison, self.queue, self.chunks_seen = poison, [], []
+        self.poison, self.chunks_seen = poison, []
 
-    def has_free(self):
-        return len(self.queue) < 2
-
-    def submit(self, fn, chunk):
-        self.queue.append(chunk)
-        self.chunks_seen.append([i.id for i in chunk])
-
-    def has_next(self):
-        return bool(self.queue)
-
-    def get_next_unordered(self):
-        import ray
-
-        chunk = self.queue.pop(0)
-        if any(i.id == self.poison for i in chunk):
-            raise ray.exceptions.RayActorError()
-        return [{"id": i.id, "status": "ok"} for i in chunk]
+    def drain(self, chunks):
+        lost = []
+        for chunk in chunks:
+            self.chunks_seen.append([i.id for i in chunk])
+            if any(i.id == self.poison for i in chunk):
+                lost += chunk
+            else:
+                yield from ({"id": i.id, "status": "ok"} for i in chunk)
+        return lost
 
 
 def test_a_poison_item_fails_alone_after_bounded_attempts():
@@ -149,9 +144,9 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     items = [WorkItem(i, f"i{i}", f"/c{i}.png", "/s.png", StyleParams(), f"k{i}") for i in range(10)]
     plan = job.Plan(todo=items, done=[], invalid=[], weights_identity="w")
     config = job.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
-    pool = _PoolLosingPoison("i5")
-    recs = {r["id"]: r for r in job._collect(pool, config, plan, "r1", workers=2)}
+    workers = _PoolLosingPoison("i5")
+    recs = {r["id"]: r for r in job._collect(workers, config, plan, "r1")}
     assert sorted(recs) == sorted(i.id for i in items)  # every row accounted for
     assert [i for i, r in recs.items() if r["status"] != "ok"] == ["i5"]
     assert "died while stylizing it, 3 times" in recs["i5"]["error"]
-    assert ["i5"] in pool.chunks_seen  # its batch-mates were retried alone and came back ok
+    assert ["i5"] in workers.chunks_seen  # its batch-mates were retried alone and came back ok

@@ -160,29 +160,6 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     assert ENV_SECRET not in printed.out + printed.err and ENV_SECRET.encode() not in stored
 
 
-@pytest.mark.parametrize(
-    "resources, workers, gpus, expected",
-    [
-        ({"CPU": 2.0}, None, None, (2, 1.0, 0.0)),  # CPU machine: one single-threaded worker per core
-        ({"CPU": 2.0}, 1, None, (1, 2.0, 0.0)),
-        ({"CPU": 2.0}, 2, None, (2, 1.0, 0.0)),
-        ({"CPU": 32.0, "GPU": 4.0}, None, None, (4, 1.0, 1.0)),  # one actor per GPU
-        ({"CPU": 32.0, "GPU": 4.0}, None, 0.5, (8, 1.0, 0.5)),  # fractions pack two per GPU
-        ({"CPU": 32.0, "GPU": 4.0}, 3, None, (3, 1.0, 1.0)),
-        ({"CPU": 8.0, "GPU": 2.0}, None, None, (1, 1.0, 1.0)),  # never more workers than items (1 here)
-    ],
-)
-def test_pool_shape_from_cluster_resources(monkeypatch, resources, workers, gpus, expected):
-    import ray
-
-    from batch_nst import job
-
-    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
-    items = 1 if expected[0] == 1 and resources.get("GPU") == 2.0 else 100
-    config = job.JobConfig(manifest="m.csv", output_root="out", workers=workers, gpus_per_worker=gpus)
-    assert job._pool_shape(config, items) == expected
-
-
 @pytest.mark.parametrize("n, batch, workers, sizes", [
     (40, 8, 1, [8] * 5),
     (40, 8, 2, [7] * 5 + [5]),  # six chunks: three rounds of two, not 3 + 2 with one idle worker
@@ -241,13 +218,20 @@ def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_ses
     assert secret not in everything and "AKIAEXAMPLE" not in everything
 
 
-def test_the_driver_never_imports_tensorflow():
-    """Planning and dispatch run in the driver; TensorFlow (~500 MB) belongs in the workers only."""
+def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
+    """Planning and dispatch run in the driver; TensorFlow (~500 MB) belongs in the workers only:
+    a whole `run` (its own local Ray, one item) leaves the driver without it."""
     import subprocess
     import sys
 
-    code = "import sys, batch_nst.cli, batch_nst.job; sys.exit('tensorflow' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
+    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
+    (tmp_path / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
+    argv = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", legacy_weights_path,
+            "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
+    code = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
+            "sys.exit(10 if 'tensorflow' in sys.modules else code)")
+    assert subprocess.run([sys.executable, "-c", code, *argv], timeout=300).returncode == 0
 
 
 def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_path, library, legacy_weights_path):

@@ -1,0 +1,84 @@
+"""The driver's cost at scale: the same small items on simulated clusters of 1, 2 and 4 GPU nodes.
+
+    python -m tests.benchmarks.bench_cluster [--items 200] [--nodes 1 2 4] [--size 16] [--steps 1]
+
+Each cluster is a `ray.cluster_utils.Cluster` on this machine: a head that takes no work and N
+nodes declaring one GPU (Ray schedules one GPU worker on each; TensorFlow runs on the CPU). The
+driver is `batch-nst run --address` in its own process with `--batch-items 1`, so every item is a
+dispatch of its own: the most scheduling per item the job can be asked to do. Measured:
+- items/min over the whole run (driver start to exit, worker start included) and in the steady
+  state (first record to last);
+- the driver's CPU time (user + system, from wait4) per item and its peak resident memory;
+- scheduling overhead per item: in each worker, the time from one item's end to the next one's
+  end less that item's own seconds (the chunk's trip to the driver and back), averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.dataset as pads
+
+from tests import ray_nodes, vgg_weights
+from tests.benchmarks.bench_job import make_library
+
+
+def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, tmp: str) -> dict[str, float]:
+    root = os.path.join(tmp, f"out-{nodes}")
+    with ray_nodes.cluster(*[{"num_gpus": 1}] * nodes) as made:
+        cmd = [sys.executable, "-m", "batch_nst", "run", manifest, "-o", root, "--weights", weights, "--quiet",
+               "--address", made.address, "--workers", str(nodes), "--gpus-per-worker", "1", "--batch-items", "1",
+               "--steps", str(steps), "--max-size", str(size)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=ray_nodes.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stderr.read().decode()[-3000:]}")
+    recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
+    ends = sorted(r["finished_at"].timestamp() for r in recs)
+    return {"nodes": nodes, "items": len(recs), "wall": wall, "per_min": 60 * len(recs) / wall,
+            "steady_per_min": 60 * (len(recs) - 1) / (ends[-1] - ends[0]),
+            "cpu_ms_per_item": 1000 * (usage.ru_utime + usage.ru_stime) / len(recs), "rss_mib": usage.ru_maxrss / 1024,
+            "overhead_ms": 1000 * _gaps(recs), "item_ms": 1000 * sum(r["seconds"] for r in recs) / len(recs)}
+
+
+def _gaps(recs: list[dict]) -> float:
+    """Mean time a worker spent between items: from one item's end to the next one's end, less
+    the next item's own seconds (the chunk's trip to the driver and back, and any wait)."""
+    gaps = []
+    for worker in {r["worker"] for r in recs}:
+        mine = sorted((r for r in recs if r["worker"] == worker), key=lambda r: r["finished_at"])
+        gaps += [(b["finished_at"] - a["finished_at"]).total_seconds() - b["seconds"] for a, b in zip(mine, mine[1:])]
+    return sum(gaps) / len(gaps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "vgg19_seeded_notop.h5")
+        vgg_weights.write_legacy_h5(weights)
+        manifest = make_library(os.path.join(tmp, "lib"), args.items, args.size)
+        print("| GPU nodes | items | wall s | items/min | steady items/min | item in worker ms | "
+              "driver CPU ms/item | driver peak RSS MiB | scheduling overhead ms/item |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for nodes in args.nodes:
+            r = bench(nodes, manifest, weights, args.size, args.steps, tmp)
+            print(f"| {r['nodes']} | {r['items']} | {r['wall']:.1f} | {r['per_min']:.0f} | {r['steady_per_min']:.0f} | "
+                  f"{r['item_ms']:.0f} | {r['cpu_ms_per_item']:.1f} | {r['rss_mib']:.0f} | {r['overhead_ms']:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
