@@ -8,10 +8,10 @@ ManifestError naming the rows (row numbers count data rows from 1), so a user fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
-import posixpath
 import re
 import sys
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from batch_nst import storage
+from batch_nst import ids, storage
 from batch_nst.errors import BatchNSTError, ManifestError
 from batch_nst.params import StyleParams, param_names
 
@@ -33,7 +33,6 @@ ALGORITHM_VERSION = "1"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED = ("content", "style")
 COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
-ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 MAX_REPORTED = 20
 
 
@@ -75,6 +74,7 @@ def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
             items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
             problems.append(f"row {row}: {err}")
+    items = _with_derived_ids(items, folder)
     problems += _duplicate_ids(items)
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED])
@@ -83,28 +83,13 @@ def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
     return items
 
 
-def derive_id(content: str, style: str, base: str) -> str:
-    """A stable id from the content's path under `base` and the style's name.
-
-    "lib/chars/hero.png" under "lib" with style "ink.jpg" -> "chars__hero--ink": assets added to
-    the library later never change the ids of those already there.
-    """
-    rel = content[len(base.rstrip("/")) + 1:] if content.startswith(base.rstrip("/") + "/") else posixpath.basename(content)
-    stem = posixpath.splitext(rel)[0].replace("/", "__")
-    styles = "+".join(_safe(posixpath.splitext(posixpath.basename(s))[0]) for s in style.split(";"))
-    return _safe(stem) + "--" + styles
-
-
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
     """A manifest table covering every file matching `pattern` once per style."""
     styles = [storage.resolve(s) for s in styles]
     root = _glob_root(storage.resolve(pattern))
-    rows = [
-        {"id": derive_id(content, style, root), "content": content, "style": style}
-        for content in storage.glob(storage.resolve(pattern))
-        for style in styles
-    ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
+    pairs = [(content, style) for content in storage.glob(storage.resolve(pattern)) for style in styles]
+    return pa.table({"id": ids.derive_all(pairs, root), "content": [c for c, _ in pairs], "style": [s for _, s in pairs]},
+                    schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
 
 
 def write(table: pa.Table, uri: str) -> None:
@@ -162,8 +147,8 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shar
     style = sys.intern(";".join(_uri_cell(part, "style", folder) for part in parts))
     item_id = values.get("id")
     if item_id is None or item_id == "":
-        item_id = derive_id(content, style, folder)
-    elif not isinstance(item_id, str) or not ID_PATTERN.fullmatch(item_id):
+        item_id = ""  # derived once every row is read: ids.derive_all needs them all
+    elif not isinstance(item_id, str) or not ids.PATTERN.fullmatch(item_id):
         raise ManifestError(
             f"id {item_id!r} is not a safe file name (ASCII letters, digits, '.', '_', '-'; "
             "no slashes; at most 200 characters; not starting with '.' or '-')"
@@ -181,6 +166,16 @@ def _uri_cell(value: Any, name: str, folder: str) -> str:
     return storage.resolve(value.strip(), folder)
 
 
+def _with_derived_ids(items: list[WorkItem], folder: str) -> list[WorkItem]:
+    """The items, those without an id given one by `ids.derive_all` (distinct from the written ones)."""
+    unnamed = [n for n, item in enumerate(items) if not item.id]
+    derived = ids.derive_all([(items[n].content, items[n].style) for n in unnamed], folder,
+                             taken=(item.id for item in items if item.id))
+    for n, item_id in zip(unnamed, derived):
+        items[n] = dataclasses.replace(items[n], id=item_id)
+    return items
+
+
 def _duplicate_ids(items: list[WorkItem]) -> list[str]:
     first: dict[str, int] = {}
     problems = []
@@ -190,12 +185,6 @@ def _duplicate_ids(items: list[WorkItem]) -> list[str]:
         else:
             first[item.id] = item.row
     return problems
-
-
-def _safe(text: str) -> str:
-    """Characters an id may not hold become '_'; a leading '.' or '-' too."""
-    text = re.sub(r"[^A-Za-z0-9._-]", "_", text)[:120]
-    return "_" + text[1:] if text[:1] in (".", "-", "") else text
 
 
 def _glob_root(pattern: str) -> str:

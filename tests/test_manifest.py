@@ -1,12 +1,13 @@
 """Manifest reading and validation, ids, keys and the glob-built manifest."""
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_nst import manifest
+from batch_nst import ids, manifest
 from batch_nst.errors import ManifestError
 from batch_nst.params import StyleParams
 
@@ -139,3 +140,39 @@ def test_game_asset_options_are_columns_validated_per_row(mem):
     _put(mem, "/m.csv", "content,style,schedule,stage_steps,grid\na.png,s.png,multiscale,200;x,\nb.png,s.png,single,,4by2\n")
     with pytest.raises(ManifestError, match=r"row 1: stage_steps must be integers.*\n.*row 2: grid must be COLSxROWS"):
         manifest.load("memory://m.csv")
+
+
+def test_derived_ids_never_collide_and_match_between_manifest_and_run(mem):
+    """Defect 1: extension-only, non-ASCII and punctuation differences gave equal ids."""
+    names = ["crate.png", "crate.tga", "日本.png", "中国.png", "héro.png", "h_ro.png", "a/b.png", "a__b.png", "tree.png"]
+    for name in names:
+        _put(mem, "/lib/" + name, b"x")
+    table = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    written = dict(zip(table["content"].to_pylist(), table["id"].to_pylist()))
+    assert len(set(written.values())) == len(names) and written["memory://lib/tree.png"] == "tree--ink"
+    assert all(ids.PATTERN.fullmatch(i) for i in written.values())
+    _put(mem, "/lib/m.csv", "content,style\n" + "".join(f"{n},../styles/ink.jpg\n" for n in names))
+    derived = {i.content: i.id for i in manifest.load("memory://lib/m.csv")}  # no id column: `run` derives
+    assert derived == written
+    _put(mem, "/lib/other.png", b"x")  # a new asset changes no existing id
+    again = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    assert written.items() <= dict(zip(again["content"].to_pylist(), again["id"].to_pylist())).items()
+
+
+def test_a_derived_id_equal_to_a_written_one_steps_aside_and_written_duplicates_fail(mem):
+    _put(mem, "/m.csv", "content,style,id\na.png,s.png,a--s\na.png,t.png,\nb.png,s.png,\n")
+    first, second, third = manifest.load("memory://m.csv")
+    assert first.id == "a--s" and second.id == "a--t" and third.id == "b--s"
+    _put(mem, "/m.csv", "content,style,id\nb.png,s.png,\na.png,s.png,b--s\n")
+    assert [i.id for i in manifest.load("memory://m.csv")][1] == "b--s"
+    _put(mem, "/m.csv", "content,style,id\na.png,s.png,x\nb.png,s.png,\nc.png,s.png,x\n")
+    with pytest.raises(ManifestError, match=r"row 3: duplicate id 'x' \(first used in row 1\)"):
+        manifest.load("memory://m.csv")
+
+
+def test_derived_ids_are_bounded_in_length(mem):
+    """Defect 3: many long style names gave a 1306-character id and "File name too long"."""
+    styles = ";".join(f"styles/{'brushwork-' * 12}{n}.png" for n in range(10))
+    _put(mem, "/m.csv", f"content,style\n{'deep/' * 30}hero.png,{styles}\n")
+    (item,) = manifest.load("memory://m.csv")
+    assert len(item.id) <= ids.MAX_LENGTH and re.fullmatch(r"deep__deep__[A-Za-z0-9._+-]*-[0-9a-f]{10}", item.id)
