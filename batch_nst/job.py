@@ -60,7 +60,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
     items = manifest.load(config.manifest, config.params) if items is None else items
     weights_id = weights_id or weights.identity(config.weights)
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
-    done_keys = set() if config.force else records.ok_keys(config.output_root)
+    current = {} if config.force else records.current_ok(config.output_root)
     todo, done, invalid = [], [], []
     for item in items:
         missing = [u for u in (item.content, *item.styles) if u not in prints]
@@ -68,7 +68,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
             invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
         item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
-        (done if item.key in done_keys else todo).append(item)
+        (done if current.get(item.id) == item.key else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)
 

@@ -87,9 +87,13 @@ def metadata_dir(root: str) -> str:
 
 
 def write_part(root: str, name: str, records: list[dict[str, Any]]) -> str:
-    """Write records as one Parquet part `metadata/<name>.parquet`, atomically; returns its URI."""
+    """Write records as one Parquet part `metadata/<name>.parquet`, atomically, and delete the
+    images of the failed ones; returns its URI."""
     uri = storage.join(metadata_dir(root), f"{name}.parquet")
     storage.write_bytes(uri, _parquet(records))
+    # A failed item's image is of an earlier key: once its record is the latest, the image goes,
+    # so no image on disk looks current beside a `failed` record.
+    storage.remove(image_uri(root, r["id"]) for r in records if r["status"] == FAILED)
     return uri
 
 
@@ -123,12 +127,15 @@ def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:
     return _dataset(metadata_dir(root), columns)
 
 
-def ok_keys(root: str) -> set[str]:
-    """Keys that already have an `ok` record, pending ones included: what a run skips."""
-    keys = set()
-    for table in (read(root, ["key", "status"]), _dataset(storage.join(metadata_dir(root), PENDING), ["key", "status"])):
-        keys.update(k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist()) if s == OK and k)
-    return keys
+def current_ok(root: str) -> dict[str, str]:
+    """{id: key} of the ids whose latest record, pending ones included, is `ok`: what a run may
+    skip. Only the latest counts: after runs with steps 5, 8, 5 the image on disk is the steps-8
+    one, so the steps-5 `ok` record of the first run must not make the third skip."""
+    columns = ["id", "key", "status", "finished_at"]
+    table = pa.concat_tables([read(root, columns), _dataset(storage.join(metadata_dir(root), PENDING), columns)])
+    table = table.sort_by([("finished_at", "ascending")])
+    latest = dict(zip(table["id"].to_pylist(), zip(table["key"].to_pylist(), table["status"].to_pylist())))
+    return {item_id: key for item_id, (key, status) in latest.items() if status == OK and key}
 
 
 def _dataset(uri: str, columns: Iterable[str] | None = None) -> pa.Table:

@@ -264,3 +264,25 @@ def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_p
     one = job.plan(job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path,
                                  params=StyleParams(style_blend="3;1")))
     assert one.todo[0].key != planned.todo[0].key  # the weights are in the key
+
+
+def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_record(ray_session, tmp_path,
+                                                                                     legacy_weights_path):
+    """Defect 2 (steps 5 -> 8 -> 5) and defect 9's stale image: the image on disk is always the
+    one the id's latest record names; a failed item leaves no image looking current."""
+    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
+    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
+    (tmp_path / "m.csv").write_text("content,style\nc.png,s.png\n")
+    root, image = str(tmp_path / "out"), tmp_path / "out" / "images" / "c--s.png"
+    written = []
+    for steps in (1, 2, 1):
+        assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps",
+                     str(steps), "--max-size", "16", "--workers", "1", "--quiet", "--json"]) == 0
+        latest = max(_records(root), key=lambda r: r["finished_at"])
+        assert (latest["status"], latest["steps"]) == ("ok", steps)  # redone, not "already done"
+        written.append(image.read_bytes())
+    assert written[1] != written[2]
+    (tmp_path / "c.png").unlink()  # the content becomes unreadable: its record fails, its image goes
+    assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps", "1",
+                 "--max-size", "16", "--workers", "1", "--quiet"]) == 1
+    assert max(_records(root), key=lambda r: r["finished_at"])["status"] == "failed" and not image.exists()
