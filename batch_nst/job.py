@@ -245,7 +245,10 @@ def _init_ray(config: JobConfig) -> None:
     if address:
         ray.init(address=address, runtime_env=env, logging_level="WARNING")
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env, logging_level="WARNING")
+        # "local": else ray.init joins any cluster that Ray's current-cluster file names (an earlier
+        # `ray start` on this machine, even a dead one) and refuses num_cpus there (DESIGN.md).
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env,
+                 logging_level="WARNING")
 
 
 def _pool_shape(config: JobConfig, n_items: int) -> tuple[int, float, float]:

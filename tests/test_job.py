@@ -286,3 +286,23 @@ def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_rec
     assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps", "1",
                  "--max-size", "16", "--workers", "1", "--quiet"]) == 1
     assert max(_records(root), key=lambda r: r["finished_at"])["status"] == "failed" and not image.exists()
+
+
+def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_path):
+    """Defect 8: a stale current-cluster file (a dead `ray start --head`) must not capture a
+    local run. Ray's temp dir is a fresh one here: other Ray instances on the machine are left alone."""
+    import subprocess
+    import sys
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    os.makedirs(os.path.join(temp, "ray"))
+    with open(os.path.join(temp, "ray", "ray_current_cluster"), "w") as f:
+        f.write("127.0.0.1:9")  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = ("import ray; from batch_nst import job; job._init_ray(job.JobConfig('m.csv', 'out')); "
+              "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"CPUS {float(os.cpu_count())}" in done.stdout
