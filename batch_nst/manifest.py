@@ -19,7 +19,6 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from batch_nst import ids, storage
@@ -64,12 +63,12 @@ class WorkItem:
 
 def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
     """Read and validate a manifest; ManifestError listing every bad row, or the items."""
-    table = _read_table(uri)
-    _check_columns(uri, table.column_names)
+    names, rows = _read(uri)
+    _check_columns(uri, names)
     folder = storage.parent(uri)
     items, problems = [], []
     shared: dict[Any, Any] = {}  # equal params and URIs shared by all rows: memory per row stays small
-    for row, values in enumerate(_rows(table), start=1):
+    for row, values in enumerate(rows, start=1):
         try:
             items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
@@ -113,17 +112,40 @@ def _format(uri: str) -> str:
     raise ManifestError(f"manifest {storage.redact(uri)}: unknown format; use one of {', '.join(FORMATS)}")
 
 
-def _read_table(uri: str) -> pa.Table:
+def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
+    """(column names, rows as dicts). Text is never taken for null: 'NA', 'NaN', 'null', 'N/A' are
+    read as written (and refused where they are not valid), a CSV's empty cell as "" (not given)."""
     kind = _format(uri)
-    data = io.BytesIO(storage.read_bytes(uri))
+    data = storage.read_bytes(uri)
     try:
+        if kind == "jsonl":
+            return _json_lines(data)
         if kind == "csv":
-            return pacsv.read_csv(data, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-        if kind == "parquet":
-            return pq.read_table(data)
-        return pajson.read_json(data)
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(COLUMNS, pa.string()), null_values=[], strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+        else:
+            table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ManifestError(f"manifest {storage.redact(uri)}: not a readable {kind} table: {err}") from None
+    return table.column_names, _rows(table)
+
+
+def _json_lines(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
+    """JSON lines parsed as written: a key left out is not given, an explicit null is refused
+    (pyarrow's reader would turn both into nulls). Blank lines are skipped."""
+    rows = []
+    for line_no, line in enumerate(data.decode().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as err:
+            raise ValueError(f"line {line_no}: {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"line {line_no}: not a JSON object")
+        rows.append(value)
+    return list(dict.fromkeys(name for row in rows for name in row)), rows
 
 
 def _check_columns(uri: str, names: list[str]) -> None:
@@ -141,6 +163,10 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
 
 
 def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
+    nulls = [name for name, value in values.items() if value is None]
+    if nulls:
+        raise ManifestError(f"null in column {', '.join(nulls)}: write a value (for the default, leave the "
+                            "cell empty in a CSV, the key out in JSON lines, the column out in Parquet)")
     content = sys.intern(_uri_cell(values.get("content"), "content", folder))
     style = values.get("style")
     parts = style.split(";") if isinstance(style, str) else [style]
@@ -153,7 +179,7 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shar
             f"id {item_id!r} is not a safe file name (ASCII letters, digits, '.', '_', '-'; "
             "no slashes; at most 200 characters; not starting with '.' or '-')"
         )
-    params = base.with_overrides(values)
+    params = base.with_overrides({name: value for name, value in values.items() if value != ""})
     params.blend_weights(len(parts))  # as many weights as styles
     return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
 

@@ -176,3 +176,28 @@ def test_derived_ids_are_bounded_in_length(mem):
     _put(mem, "/m.csv", f"content,style\n{'deep/' * 30}hero.png,{styles}\n")
     (item,) = manifest.load("memory://m.csv")
     assert len(item.id) <= ids.MAX_LENGTH and re.fullmatch(r"deep__deep__[A-Za-z0-9._+-]*-[0-9a-f]{10}", item.id)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("content,style,style_weight\na.png,s.png,NaN\n", r"row 1: style_weight must be float, got 'NaN'"),
+        ("content,style,steps\na.png,s.png,N/A\n", r"row 1: steps must be int, got 'N/A'"),
+        ('{"content": "a.png", "style": "s.png", "id": null}\n', r"row 1: null in column id"),
+        ('{"content": "a.png", "style": "s.png"}\n{"content": "b.png", "style": "s.png", "steps": null}\n',
+         r"row 2: null in column steps"),
+    ],
+)
+def test_null_cells_are_errors_naming_row_and_column(mem, text, message):
+    """Defect 6: NaN, NA, null and N/A were read as null and silently became defaults."""
+    _put(mem, "/m.jsonl" if text.startswith("{") else "/m.csv", text)
+    with pytest.raises(ManifestError, match=message):
+        manifest.load("memory://m.jsonl" if text.startswith("{") else "memory://m.csv")
+
+
+def test_text_that_looks_null_is_taken_as_written_and_empty_cells_mean_the_default(mem):
+    _put(mem, "/m.csv", "content,style,id,steps\na.png,s.png,NA,\nb.png,s.png,null,4\n")
+    first, second = manifest.load("memory://m.csv")
+    assert (first.id, first.params.steps, second.id, second.params.steps) == ("NA", 1000, "null", 4)
+    _put(mem, "/m.jsonl", '{"content": "a.png", "style": "s.png"}\n\n{"content": "b.png", "style": "s.png", "steps": 4}\n')
+    assert [i.params.steps for i in manifest.load("memory://m.jsonl")] == [1000, 4]
