@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stylize", help="stylize one image on this machine (no Ray)")
     p.add_argument("content", help="content image (path or URI)")
     p.add_argument("style", help="style image (path or URI); several joined by ';' are blended (--style-blend)")
-    p.add_argument("-o", "--output", required=True, help="output PNG (path or URI)")
+    p.add_argument("-o", "--output", required=True, type=_given, help="output PNG (path or URI)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_engine_options(p)
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="write a manifest of every asset matching GLOB, once per style")
     p.add_argument("glob", help="assets to stylize, any URI, recursive ** allowed (quote it)")
     p.add_argument("--style", action="append", required=True, help="style image URI (repeat for several)")
-    p.add_argument("-o", "--output", required=True, help="manifest to write (.csv, .parquet or .jsonl)")
+    p.add_argument("-o", "--output", required=True, type=_given, help="manifest to write (.csv, .parquet or .jsonl)")
     p.set_defaults(command=_cmd_manifest)
 
     p = sub.add_parser("report", help="write a static HTML contact sheet of an output root (or one run)")
@@ -95,7 +95,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     from batch_nst.images import MAX_PIXELS
 
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
+    p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
     defaults = StyleParams()
     group = p.add_argument_group("style parameters")
     for f in dataclasses.fields(StyleParams):
@@ -111,9 +111,28 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="manifest URI (.csv, .parquet, .jsonl)")
-    p.add_argument("-o", "--output-root", required=True, help="output root URI: images/, metadata/, runs/")
+    p.add_argument("-o", "--output-root", required=True, type=_given,
+                   help="output root URI: images/, metadata/, runs/")
     p.add_argument("--force", action="store_true", help="redo every item, even those already done")
     _add_engine_options(p)
+
+
+def _positive(text: str) -> int:
+    """argparse type of counts and limits: argparse names the flag and exits 2 before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _given(text: str) -> str:
+    """argparse type of output paths: "" would mean the current directory, never what was meant."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _job_config(args: argparse.Namespace):

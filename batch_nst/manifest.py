@@ -33,6 +33,7 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "js
 REQUIRED = ("content", "style")
 COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
 MAX_REPORTED = 20
+OUTPUT_FOLDERS = ("images", "report", "checkpoints", "metadata", "runs")  # of an output root
 
 
 @dataclass(frozen=True, slots=True)  # slots: a million of them must fit a driver
@@ -83,10 +84,13 @@ def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
-    """A manifest table covering every file matching `pattern` once per style."""
+    """A manifest table covering every file matching `pattern` once per style, except the styles
+    themselves and the files of output roots under the pattern (earlier results, thumbnails)."""
     styles = [storage.resolve(s) for s in styles]
     root = _glob_root(storage.resolve(pattern))
-    pairs = [(content, style) for content in storage.glob(storage.resolve(pattern)) for style in styles]
+    files = storage.glob(storage.resolve(pattern))
+    skip = set(styles) | _outputs(files, root)
+    pairs = [(content, style) for content in files if content not in skip for style in styles]
     return pa.table({"id": ids.derive_all(pairs, root), "content": [c for c, _ in pairs], "style": [s for _, s in pairs]},
                     schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
 
@@ -211,6 +215,25 @@ def _duplicate_ids(items: list[WorkItem]) -> list[str]:
         else:
             first[item.id] = item.row
     return problems
+
+
+def _outputs(files: list[str], root: str) -> set[str]:
+    """The files lying in an output root's folders: an ancestor of such a folder holding `runs/`
+    and `metadata/` is an output root (one check per candidate folder, not per file)."""
+    roots: dict[str, bool] = {}
+    found = set()
+    for uri in files:
+        parts = uri[len(root):].strip("/").split("/")[:-1]
+        for depth, name in enumerate(parts):
+            if name not in OUTPUT_FOLDERS:
+                continue
+            candidate = storage.join(root, *parts[:depth]) if depth else root
+            if candidate not in roots:
+                roots[candidate] = all(storage.exists(storage.join(candidate, d)) for d in ("runs", "metadata"))
+            if roots[candidate]:
+                found.add(uri)
+                break
+    return found
 
 
 def _glob_root(pattern: str) -> str:

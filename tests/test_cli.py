@@ -126,3 +126,16 @@ def test_python_dash_m_entry_point(pair, tmp_path, legacy_weights_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and proc.stdout.startswith("wrote ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "m.csv", "-o", "out", "--max-pixels", "-1"], "--max-pixels: must be >= 1, got -1"),
+    (["run", "m.csv", "-o", ""], "--output-root: must not be empty"),
+    (["manifest", "*.png", "--style", "s.png", "-o", " "], "--output: must not be empty"),
+])
+def test_bad_limits_and_empty_outputs_exit_2_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    """Defect 9: --max-pixels -1 failed every item at run time; -o "" wrote into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err and not os.listdir(tmp_path)

@@ -201,3 +201,13 @@ def test_text_that_looks_null_is_taken_as_written_and_empty_cells_mean_the_defau
     assert (first.id, first.params.steps, second.id, second.params.steps) == ("NA", 1000, "null", 4)
     _put(mem, "/m.jsonl", '{"content": "a.png", "style": "s.png"}\n\n{"content": "b.png", "style": "s.png", "steps": 4}\n')
     assert [i.params.steps for i in manifest.load("memory://m.jsonl")] == [1000, 4]
+
+
+def test_a_glob_never_picks_up_the_styles_or_an_output_root(mem):
+    """Defect 9: a glob over a folder holding the output root fed results, thumbnails and the
+    style back in as content. A folder merely named `images` stays in."""
+    for path in ["/lib/hero.png", "/lib/ink.png", "/lib/images/tree.png", "/lib/out/images/hero--ink.png",
+                 "/lib/out/report/thumbs/a.png", "/lib/out/runs/r1.json", "/lib/out/metadata/part-r1-00000.parquet"]:
+        _put(mem, path, b"x")
+    table = manifest.from_glob("memory://lib/**/*.png", ["memory://lib/ink.png"])
+    assert sorted(table["content"].to_pylist()) == ["memory://lib/hero.png", "memory://lib/images/tree.png"]
