@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from batch_nst.job import JobConfig
+
     parser = argparse.ArgumentParser(prog="batch-nst", description="Neural style transfer for asset libraries.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="save each item's optimization state every N steps under the output root, so a "
                    "preempted item resumes instead of starting over (default 0: off)")
+    p.add_argument("--grace", type=float, default=JobConfig.grace,
+                   help="after SIGINT/SIGTERM, seconds the items in flight get to finish (default %(default)g)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(command=_cmd_run)
@@ -142,6 +146,8 @@ def _job_config(args: argparse.Namespace):
         raise BatchNSTError(f"--workers must be >= 1, got {args.workers}")
     if getattr(args, "gpus_per_worker", None) is not None and args.gpus_per_worker < 0:
         raise BatchNSTError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    if getattr(args, "grace", 0) < 0:
+        raise BatchNSTError(f"--grace must be >= 0, got {args.grace}")
     if getattr(args, "checkpoint_every", 0) < 0:
         raise BatchNSTError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     for flag in ("max_attempts", "batch_items"):
@@ -152,7 +158,7 @@ def _job_config(args: argparse.Namespace):
         workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
         max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
-        checkpoint_every=getattr(args, "checkpoint_every", 0),
+        checkpoint_every=getattr(args, "checkpoint_every", 0), grace=getattr(args, "grace", JobConfig.grace),
     )
 
 
@@ -264,58 +270,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from batch_nst import job
+    from batch_nst import console, job
 
-    bar = _RunProgress(args.quiet)
-    summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start)
-    bar.close()
-    if args.json:
-        print(json.dumps({"run_id": summary.run_id, "ok": summary.ok, "failed": summary.failed,
-                          "skipped": summary.skipped, "invalid": summary.invalid,
-                          "seconds": round(summary.seconds, 3), "failures": summary.failures}))
-    else:
-        _print_summary(summary, args.output_root)
+    bar = console.RunProgress(args.quiet)
+    try:
+        summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start)
+    finally:
+        bar.close()
+    console.print_run(summary, args.output_root, args.json)
     return summary.exit_code
-
-
-class _RunProgress:
-    """Live bar over the items to do: done / failed / to do and items per minute."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.bar = quiet, None
-
-    def start(self, the_plan) -> None:
-        from tqdm import tqdm
-
-        self.todo = len(the_plan.todo)
-        self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
-                        desc=f"{len(the_plan.done)} already done")
-
-    def update(self, rec, summary) -> None:
-        self.bar.update(1)
-        elapsed = self.bar.format_dict["elapsed"] or 1e-9
-        self.bar.set_postfix_str(f"ok {summary.ok}, failed {summary.failed}, to do {self.todo - self.bar.n}, "
-                                 f"{60 * self.bar.n / elapsed:.1f} items/min", refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _print_summary(summary, root: str) -> None:
-    from batch_nst import storage
-
-    rows = [("ok", summary.ok), ("failed", summary.failed), ("invalid", summary.invalid),
-            ("skipped (already done)", summary.skipped)]
-    ran = summary.ok + summary.failed
-    print(f"run {summary.run_id} finished in {summary.seconds:.1f}s"
-          + (f" ({60 * ran / summary.seconds:.1f} items/min)" if ran and summary.seconds else ""))
-    for name, count in rows:
-        print(f"  {name:<24}{count:>8}")
-    for failure in summary.failures:
-        print(f"  failed {failure['id']}: {failure['error']}")
-    print(f"metadata: {storage.redact(storage.join(root, 'metadata'))}  "
-          f"summary: {storage.redact(storage.join(root, 'runs', summary.run_id + '.json'))}")
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import images, lease, manifest, records, storage, weights
+from batch_nst import images, lease, manifest, records, runs, stopping, storage, weights
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
+from batch_nst.runs import Summary
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class JobConfig:
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
+    grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
 
 
 @dataclass(frozen=True)
@@ -88,34 +91,6 @@ def _fingerprints(uris: set[str]) -> tuple[dict[str, str], dict[str, str]]:
     return prints, errors
 
 
-@dataclass
-class Summary:
-    """What a run did; written to runs/<run_id>.json and printed by the CLI."""
-
-    run_id: str
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0  # already done
-    invalid: int = 0
-    seconds: float = 0.0
-    failures: list[dict[str, Any]] = field(default_factory=list)  # first few: row/id/error
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed or self.invalid else 0
-
-    def add(self, rec: dict[str, Any], invalid: bool = False) -> None:
-        if rec["status"] == records.OK:
-            self.ok += 1
-            return
-        if invalid:
-            self.invalid += 1
-        else:
-            self.failed += 1
-        if len(self.failures) < 20:
-            self.failures.append({"id": rec["id"], "error": rec["error"]})
-
-
 def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] | None = None,
         on_start: Callable[[Plan], None] | None = None) -> Summary:
     """Run the job; records and summary land under the output root. Raises BatchNSTError before
@@ -124,41 +99,61 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
     weights_id = weights.resolve_weights(config.weights).identity  # unreachable: exit 2 now, not N failures later
     run_id = _new_run_id()
-    with lease.hold(config.output_root, run_id):
-        recovered = records.recover(config.output_root)  # records of runs whose driver died
-        if recovered:
-            _log(f"gathered {recovered} record(s) left pending by a run whose driver died")
+    stop = stopping.Stop(config.grace)
+    with stop.handling(), lease.hold(config.output_root, run_id) as dead_run:
+        if dead_run:
+            runs.mark_crashed(config.output_root, dead_run, run_id)
+        for line in runs.recovered(config.output_root, records.recover(config.output_root), run_id):
+            _log(line)
         # Planned under the lease: no other run can finish an item between plan and dispatch.
-        return _run(config, plan(config, items, weights_id), run_id, started, on_record, on_start)
+        return _run(config, plan(config, items, weights_id), run_id, started, on_record, on_start, stop)
 
 
-def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start) -> Summary:
-    """The run under the lease: invalid rows recorded, the rest dispatched, the summary written."""
+def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start,
+         stop: stopping.Stop) -> Summary:
+    """The run under the lease: invalid rows recorded, the rest dispatched, the summary written
+    whatever happens (`crashed` for an exception, `interrupted` for a signal)."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
-    # `running` until the final summary replaces it.
-    records.write_summary(config.output_root, summary.run_id,
-                          {"run_id": summary.run_id, "status": "running", "started_at": records.now()})
+    runs.start(config.output_root, run_id)
     writer = records.Writer(config.output_root, summary.run_id)
-    if on_start:
-        on_start(the_plan)
-    for item, reason in the_plan.invalid:
-        rec = records.for_item(item, run_id=summary.run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
-                               status=records.FAILED, error=reason)
-        writer.add(rec)
-        summary.add(rec, invalid=True)
-    if the_plan.todo:
-        for rec in _dispatch(config, the_plan, summary.run_id):
+    try:
+        if on_start:
+            on_start(the_plan)
+        for item, reason in the_plan.invalid:
+            rec = records.for_item(item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
+                                   status=records.FAILED, error=reason)
+            writer.add(rec)
+            summary.add(rec, invalid=True)
+        for rec in _dispatch(config, the_plan, summary.run_id, stop) if the_plan.todo else ():
             writer.add(rec)
             summary.add(rec)
             if on_record:
                 on_record(rec, summary)
-    writer.flush()
-    summary.seconds = time.perf_counter() - started
-    records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary))
+    except KeyboardInterrupt:
+        summary.interrupted_by = stop.signal or signal.SIGINT
+        raise
+    except BaseException as err:
+        summary.crash = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        _end(config, the_plan, summary, writer, started, stop)
     return summary
 
 
-def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[str, Any]]:
+def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
+         stop: stopping.Stop) -> None:
+    """Write what is buffered (or keep it pending, saying why), then the final summary."""
+    unwritten = writer.close()
+    if unwritten:
+        summary.metadata_error = (f"{unwritten} record(s) could not be written to the metadata ({writer.error}); "
+                                  f"kept under metadata/_pending/{summary.run_id}/ for the next run")
+    summary.interrupted_by = summary.interrupted_by or stop.signal
+    summary.not_finished = len(the_plan.todo) - summary.ok - summary.failed
+    summary.seconds = time.perf_counter() - started
+    runs.finish(config.output_root, summary, {"steps_planned": the_plan.steps, "config": _config_json(config, the_plan)})
+
+
+def _dispatch(config: JobConfig, the_plan: Plan, run_id: str, stop: stopping.Stop) -> Iterator[dict[str, Any]]:
     """Records of the items to do as actors finish them; an item whose worker died
     `max_attempts` times gets a failed record saying so."""
     import ray
@@ -167,6 +162,7 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
     from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
     _init_ray(config)
+    stop.arm()  # ray.init replaced our SIGTERM handler with one that exits at once
     workers, cpus, gpus = _pool_shape(config, len(the_plan.todo))
     actor = ray.remote(Worker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
@@ -175,15 +171,21 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[s
                            threads=max(1, int(cpus)), batch_items=config.batch_items,
                            checkpoint_every=config.checkpoint_every)
     pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
-    yield from _collect(pool, config, the_plan, run_id, workers)
+    yield from _collect(pool, config, the_plan, run_id, workers, stop)
 
 
-def _collect(pool, config: JobConfig, the_plan: Plan, run_id: str, workers: int) -> Iterator[dict[str, Any]]:
+def _collect(pool, config: JobConfig, the_plan: Plan, run_id: str, workers: int,
+             stop: stopping.Stop) -> Iterator[dict[str, Any]]:
     """Every item's record: from the pool, or, for items whose worker died on every attempt,
-    a failed record after one more try alone (a poison item must not sink its batch-mates)."""
-    lost = yield from _drain(pool, _chunks(the_plan.todo, config.batch_items, workers))
+    a failed record after one more try alone (a poison item must not sink its batch-mates).
+    After a stop signal, items without a record get none: the next run does them."""
+    lost = yield from _drain(pool, stop.guard(_chunks(the_plan.todo, config.batch_items, workers)), stop)
+    if stop.requested:
+        return
     if lost and config.batch_items > 1:
-        lost = yield from _drain(pool, ([item] for item in lost))
+        lost = yield from _drain(pool, stop.guard([item] for item in lost), stop)
+    if stop.requested:
+        return
     for item in lost:
         yield records.for_item(
             item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
@@ -192,9 +194,10 @@ def _collect(pool, config: JobConfig, the_plan: Plan, run_id: str, workers: int)
         )
 
 
-def _drain(pool, chunks: Iterator[list[WorkItem]]):
+def _drain(pool, chunks: Iterator[list[WorkItem]], stop: stopping.Stop):
     """Feed chunks to idle actors lazily and yield their records; return the items whose worker
-    died on every attempt (their chunk's task exhausted Ray's retries)."""
+    died on every attempt (their chunk's task exhausted Ray's retries), or, once a stop's grace
+    is over, those still in flight."""
     import ray
 
     submitted: list[WorkItem] = []
@@ -211,7 +214,11 @@ def _drain(pool, chunks: Iterator[list[WorkItem]]):
     feed()
     while pool.has_next():
         try:
-            recs = pool.get_next_unordered()
+            recs = pool.get_next_unordered(timeout=stopping.POLL_SECONDS)
+        except TimeoutError:
+            if stop.expired():
+                break
+            continue
         except ray.exceptions.RayError as err:
             _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
         else:
@@ -277,30 +284,14 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    from batch_nst import __version__  # ours even when run from a source tree, not installed
-
+def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
+    """The run's configuration as its summary records it (URIs without credentials)."""
     return {
-        "run_id": summary.run_id,
-        "status": "finished",
-        "counts": {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,
-                   "invalid": summary.invalid, "total": summary.ok + summary.failed + summary.skipped + summary.invalid},
-        "seconds": round(summary.seconds, 3),
-        "steps_planned": the_plan.steps,
-        "failures": summary.failures,
-        "config": {
-            "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
-            "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
-            "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
-            "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
-            "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every,
-        },
-        "versions": {"batch-nst": __version__, "algorithm": manifest.ALGORITHM_VERSION,
-                     "python": sys.version.split()[0],
-                     **{pkg: version(pkg) for pkg in ("tensorflow", "ray", "fsspec", "pyarrow")}},
-        "finished_at": records.now(),
+        "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
+        "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
+        "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
+        "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
+        "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every, "grace": config.grace,
     }
 
 

@@ -61,10 +61,10 @@ def test_pending_records_count_as_done_and_are_gathered_once(tmp_path):
     records.write_part(root, "part-r1-00000", [flushed])  # the driver died before deleting pending
     assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
     assert pads.dataset(root + "/metadata").to_table().num_rows == 1  # readers never see pending
-    assert records.recover(root) == 1
+    assert records.recover(root) == {"r1": 1}
     table = pads.dataset(root + "/metadata").to_table().to_pylist()
     assert sorted(r["id"] for r in table) == ["item1", "item2"]
-    assert records.recover(root) == 0 and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
+    assert records.recover(root) == {} and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
 
 
 def test_writer_deletes_pending_copies_it_wrote(tmp_path):
