@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Sequence
 
+from batch_nst import quiet
 from batch_nst.errors import BatchNSTError
 from batch_nst.params import StyleParams
 
@@ -22,6 +23,7 @@ EXIT_OK, EXIT_FAILED_ITEMS, EXIT_NOT_RUN = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `batch-nst` and `python -m batch_nst`."""
     args = _parser().parse_args(argv)
+    quiet.configure(getattr(args, "verbose", False))
     try:
         return args.command(args)
     except BatchNSTError as err:
@@ -35,7 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from batch_nst.job import JobConfig
 
+    from batch_nst import __version__
+
     parser = argparse.ArgumentParser(prog="batch-nst", description="Neural style transfer for asset libraries.")
+    parser.add_argument("--version", action="version", version=f"batch-nst {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("stylize", help="stylize one image on this machine (no Ray)")
@@ -49,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the batch job: stylize a manifest on Ray, incrementally")
     _add_job_options(p)
-    p.add_argument("--workers", type=int, help="actors (default: one per GPU, else 1)")
+    p.add_argument("--workers", type=int, help="actors (default: one per GPU, else one per CPU core)")
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor, fractions allowed (default 1 if GPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-attempts", type=int, default=3, help="tries per item when its worker dies (default 3)")
@@ -100,13 +105,15 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     from batch_nst.images import MAX_PIXELS
 
     p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show TensorFlow's, CUDA's and Ray's own log lines (hidden by default)")
     defaults = StyleParams()
     group = p.add_argument_group("style parameters")
     for f in dataclasses.fields(StyleParams):
         default = getattr(defaults, f.name)
         choices = f.metadata.get("choices")
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata['help']} (default {default})"
+        help_ = f"{f.metadata['help']}" + (f" (default {default})" if default != "" else "")
         if isinstance(default, bool):  # --preserve-color / --no-preserve-color
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -159,6 +166,7 @@ def _job_config(args: argparse.Namespace):
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
         max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
         checkpoint_every=getattr(args, "checkpoint_every", 0), grace=getattr(args, "grace", JobConfig.grace),
+        verbose=args.verbose,
     )
 
 
@@ -169,10 +177,11 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 
 def _cmd_stylize(args: argparse.Namespace) -> int:
     from batch_nst import images, storage, weights
-    from batch_nst.optimize import Optimizer
-    from batch_nst.transfer import batch_key, stylize
-    from batch_nst.vgg import Extractor, configure_tensorflow
 
+    with quiet.native_stderr(args.verbose):  # TensorFlow's start: CUDA probing, absl's notices
+        from batch_nst.optimize import Optimizer
+        from batch_nst.transfer import batch_key, stylize
+        from batch_nst.vgg import Extractor, configure_tensorflow
     params = style_params(args)
     if not args.output.lower().endswith(".png"):
         raise BatchNSTError(f"output must be a .png file, got {args.output}")
@@ -181,8 +190,9 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
              for uri in args.style.split(";")]  # several styles: blended by --style-blend
     params.blend_weights(len(style))
     batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
-    configure_tensorflow()
-    optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
+    with quiet.native_stderr(args.verbose):
+        configure_tensorflow()
+        optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
     with _progress(sum(params.stages()), args.quiet) as on_step:
         result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
     storage.write_bytes(args.output, images.encode_png(result.image))
@@ -203,8 +213,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     else:
         l = result.losses
         print(
-            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): total {l.total:.6g} "
-            f"= style {l.style:.6g}, content {l.content:.6g}, tv {l.tv:.6g} "
+            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): loss {l.total:.6g} "
+            f"(weighted sum of the unweighted terms style {l.style:.6g}, content {l.content:.6g}, tv {l.tv:.6g}) "
             f"after {result.steps} {result.precision} steps at {result.width}x{result.height} "
             f"in {result.seconds:.1f}s"
         )

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import images, lease, manifest, records, runs, stopping, storage, weights
+from batch_nst import images, lease, manifest, quiet, records, runs, stopping, storage, weights
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
@@ -42,6 +42,7 @@ class JobConfig:
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
     grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
+    verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.quiet)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str, stop: stopping.Sto
     import ray
     from ray.util import ActorPool
 
-    from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
+    with quiet.native_stderr(config.verbose):
+        from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
     _init_ray(config)
     stop.arm()  # ray.init replaced our SIGTERM handler with one that exits at once
@@ -247,15 +249,14 @@ def _init_ray(config: JobConfig) -> None:
 
     if ray.is_initialized():
         return
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
+    options = quiet.ray_options(config.verbose)
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=env, logging_level="WARNING")
+        ray.init(address=address, **options)
     else:
         # "local": else ray.init joins any cluster that Ray's current-cluster file names (an earlier
         # `ray start` on this machine, even a dead one) and refuses num_cpus there (DESIGN.md).
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=env,
-                 logging_level="WARNING")
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **options)
 
 
 def _pool_shape(config: JobConfig, n_items: int) -> tuple[int, float, float]:
