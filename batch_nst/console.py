@@ -44,7 +44,9 @@ def print_run(summary: Summary, root: str, as_json: bool) -> None:
     for problem in _problems(summary, where):
         print(f"batch-nst: {problem}", file=sys.stderr)
     if as_json:
-        print(json.dumps({**summary.to_json(), "seconds": round(summary.seconds, 3)}))
+        shown = summary.to_json()  # flat counts, as `run --json` always printed them
+        print(json.dumps({"run_id": shown["run_id"], "status": shown["status"], **shown["counts"],
+                          **{k: shown[k] for k in ("seconds", "failures", "interrupted_by", "metadata_error")}}))
         return
     rows = [("ok", summary.ok), ("failed", summary.failed), ("invalid", summary.invalid),
             ("skipped (already done)", summary.skipped), ("not finished", summary.not_finished)]

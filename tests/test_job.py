@@ -74,7 +74,8 @@ def test_run_then_incremental_reruns(ray_session, library, tmp_path, legacy_weig
         _check_output(library, root, recs[item_id], optimizer)
     (summary_file,) = os.listdir(os.path.join(root, "runs"))
     summary = json.load(open(os.path.join(root, "runs", summary_file)))
-    assert summary["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "invalid": 1, "total": 7}
+    assert summary["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "invalid": 1, "not_finished": 0, "total": 7}
+    assert summary["status"] == "failed"
 
     # Nothing changed: no optimization, no new ok record; the failed rows are tried again.
     assert _run(manifest, root, legacy_weights_path) == 1
