@@ -222,7 +222,7 @@ def _drain(pool, chunks: Iterator[list[WorkItem]], stop: stopping.Stop):
                 break
             continue
         except ray.exceptions.RayError as err:
-            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}")
+            _log(f"a worker died on every attempt at a chunk: {type(err).__name__}: {err}")  # workers' logs are off
         else:
             for rec in recs:
                 returned.add(rec["id"])
