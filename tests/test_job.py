@@ -292,6 +292,7 @@ def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_rec
 def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_path):
     """Defect 8: a stale current-cluster file (a dead `ray start --head`) must not capture a
     local run. Ray's temp dir is a fresh one here: other Ray instances on the machine are left alone."""
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -303,7 +304,10 @@ def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_p
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     script = ("import ray; from batch_nst import job; job._init_ray(job.JobConfig('m.csv', 'out')); "
               "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
-    done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,
-                          text=True, timeout=300)
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"CPUS {float(os.cpu_count())}" in done.stdout
