@@ -107,6 +107,10 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
     p.add_argument("--verbose", action="store_true",
                    help="also show TensorFlow's, CUDA's and Ray's own log lines (hidden by default)")
+    from batch_nst.backend import BACKENDS, DEFAULT
+
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help=f"Keras backend the engine runs on (default: $KERAS_BACKEND, else {DEFAULT})")
     defaults = StyleParams()
     group = p.add_argument_group("style parameters")
     for f in dataclasses.fields(StyleParams):
@@ -160,8 +164,11 @@ def _job_config(args: argparse.Namespace):
     for flag in ("max_attempts", "batch_items"):
         if getattr(args, flag, 1) < 1:
             raise BatchNSTError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    from batch_nst import backend
+
     return JobConfig(
         manifest=args.manifest, output_root=args.output_root, weights=args.weights, params=style_params(args),
+        backend=backend.resolve(args.backend),
         workers=getattr(args, "workers", None), gpus_per_worker=getattr(args, "gpus_per_worker", None),
         address=getattr(args, "address", None), force=args.force, max_pixels=args.max_pixels,
         max_attempts=getattr(args, "max_attempts", 3), batch_items=getattr(args, "batch_items", 16),
@@ -176,12 +183,14 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 
 
 def _cmd_stylize(args: argparse.Namespace) -> int:
-    from batch_nst import images, storage, weights
+    from batch_nst import backend, images, storage, weights
 
-    with quiet.native_stderr(args.verbose):  # TensorFlow's start: CUDA probing, absl's notices
+    with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
+        engine = backend.use(args.backend)  # before the engine imports Keras
         from batch_nst.optimize import Optimizer
+        from batch_nst.params import TERMS
         from batch_nst.transfer import batch_key, stylize
-        from batch_nst.vgg import Extractor, configure_tensorflow
+        from batch_nst.vgg import Extractor
     params = style_params(args)
     if not args.output.lower().endswith(".png"):
         raise BatchNSTError(f"output must be a .png file, got {args.output}")
@@ -191,7 +200,6 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     params.blend_weights(len(style))
     batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
     with quiet.native_stderr(args.verbose):
-        configure_tensorflow()
         optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
     with _progress(sum(params.stages()), args.quiet) as on_step:
         result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
@@ -203,6 +211,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
         "optimized_at": [result.width, result.height],
         "steps": result.steps,
         "precision": result.precision,
+        "backend": engine["backend"],
         "seconds": round(result.seconds, 3),
         "losses": dataclasses.asdict(result.losses),
         "params": dataclasses.asdict(params),
@@ -211,12 +220,11 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        l = result.losses
+        terms = ", ".join(f"{name} {getattr(result.losses, name):.6g}" for name in TERMS[1:])
         print(
-            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): loss {l.total:.6g} "
-            f"(weighted sum of the unweighted terms style {l.style:.6g}, content {l.content:.6g}, tv {l.tv:.6g}) "
-            f"after {result.steps} {result.precision} steps at {result.width}x{result.height} "
-            f"in {result.seconds:.1f}s"
+            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): weighted total "
+            f"{result.losses.total:.6g} (unweighted terms: {terms}) after {result.steps} {result.precision} steps "
+            f"on {engine['backend']} at {result.width}x{result.height} in {result.seconds:.1f}s"
         )
     return EXIT_OK
 

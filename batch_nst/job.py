@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import images, lease, manifest, quiet, records, runs, stopping, storage, weights
+from batch_nst import backend, images, lease, manifest, quiet, records, runs, stopping, storage, weights
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
@@ -41,6 +41,7 @@ class JobConfig:
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
+    backend: str = field(default_factory=backend.resolve)  # Keras backend of the workers: $KERAS_BACKEND or TF
     grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
     verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.quiet)
 
@@ -160,8 +161,7 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str, stop: stopping.Sto
     import ray
     from ray.util import ActorPool
 
-    with quiet.native_stderr(config.verbose):
-        from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
+    from batch_nst.worker import Worker, WorkerConfig  # TensorFlow: never imported by planning
 
     _init_ray(config)
     stop.arm()  # ray.init replaced our SIGTERM handler with one that exits at once
@@ -169,8 +169,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, run_id: str, stop: stopping.Sto
     actor = ray.remote(Worker).options(
         num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=config.max_attempts - 1
     )
-    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels,
-                           threads=max(1, int(cpus)), batch_items=config.batch_items,
+    wconfig = WorkerConfig(config.output_root, config.weights, run_id, config.max_pixels, backend=config.backend,
+                           threads=max(1, int(cpus)), gpu_fraction=gpus or None, batch_items=config.batch_items,
                            checkpoint_every=config.checkpoint_every)
     pool = ActorPool([actor.remote(wconfig) for _ in range(workers)])
     yield from _collect(pool, config, the_plan, run_id, workers, stop)
@@ -290,9 +290,10 @@ def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
     return {
         "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
         "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
-        "params": config.params, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
-        "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
-        "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every, "grace": config.grace,
+        "params": config.params, "backend": config.backend, "workers": config.workers,
+        "gpus_per_worker": config.gpus_per_worker, "force": config.force, "max_pixels": config.max_pixels,
+        "max_attempts": config.max_attempts, "batch_items": config.batch_items,
+        "checkpoint_every": config.checkpoint_every, "grace": config.grace,
     }
 
 

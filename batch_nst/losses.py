@@ -1,100 +1,135 @@
-"""The seed's loss terms, as pure TensorFlow math on batches.
+"""The seed's loss terms, written once in `keras.ops` for every backend.
 
 Every function keeps the batch axis: item b's loss depends only on item b, so several same-size
 items can be optimized in one step and still get exactly their solo losses and gradients.
 Grams and losses are computed in float32 whatever dtype the features arrive in.
+
+The weighted terms are named once, in params.WEIGHTED_TERMS; `loss_terms` returns them by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import tensorflow as tf
+import numpy as np
+from keras import ops
+
+from batch_nst.params import WEIGHTED_TERMS
 
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 CONTENT_LAYER = "block5_conv2"
-TERMS = ("total", "style", "content", "tv")
 
 
 @dataclass(frozen=True)
 class Targets:
     """Constant targets of one optimization, computed once, never per step."""
 
-    content: tf.Tensor  # [B, h, w, 512] features of the content image at CONTENT_LAYER
-    grams: dict[str, tf.Tensor]  # layer -> [B, C, C] Gram matrices of the style image
-    mask: tf.Tensor | None = None  # [B, H, W, 1] in [0, 1]: the content's opacity (alpha_mode="mask")
+    content: Any  # [B, h, w, 512] features of the content image at CONTENT_LAYER
+    grams: dict[str, Any]  # layer -> [B, C, C] Gram matrices of the style image
+    masks: dict[str, Any] | None = None  # layer -> [B, h, w, 1] opacity on its grid (alpha_mode="mask")
 
     def part(self, b: int) -> "Targets":
         """Item b's targets, as a batch of one."""
-        return Targets(self.content[b:b + 1], {n: g[b:b + 1] for n, g in self.grams.items()},
-                       None if self.mask is None else self.mask[b:b + 1])
+        pick = lambda tensors: {n: t[b:b + 1] for n, t in tensors.items()}  # noqa: E731
+        return Targets(self.content[b:b + 1], pick(self.grams), None if self.masks is None else pick(self.masks))
+
+    def tensors(self) -> tuple:
+        """As backend tensors in plain dicts: what compiled steps take (a dataclass would not
+        trace; NumPy targets would be copied to the device at every step)."""
+        convert = lambda tensors: {n: ops.convert_to_tensor(t) for n, t in tensors.items()}  # noqa: E731
+        return (ops.convert_to_tensor(self.content), convert(self.grams),
+                None if self.masks is None else convert(self.masks))
 
 
-def gram_matrix(features: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+def gram_matrix(features: Any, mask: Any | None = None) -> Any:
     """Channel outer products averaged over pixels: [B, H, W, C] -> [B, C, C].
 
-    One batched matmul over the flattened pixels: measured faster than the equivalent einsum
-    (which transposes first), 5-8% of a whole bf16 step on CPU. With a `mask` ([B, H', W', 1]
-    opacity, resized to the features' grid) the average is weighted by opacity, so transparent
-    pixels add nothing (a departure from the seed, for sprites).
+    With a `mask` ([B, H, W, 1] opacity on the features' grid) the average is weighted by opacity,
+    so transparent pixels add nothing (a departure from the seed, for sprites).
     """
-    features = tf.cast(features, tf.float32)
-    shape = tf.shape(features)
-    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
+    features = ops.cast(features, "float32")
+    batch, height, width, channels = features.shape
+    flat = ops.reshape(features, (-1, height * width, channels))
     if mask is None:
-        return tf.linalg.matmul(flat, flat, transpose_a=True) / tf.cast(shape[1] * shape[2], tf.float32)
-    weight = tf.reshape(_resized(mask, features), [shape[0], -1, 1])
-    total = tf.maximum(tf.reduce_sum(weight, axis=[1, 2]), 1e-6)[:, None, None]
-    return tf.linalg.matmul(flat * weight, flat, transpose_a=True) / total
+        return ops.matmul(ops.transpose(flat, (0, 2, 1)), flat) / float(height * width)
+    weight = ops.reshape(mask, (-1, height * width, 1))
+    total = ops.maximum(ops.sum(weight, axis=(1, 2)), 1e-6)[:, None, None]
+    return ops.matmul(ops.transpose(flat * weight, (0, 2, 1)), flat) / total
 
 
-def style_loss(gram: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+def style_loss(gram: Any, target: Any) -> Any:
     """Mean squared Gram difference per item: [B, C, C] -> [B]."""
-    return tf.reduce_mean(tf.square(gram - target), axis=[1, 2])
+    return ops.mean(ops.square(gram - target), axis=(1, 2))
 
 
-def content_loss(features: tf.Tensor, target: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-    """Half the summed squared feature difference per item: [B, H, W, C] -> [B]; with a `mask`,
-    each pixel's difference weighted by its opacity."""
-    diff = tf.square(tf.cast(features, tf.float32) - target)
+def content_loss(features: Any, target: Any, mask: Any | None = None) -> Any:
+    """Half the summed squared feature difference per item: [B, H, W, C] -> [B]; with a `mask`
+    (on the features' grid), each pixel's difference weighted by its opacity."""
+    diff = ops.square(ops.cast(features, "float32") - target)
     if mask is not None:
-        diff = diff * _resized(mask, features)
-    return 0.5 * tf.reduce_sum(diff, axis=[1, 2, 3])
+        diff = diff * mask
+    return 0.5 * ops.sum(diff, axis=(1, 2, 3))
 
 
-def _resized(mask: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
-    """Opacity averaged onto the features' grid: [B, H, W, 1] -> [B, h, w, 1]."""
-    return tf.image.resize(mask, tf.shape(features)[1:3], method="area")
-
-
-def tv_loss(image: tf.Tensor, wrap: bool = False) -> tf.Tensor:
+def tv_loss(image: Any, wrap: bool = False) -> Any:
     """Anisotropic total variation of the [0, 255] image per item: [B, H, W, 3] -> [B].
 
     With `wrap` (tileable textures; a departure from the seed) the differences across the
     wrapped edges count too, so the optimization smooths the seam like any other neighbour pair.
     """
-    if not wrap:
-        return tf.image.total_variation(image)
-    dy = tf.abs(image - tf.roll(image, 1, axis=1))
-    dx = tf.abs(image - tf.roll(image, 1, axis=2))
-    return tf.reduce_sum(dy, axis=[1, 2, 3]) + tf.reduce_sum(dx, axis=[1, 2, 3])
+    if wrap:
+        dy, dx = image - ops.roll(image, 1, axis=1), image - ops.roll(image, 1, axis=2)
+    else:
+        dy, dx = image[:, 1:] - image[:, :-1], image[:, :, 1:] - image[:, :, :-1]
+    return ops.sum(_abs(dy), axis=(1, 2, 3)) + ops.sum(_abs(dx), axis=(1, 2, 3))
 
 
-def style_targets(features: dict[str, tf.Tensor], mask: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-    """Gram matrices of the style layers (opacity-weighted with a `mask`), the style half of `Targets`."""
-    return {name: gram_matrix(features[name], mask) for name in STYLE_LAYERS}
+def _abs(x: Any) -> Any:
+    """|x| whose gradient at 0 is 0 on every backend (JAX's own abs gives +1 there, TF and
+    PyTorch 0; flat regions are common in sprites, so this moved TV gradients by 19-76%)."""
+    return x * ops.sign(x)
 
 
-def loss_terms(
-    features: dict[str, tf.Tensor], image: tf.Tensor, targets: Targets, weights: tf.Tensor, wrap: bool = False
-) -> dict[str, tf.Tensor]:
-    """All loss terms per item, each [B]. `weights` = [style, content, tv] (float32 [3]).
+def style_targets(features: dict[str, Any], masks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Gram matrices of the style layers (opacity-weighted with `masks`), the style half of `Targets`."""
+    return {name: gram_matrix(features[name], None if masks is None else masks[name]) for name in STYLE_LAYERS}
 
-    `style`, `content` and `tv` are unweighted; `total` is the weighted sum the optimizer descends.
+
+def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any],
+               wrap: bool = False) -> dict[str, Any]:
+    """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted, and `total`, their sum
+    weighted by `weights` (term name -> float32 scalar), which the optimizer descends."""
+    masks = targets.masks or {}
+    per_layer = [style_loss(gram_matrix(features[n], masks.get(n)), targets.grams[n]) for n in STYLE_LAYERS]
+    terms = {
+        "style": sum(per_layer) / len(STYLE_LAYERS),
+        "content": content_loss(features[CONTENT_LAYER], targets.content, masks.get(CONTENT_LAYER)),
+        "tv": tv_loss(image, wrap),
+    }
+    return {"total": sum(weights[name] * terms[name] for name in WEIGHTED_TERMS), **terms}
+
+
+def layer_masks(mask: np.ndarray) -> dict[str, Any]:
+    """Opacity [B, H, W, 1] averaged onto each loss layer's grid (area-weighted, as a box filter).
+
+    Computed once per item in NumPy: constants need no backend op (Keras has no area resize).
+    Each 2x2 pooling before a layer halves the grid, rounding down.
     """
-    per_layer = [style_loss(gram_matrix(features[n], targets.mask), targets.grams[n]) for n in STYLE_LAYERS]
-    style = tf.add_n(per_layer) / len(STYLE_LAYERS)
-    content = content_loss(features[CONTENT_LAYER], targets.content, targets.mask)
-    tv = tv_loss(image, wrap)
-    total = weights[0] * style + weights[1] * content + weights[2] * tv
-    return {"total": total, "style": style, "content": content, "tv": tv}
+    out = {}
+    for name in (*STYLE_LAYERS, CONTENT_LAYER):
+        height, width = mask.shape[1:3]
+        for _ in range(int(name[5]) - 1):  # blockN: N - 1 poolings before it
+            height, width = height // 2, width // 2
+        grid = np.einsum("yh,bhwc,xw->byxc", _area(mask.shape[1], height), mask, _area(mask.shape[2], width))
+        out[name] = ops.convert_to_tensor(grid, "float32")
+    return out
+
+
+def _area(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of a box-filter resize: each output pixel the mean of the input it covers."""
+    scale = src / dst
+    edges = np.arange(dst + 1) * scale
+    pixels = np.arange(src)[None]
+    overlap = np.minimum(edges[1:, None], pixels + 1) - np.maximum(edges[:-1, None], pixels)
+    return np.clip(overlap, 0.0, None) / scale

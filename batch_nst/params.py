@@ -28,6 +28,10 @@ ALPHA_MODES = ("restore", "mask")
 SCHEDULES = ("single", "multiscale")
 OPTIMIZERS = ("adam", "lbfgs")
 MAX_STAGES = 6
+# The weighted loss terms, named once: each has a `<name>_weight` field below, and drives the
+# engine's loss dict, the result's `Losses`, the `<name>_loss` record columns, report and CLI summary.
+WEIGHTED_TERMS = ("style", "content", "tv")
+TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -141,6 +145,10 @@ class StyleParams:
         if not match or not all(1 <= int(n) <= 256 for n in match.groups()):
             raise ParamsError(f"grid must be COLSxROWS with 1 to 256 each, e.g. '4x2', got {self.grid!r}")
         return int(match[1]), int(match[2])
+
+    def loss_weights(self) -> dict[str, float]:
+        """Each weighted term's weight, by name."""
+        return {name: getattr(self, f"{name}_weight") for name in WEIGHTED_TERMS}
 
     def blend_weights(self, styles: int | None) -> tuple[float, ...]:
         """style_blend as normalized weights for `styles` styles (equal when empty); ParamsError

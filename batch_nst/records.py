@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from batch_nst import storage
 from batch_nst.errors import BatchNSTError
+from batch_nst.params import TERMS
 
 OK, FAILED = "ok", "failed"
 DRIVER = "driver"  # the `worker` of records the driver makes itself (invalid rows, lost items)
@@ -43,10 +44,7 @@ SCHEMA = pa.schema(
         ("output", pa.string()),
         ("status", pa.string()),
         ("error", pa.string()),
-        ("total_loss", pa.float64()),
-        ("style_loss", pa.float64()),
-        ("content_loss", pa.float64()),
-        ("tv_loss", pa.float64()),
+        *((f"{term}_loss", pa.float64()) for term in TERMS),  # total weighted, the others unweighted
         ("loss_history", pa.list_(pa.float32())),
         ("steps", pa.int32()),
         ("height", pa.int32()),  # of the written image (the content's own size)
@@ -58,6 +56,7 @@ SCHEMA = pa.schema(
         ("params", pa.string()),  # effective StyleParams, canonical JSON
         ("weights", pa.string()),
         ("precision", pa.string()),  # the network arithmetic that ran (params holds the request)
+        ("backend", pa.string()),  # the Keras backend that ran it (not part of the key)
         ("note", pa.string()),  # e.g. "content: first frame of 12"
         ("worker", pa.string()),
         ("run_id", pa.string()),

@@ -24,7 +24,7 @@ from PIL import Image
 
 from batch_nst import images, records, storage
 from batch_nst.errors import BatchNSTError
-from batch_nst.params import StyleParams
+from batch_nst.params import WEIGHTED_TERMS, StyleParams
 
 THUMB = 160  # thumbnails' long side, in pixels (never more than the source's)
 BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scale up
@@ -130,9 +130,10 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool) -> str:
     if row["status"] == records.OK:
         gone = "unreadable" if current else "replaced by a later run"
         pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
-        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>style {row['style_loss']:.4g} · content "
-                   f"{row['content_loss']:.4g} · tv {row['tv_loss']:.4g}<br>{row['steps']} steps at "
-                   f"{row['opt_width']}x{row['opt_height']} ({html.escape(str(row['precision']))}), {row['seconds']:.1f} s"
+        terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
+        ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
+        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{row['steps']} steps at "
+                   f"{row['opt_width']}x{row['opt_height']} ({ran}), {row['seconds']:.1f} s"
                    f"{_curve(row['loss_history'] or [])}")
     else:
         pictures.append('<div class="missing">no result</div>')

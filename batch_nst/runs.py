@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch_nst import manifest, records, storage
+from batch_nst import backend, manifest, records, storage
 from batch_nst.errors import BatchNSTError
 
 RUNNING, OK, FAILED, INTERRUPTED, CRASHED = "running", "ok", "failed", "interrupted", "crashed"
@@ -99,7 +99,7 @@ def versions() -> dict[str, str]:
     from batch_nst import __version__  # ours even when run from a source tree, not installed
 
     return {"batch-nst": __version__, "algorithm": manifest.ALGORITHM_VERSION, "python": sys.version.split()[0],
-            **{pkg: version(pkg) for pkg in ("tensorflow", "ray", "fsspec", "pyarrow")}}
+            **backend.versions(), **{pkg: version(pkg) for pkg in ("ray", "fsspec", "pyarrow")}}
 
 
 def mark_crashed(root: str, run_id: str, noticed_by: str) -> None:

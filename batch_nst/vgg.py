@@ -9,13 +9,13 @@ the published legacy HDF5 (`*.h5`, `layer_names`/`weight_names` attributes) and 
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 from keras.applications import vgg19
 
+from batch_nst import autodiff, backend
 from batch_nst.errors import WeightsError
 from batch_nst.losses import CONTENT_LAYER, STYLE_LAYERS
 
@@ -41,23 +41,28 @@ class Extractor:
         self.weights = weights
         self._models = {("fp32", False): _truncated(weights, "fp32")}
 
-    def __call__(self, pixels: tf.Tensor, precision: str = "fp32", tileable: bool = False) -> dict[str, tf.Tensor]:
-        """[B, H, W, 3] RGB in [0, 255] -> features keyed by layer name ([B, h, w, C] each).
-
-        Pixels are cast to float32 first: preprocess_input subtracts the ImageNet means in the
-        input's dtype, so uint8 pixels (as decoded) would wrap around instead of going negative.
-        """
-        pixels = tf.cast(pixels, tf.float32)
-        return self.model(precision, tileable)(vgg19.preprocess_input(pixels), training=False)
+    def __call__(self, pixels: Any, precision: str = "fp32", tileable: bool = False) -> dict[str, Any]:
+        """[B, H, W, 3] RGB in [0, 255] (array or tensor) -> features keyed by layer name ([B, h, w, C] each)."""
+        model = self.model(precision, tileable)
+        return features(model, autodiff.current().variables(model), pixels)
 
     def model(self, precision: str = "fp32", tileable: bool = False) -> keras.Model:
         """The network for a precision ("fp32" or "bf16"), with circular padding if `tileable`;
-        build it outside any tf.function."""
+        build it outside any compiled function."""
         if (precision, tileable) not in self._models:
             plain = self._models.get((precision, False)) or _truncated(self.weights, precision)
             self._models[(precision, False)] = plain
             self._models[(precision, True)] = _wrapped(plain)
         return self._models[(precision, tileable)]
+
+
+def features(model: keras.Model, variables: tuple, pixels: Any) -> dict[str, Any]:
+    """The network's features of pixels in [0, 255], given the weights as `autodiff` passes them.
+
+    Pixels are cast to float32 first: preprocess_input subtracts the ImageNet means in the
+    input's dtype, so uint8 pixels (as decoded) would wrap around instead of going negative.
+    """
+    return autodiff.current().call(model, variables, vgg19.preprocess_input(ops.cast(pixels, "float32")))
 
 
 def _truncated(weights: Weights, precision: str) -> keras.Model:
@@ -70,6 +75,7 @@ def _truncated(weights: Weights, precision: str) -> keras.Model:
     outputs = {name: full.get_layer(name).output for name in LAYERS}
     model = keras.Model(full.input, outputs, name=f"vgg19_truncated_{precision}")
     model.trainable = False
+    autodiff.current().freeze(model)
     return model
 
 
@@ -98,6 +104,7 @@ def _wrapped(plain: keras.Model) -> keras.Model:
             outputs[layer.name] = x
     model = keras.Model(inputs, outputs, name=plain.name + "_tileable")
     model.trainable = False
+    autodiff.current().freeze(model)
     return model
 
 
@@ -112,48 +119,9 @@ def _load_vgg19(weights: Weights) -> keras.Model:
         ) from None
 
 
-def configure_tensorflow(threads: int | None = None) -> None:
-    """Per-process device setup; call before any TensorFlow op runs.
-
-    GPU memory growth on, because Ray's fractional GPUs do not cap memory and TF would otherwise
-    take the whole card. On CPU, `threads` sizes TF's pools to the cores this process was given,
-    so two workers on two cores do not each spin up a pool for the whole machine.
-    """
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 def effective_precision(requested: str) -> str:
-    """"auto" -> "bf16" where the hardware runs it natively, else "fp32"; others unchanged.
-
-    Native bf16: NVIDIA GPUs of compute capability >= 8.0 (tensor cores), or x86 CPUs with AMX
-    or AVX-512 BF16. Elsewhere bf16 would be emulated, slower than fp32.
-    """
+    """"auto" -> "bf16" where this backend runs it natively on this device, else "fp32"; others
+    unchanged. Elsewhere bf16 would be emulated, slower than fp32 (backend.native_bf16)."""
     if requested != "auto":
         return requested
-    return "bf16" if _native_bf16() else "fp32"
-
-
-@functools.cache
-def _native_bf16() -> bool:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return all(
-            tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)
-            for gpu in gpus
-        )
-    return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return "bf16" if backend.native_bf16() else "fp32"

@@ -9,23 +9,21 @@ wraps this class as an actor.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from batch_nst import images, records, storage
+from batch_nst import backend, images, records, storage
+from batch_nst.checkpoint import State
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
-from batch_nst.optimize import Optimizer, State
 from batch_nst.params import StyleParams
-from batch_nst.transfer import Result, StyleCache, batch_key, stylize_many
-from batch_nst.vgg import Extractor, configure_tensorflow
 from batch_nst.weights import resolve_weights
+
+if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's setup in __init__
+    from batch_nst.transfer import Result
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,9 @@ class WorkerConfig:
     weights: str  # "imagenet" or a URI
     run_id: str
     max_pixels: int = images.MAX_PIXELS
-    threads: int | None = None  # TF thread pools; None = TensorFlow's default (whole machine)
+    backend: str = backend.DEFAULT  # the Keras backend (backend.BACKENDS)
+    threads: int | None = None  # CPU thread pools; None = the framework's default (whole machine)
+    gpu_fraction: float | None = None  # this actor's share of a GPU (Ray's num_gpus), memory capped to it
     batch_items: int = 16  # most items optimized together in one batch
     batch_pixels: int = 16 * 128 * 128  # memory bound of a batch: 16 sprites of 128 px, 4 of 256, 1 of 512
     checkpoint_every: int = 0  # steps between checkpoints under the output root; 0 = none
@@ -44,11 +44,16 @@ class Worker:
     """Stylizes chunks of WorkItems; built once per process (its __init__ loads the weights)."""
 
     def __init__(self, config: WorkerConfig):
-        configure_tensorflow(config.threads)
+        self.settings = backend.use(config.backend, config.threads, config.gpu_fraction)  # before Keras loads
+        from batch_nst import transfer
+        from batch_nst.optimize import Optimizer
+        from batch_nst.vgg import Extractor
+
         self.config = config
+        self.transfer = transfer
         self.optimizer = Optimizer(Extractor(resolve_weights(config.weights)))
-        self.styles = StyleCache()  # Gram targets per (style, size, precision)
-        self.style_pictures = StyleCache()  # decoded style images per URI: a few, reused
+        self.styles = transfer.StyleCache()  # Gram targets per (style, size, precision)
+        self.style_pictures = transfer.StyleCache()  # decoded style images per URI: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
@@ -64,7 +69,7 @@ class Worker:
             started = time.perf_counter()
             try:
                 pictures = self._decode(item.content), [self._style(uri) for uri in item.styles]
-                key = batch_key(pictures[0], item.params, storage.redact(item.content))
+                key = self.transfer.batch_key(pictures[0], item.params, storage.redact(item.content))
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
                 continue
@@ -88,7 +93,7 @@ class Worker:
         started = time.perf_counter()
         items, contents, styles, resumes = zip(*group)
         try:
-            results = stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
+            results = self.transfer.stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
                                    style_cache=self.styles, style_keys=[item.styles for item in items],
                                    resume=resumes[0], checkpoint=lambda state: self._save(items, state),
                                    checkpoint_every=self.config.checkpoint_every)
@@ -113,21 +118,15 @@ class Worker:
         """Each item's share of the optimization state, under its key (atomically)."""
         cells = state.pixels.shape[0] // len(items)  # a sprite sheet's cells share its checkpoint
         for b, item in enumerate(items):
-            one = state.part(b * cells, (b + 1) * cells)
-            buf = io.BytesIO()
-            np.savez(buf, step=one.step, pixels=one.pixels, momentum=one.momentum, velocity=one.velocity,
-                     stopped=np.asarray(one.stopped), stage=one.stage, **_ragged("history", one.histories),
-                     **_ragged("earlier", one.earlier))
-            storage.write_bytes(records.checkpoint_uri(self.config.output_root, item.key), buf.getvalue())
+            data = state.part(b * cells, (b + 1) * cells).to_bytes()
+            storage.write_bytes(records.checkpoint_uri(self.config.output_root, item.key), data)
 
     def _resume(self, item: WorkItem) -> State | None:
         """The item's checkpoint, if checkpointing is on and one was left by an earlier attempt."""
         uri = records.checkpoint_uri(self.config.output_root, item.key)
         if not self.config.checkpoint_every or not storage.exists(uri):
             return None
-        with np.load(io.BytesIO(storage.read_bytes(uri))) as z:
-            return State(int(z["step"]), z["pixels"], z["momentum"], z["velocity"], _unragged(z, "history"),
-                         tuple(bool(s) for s in z["stopped"]), int(z["stage"]), _unragged(z, "earlier"))
+        return State.from_bytes(storage.read_bytes(uri))
 
     def _style(self, uri: str) -> images.Picture:
         return self.style_pictures.get(uri, lambda: self._decode(uri))
@@ -152,7 +151,8 @@ class Worker:
     def _record(self, item: WorkItem, seconds: float, **fields: Any) -> dict[str, Any]:
         rec = records.for_item(
             item, run_id=self.config.run_id, worker=self.name,
-            weights=self.optimizer.extractor.weights.identity, seconds=seconds, **fields,
+            weights=self.optimizer.extractor.weights.identity, seconds=seconds, backend=self.settings["backend"],
+            **fields,
         )
         try:
             records.write_pending(self.config.output_root, rec)  # survives a killed driver
@@ -161,21 +161,14 @@ class Worker:
         return rec
 
 
-def _ragged(name: str, rows: tuple[tuple[float, ...], ...]) -> dict[str, np.ndarray]:
-    """Per-cell float sequences of any lengths as npz arrays: values end to end, and their lengths."""
-    return {name: np.asarray([v for row in rows for v in row], np.float64),
-            f"{name}_lengths": np.asarray([len(row) for row in rows], np.int64)}
-
-
-def _unragged(z, name: str) -> tuple[tuple[float, ...], ...]:
-    values, ends = z[name].tolist(), np.cumsum(z[f"{name}_lengths"]).tolist()
-    return tuple(tuple(values[end - n:end]) for end, n in zip(ends, z[f"{name}_lengths"].tolist()))
+# Out-of-memory errors by backend: TensorFlow's, PyTorch's (torch.OutOfMemoryError), XLA's status.
+_OOM_TYPES = ("ResourceExhaustedError", "OutOfMemoryError")
 
 
 def _describe(err: Exception) -> str:
     """An item's error message: ours as they are, others with their type (and OOM said plainly)."""
     if isinstance(err, BatchNSTError):
         return str(err)
-    if isinstance(err, MemoryError) or type(err).__name__ == "ResourceExhaustedError":
+    if isinstance(err, MemoryError) or type(err).__name__ in _OOM_TYPES or "RESOURCE_EXHAUSTED" in str(err):
         return f"out of memory while stylizing: {type(err).__name__}: {err}"
     return f"{type(err).__name__}: {err}"

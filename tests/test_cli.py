@@ -52,7 +52,7 @@ def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, lega
     monkeypatch.setenv("BATCH_NST_WEIGHTS", legacy_weights_path)
     assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), *FAST]) == 0
     captured = capsys.readouterr()
-    assert captured.out.count("\n") == 1 and "loss " in captured.out
+    assert captured.out.count("\n") == 1 and "weighted total" in captured.out
     assert re.search(r"after 3 (fp32|bf16) steps", captured.out)
     assert "3/3" in captured.err  # the progress bar
 
@@ -125,7 +125,7 @@ def test_python_dash_m_entry_point(pair, tmp_path, legacy_weights_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert out.exists() and proc.stdout.startswith("wrote ") and "(weighted sum of the unweighted terms" in proc.stdout
+    assert out.exists() and proc.stdout.startswith("wrote ") and "(unweighted terms: " in proc.stdout
     assert proc.stderr == ""  # defect 9: TensorFlow's and CUDA's lines (cudart, absl, cuInit) only with --verbose
 
 

@@ -4,7 +4,7 @@
 import fsspec
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 from batch_nst import losses
 from batch_nst.errors import WeightsError
@@ -18,7 +18,7 @@ def test_extractor_is_cut_at_the_content_layer(extractor):
     assert extractor.model().layers[-1].name == losses.CONTENT_LAYER
     names = {layer.name for layer in extractor.model().layers}
     assert "block5_conv3" not in names and "block5_pool" not in names
-    feats = extractor(tf.constant(smooth_image(32, 48, 0)[None].astype(np.float32)))
+    feats = extractor(ops.convert_to_tensor(smooth_image(32, 48, 0)[None].astype(np.float32)))
     assert set(feats) == set(LAYERS)
     assert feats["block1_conv1"].shape == (1, 32, 48, 64)
     assert feats[losses.CONTENT_LAYER].shape == (1, 2, 3, 512)
@@ -26,11 +26,11 @@ def test_extractor_is_cut_at_the_content_layer(extractor):
 
 def test_legacy_and_keras3_files_give_the_same_network(extractor, keras3_weights_path):
     other = Extractor(Weights(keras3_weights_path, "k3", keras3_weights_path))
-    x = tf.constant(smooth_image(32, 32, 1)[None].astype(np.float32))
+    x = ops.convert_to_tensor(smooth_image(32, 32, 1)[None].astype(np.float32))
     a, b = extractor(x), other(x)
     for name in LAYERS:
-        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
-    assert float(tf.reduce_max(a[losses.CONTENT_LAYER])) > 0  # real weights, not a dead network
+        np.testing.assert_array_equal(ops.convert_to_numpy(a[name]), ops.convert_to_numpy(b[name]))
+    assert float(ops.max(a[losses.CONTENT_LAYER])) > 0  # real weights, not a dead network
 
 
 def test_weights_from_local_path_memory_and_file_uri(legacy_weights_path, tmp_path):
@@ -85,30 +85,38 @@ def test_imagenet_without_internet_says_how_to_pass_a_copy(monkeypatch, tmp_path
         resolve_weights("imagenet")
 
 
-def test_auto_precision_follows_the_cpu_flags(monkeypatch):
-    from batch_nst import vgg
+@pytest.mark.parametrize("name", ["tensorflow", "torch", "jax"])
+def test_auto_precision_follows_the_cpu_flags_where_the_backend_runs_bf16_natively(monkeypatch, name):
+    """TF and PyTorch run bf16 convolutions natively with AMX or AVX-512 BF16; XLA on CPU never does."""
+    from batch_nst import backend, vgg
 
     assert vgg.effective_precision("fp32") == "fp32" and vgg.effective_precision("bf16") == "bf16"
-    for flags, expected in [({"avx512f", "amx_bf16"}, "bf16"), ({"avx512f", "avx512_bf16"}, "bf16"), ({"avx2"}, "fp32")]:
-        vgg._native_bf16.cache_clear()
-        monkeypatch.setattr(vgg, "_cpu_flags", lambda flags=flags: flags)
-        assert vgg.effective_precision("auto") == expected
-    vgg._native_bf16.cache_clear()
+    monkeypatch.setattr("keras.backend.backend", lambda: name)
+    monkeypatch.setitem(backend._GPU_CAPABILITY, name, lambda: None)  # as on a machine without GPUs
+    for flags, native in [({"avx512f", "amx_bf16"}, True), ({"avx512f", "avx512_bf16"}, True), ({"avx2"}, False)]:
+        backend.native_bf16.cache_clear()
+        monkeypatch.setattr(backend, "_cpu_flags", lambda flags=flags: flags)
+        assert vgg.effective_precision("auto") == ("bf16" if native and name != "jax" else "fp32")
+    monkeypatch.setitem(backend._GPU_CAPABILITY, name, lambda: (9, 0))  # an H100
+    backend.native_bf16.cache_clear()
+    assert vgg.effective_precision("auto") == "bf16"
+    monkeypatch.undo()
+    backend.native_bf16.cache_clear()
 
 
 def test_bf16_network_keeps_float32_weights_and_close_features(extractor):
-    x = tf.constant(smooth_image(32, 32, 2)[None].astype(np.float32))
+    x = ops.convert_to_tensor(smooth_image(32, 32, 2)[None].astype(np.float32))
     fp32, bf16 = extractor(x, "fp32"), extractor(x, "bf16")
-    assert bf16[losses.CONTENT_LAYER].dtype == tf.bfloat16
+    assert "bfloat16" in str(bf16[losses.CONTENT_LAYER].dtype)
     assert all(w.dtype == "float32" for w in extractor.model("bf16").weights)
-    ref = fp32[losses.CONTENT_LAYER].numpy()
-    err = np.abs(tf.cast(bf16[losses.CONTENT_LAYER], tf.float32).numpy() - ref).max()
+    ref = ops.convert_to_numpy(fp32[losses.CONTENT_LAYER])
+    err = np.abs(ops.convert_to_numpy(ops.cast(bf16[losses.CONTENT_LAYER], "float32")) - ref).max()
     assert err < 0.05 * np.abs(ref).max()
 
 
 def test_uint8_pixels_give_the_features_of_their_float_values(extractor):
     # preprocess_input subtracts the ImageNet means in the input's dtype: uint8 would wrap around
     pixels = smooth_image(32, 32, 1)[None]
-    as_decoded = extractor(tf.constant(pixels))[losses.CONTENT_LAYER].numpy()
-    as_float = extractor(tf.constant(pixels.astype(np.float32)))[losses.CONTENT_LAYER].numpy()
+    as_decoded = ops.convert_to_numpy(extractor(ops.convert_to_tensor(pixels))[losses.CONTENT_LAYER])
+    as_float = ops.convert_to_numpy(extractor(ops.convert_to_tensor(pixels.astype(np.float32)))[losses.CONTENT_LAYER])
     np.testing.assert_array_equal(as_decoded, as_float)

@@ -64,19 +64,23 @@ def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):
     assert np.isfinite(by_id["item0"]["total_loss"])
 
 
-def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, monkeypatch):
-    import tensorflow as tf
+class OutOfMemoryError(RuntimeError):
+    """Named as PyTorch's; TensorFlow's ResourceExhaustedError and XLA's RESOURCE_EXHAUSTED also count."""
 
-    from batch_nst import worker as worker_module
 
-    real = worker_module.stylize_many
+@pytest.mark.parametrize("error", [OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB"),
+                                   RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")])
+def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, monkeypatch, error):
+    from batch_nst import transfer
+
+    real = transfer.stylize_many
 
     def tight_memory(contents, *args, **kwargs):
         if any(c.height > 40 for c in contents):
-            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [1,64,1024,1024]")
+            raise error
         return real(contents, *args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "stylize_many", tight_memory)
+    monkeypatch.setattr(transfer, "stylize_many", tight_memory)
     small = _items(tmp_path, 1)
     huge = WorkItem(9, "huge", _png(tmp_path / "huge.png", smooth_image(48, 48, 7)), small[0].style, PARAMS, "kh")
     by_id = {r["id"]: r for r in worker.process([*small, huge])}

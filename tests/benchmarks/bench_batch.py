@@ -61,7 +61,7 @@ def gradient_error(optimizer: Optimizer, size: int) -> None:
     for precision in ("fp32", "bf16"):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(image)
-            terms = losses.loss_terms(optimizer.extractor(image, precision), image, targets, tf.constant([1.0] * 3))
+            terms = losses.loss_terms(optimizer.extractor(image, precision), image, targets, dict.fromkeys(weights, 1.0))
             weighted = {k: w * tf.reduce_sum(terms[k]) for k, w in weights.items()}
             weighted["total"] = tf.add_n(list(weighted.values()))
         grads[precision] = {k: tape.gradient(v, image).numpy().ravel() for k, v in weighted.items()}

@@ -1,4 +1,4 @@
-"""Seconds per optimization step: the seed's eager loop vs this engine (fp32, fp32 + XLA, bf16),
+"""Seconds per optimization step: the seed's eager loop vs this engine (fp32, bf16),
 and how close each comes to what this CPU's convolutions can do at all.
 
     python -m tests.benchmarks.bench_engine [--sizes 128 256] [--steps 10]
@@ -30,6 +30,7 @@ from batch_nst.params import StyleParams
 from batch_nst.vgg import LAYERS, Extractor
 from batch_nst.weights import Weights
 from tests import vgg_weights
+from tests.benchmarks.flops import step_gflop
 from tests.conftest import smooth_image
 
 WARMUP = 3
@@ -41,7 +42,7 @@ def eager_reference(path: str, content: np.ndarray, targets: Targets, params: St
     model = keras.Model(full.input, [full.get_layer(n).output for n in LAYERS] + [full.output])
     image = tf.Variable(content)
     adam = keras.optimizers.Adam(learning_rate=params.learning_rate, beta_1=BETA_1, epsilon=EPSILON)
-    weights = tf.constant([params.style_weight, params.content_weight, params.tv_weight])
+    weights = params.loss_weights()
 
     def step():
         with tf.GradientTape() as tape:
@@ -59,19 +60,6 @@ def engine(optimizer: Optimizer, content, targets, params, steps: int, precision
     started = time.perf_counter()
     optimizer.run(content, targets, params, precision=precision)
     return (time.perf_counter() - started) / steps
-
-
-def step_gflop(model: keras.Model, size: int) -> float:
-    """GFLOP of one step at size x size: each 3x3 convolution's multiply-adds x 2, forward and
-    again for the input gradient (the frozen network needs no weight gradients)."""
-    flop, side = 0, size
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.MaxPooling2D):
-            side //= 2
-        elif isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.shape  # (3, 3, in, out)
-            flop += 2 * side * side * kernel[0] * kernel[1] * kernel[2] * kernel[3]
-    return 2 * flop / 1e9
 
 
 def conv_peak_gflops(precision: str, repeats: int = 10) -> float:
@@ -107,14 +95,14 @@ def main() -> None:
     path = os.path.join(tempfile.mkdtemp(), "vgg19_seeded_notop.h5")
     vgg_weights.write_legacy_h5(path)
     extractor = Extractor(Weights(path, "seeded", path))
-    plain, xla = Optimizer(extractor), Optimizer(extractor, jit_compile=True)
+    plain = Optimizer(extractor)
     params = StyleParams(steps=args.steps)
     peak = {p: conv_peak_gflops(p) for p in ("fp32", "bf16")}
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, {args.steps} timed steps after {WARMUP} warm-up; "
           f"convolution peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    print("| size | GFLOP/step | eager reference (fp32) | engine fp32 | engine fp32 + XLA | engine bf16 | fp32 speed-up | "
-          "XLA speed-up | bf16 speed-up | fp32 share of peak | bf16 share of peak | best possible bf16 speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | GFLOP/step | eager reference (fp32) | engine fp32 | engine bf16 | fp32 speed-up | "
+          "bf16 speed-up | fp32 share of peak | bf16 share of peak | best possible bf16 speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         content = smooth_image(size, size, 1)[None].astype(np.float32)
         style = smooth_image(size, size, 2)[None].astype(np.float32)
@@ -122,11 +110,10 @@ def main() -> None:
         bf16_targets = Targets(plain.content_features(content, "bf16"), plain.style_grams(style, "bf16"))
         ref = eager_reference(path, content, targets, params, args.steps)
         fast = engine(plain, content, targets, params, args.steps)
-        jit = engine(xla, content, targets, params, args.steps)
         half = engine(plain, content, bf16_targets, params, args.steps, "bf16")
         gflop = step_gflop(extractor.model(), size)
-        print(f"| {size} px | {gflop:.1f} | {ref:.3f} s | {fast:.3f} s | {jit:.3f} s | {half:.3f} s | {ref / fast:.2f}x | "
-              f"{ref / jit:.2f}x | {ref / half:.2f}x | {gflop / fast / peak['fp32']:.0%} | "
+        print(f"| {size} px | {gflop:.1f} | {ref:.3f} s | {fast:.3f} s | {half:.3f} s | {ref / fast:.2f}x | "
+              f"{ref / half:.2f}x | {gflop / fast / peak['fp32']:.0%} | "
               f"{gflop / half / peak['bf16']:.0%} | {ref / (gflop / peak['bf16']):.2f}x |", flush=True)
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""Which Keras backend runs the engine (TensorFlow, JAX or PyTorch), and each one's device setup.
+
+Keras 3 fixes its backend when it is first imported, from $KERAS_BACKEND, so a process chooses
+once: `use()` sets the variable and the settings each framework reads at start-up, then the
+engine modules import Keras. This module imports no framework itself (the driver uses it to
+validate `--backend`), except inside the functions that configure one.
+
+Why the device settings matter: Ray's fractional GPUs (`--gpus-per-worker 0.5`) do not cap
+memory, so several actors share one card and none may take all of it. TensorFlow takes the whole
+card unless memory growth is on; JAX preallocates 75% unless told otherwise; PyTorch's caching
+allocator takes only what it uses, so it is left as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any
+
+from batch_nst.errors import ParamsError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT = "tensorflow"  # fastest on CPU (README, Benchmarks); the others on GPU machines without TF
+_ENV = "KERAS_BACKEND"
+
+
+def resolve(name: str | None = None) -> str:
+    """The backend to use: `name`, else $KERAS_BACKEND, else TensorFlow; ParamsError if unknown."""
+    chosen = name or os.environ.get(_ENV) or DEFAULT
+    if chosen not in BACKENDS:
+        source = "--backend" if name else f"${_ENV}"
+        raise ParamsError(f"{source} {chosen!r} is not a backend batch-nst runs on: choose one of {', '.join(BACKENDS)}")
+    return chosen
+
+
+def use(name: str | None = None, threads: int | None = None, gpu_fraction: float | None = None) -> dict[str, Any]:
+    """Choose this process's backend and configure its devices; call before the engine is imported.
+
+    `threads` sizes the CPU thread pools to the cores this process was given (two workers on two
+    cores must not each spin up a pool for the whole machine); `gpu_fraction` is the share of a GPU
+    this process was given. Returns the settings applied, which the worker records and tests read.
+    """
+    name = resolve(name)
+    loaded = sys.modules.get("keras.src.backend.config")
+    if loaded is not None and loaded.backend() != name:
+        raise ParamsError(f"this process already runs Keras on {loaded.backend()}; cannot switch to {name}")
+    os.environ[_ENV] = name
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's and XLA's C++ start-up chatter
+    return {"backend": name, **_CONFIGURE[name](threads, gpu_fraction)}
+
+
+def _tensorflow(threads: int | None, gpu_fraction: float | None) -> dict[str, Any]:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return {"memory_growth": bool(gpus), "threads": threads}
+
+
+def _jax(threads: int | None, gpu_fraction: float | None) -> dict[str, Any]:
+    """Environment only: XLA reads it when its client starts, at the first op."""
+    if gpu_fraction and gpu_fraction < 1:
+        # A share of the card, with headroom for the CUDA context of the other actors on it.
+        os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * gpu_fraction:.3f}"
+    else:
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    if threads:
+        os.environ["XLA_FLAGS"] = " ".join(
+            [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_multi_thread_eigen=false",
+             f"intra_op_parallelism_threads={threads}"]).strip()
+    keys = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_FLAGS")
+    return {key: os.environ[key] for key in keys if key in os.environ}
+
+
+def _torch(threads: int | None, gpu_fraction: float | None) -> dict[str, Any]:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return {"threads": torch.get_num_threads()}
+
+
+_CONFIGURE = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this process's backend runs bfloat16 convolutions natively on its device.
+
+    NVIDIA GPUs of compute capability >= 8.0 (tensor cores) on every backend; on CPU, x86 with AMX
+    or AVX-512 BF16 under TensorFlow and PyTorch (oneDNN). XLA on CPU computes bf16 convolutions
+    in float32 and rounds, so JAX on CPU never counts as native.
+    """
+    import keras
+
+    name = keras.backend.backend()
+    capability = _GPU_CAPABILITY[name]()
+    if capability is not None:
+        return capability >= (8, 0)
+    return name != "jax" and bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+def _tf_capability() -> tuple[int, int] | None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    details = [tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus]
+    return min(details) if details else None
+
+
+def _jax_capability() -> tuple[int, int] | None:
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    return min(tuple(int(p) for p in d.compute_capability.split(".")) for d in gpus) if gpus else None
+
+
+def _torch_capability() -> tuple[int, int] | None:
+    import torch
+
+    return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
+
+
+_GPU_CAPABILITY = {"tensorflow": _tf_capability, "jax": _jax_capability, "torch": _torch_capability}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of Keras and the backends, for run summaries (missing ones left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("keras", "tensorflow", "jax", "torch"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found

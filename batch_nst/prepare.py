@@ -1,0 +1,108 @@
+"""Pixels into and out of the optimization, in NumPy: sizes, cells, style scale, masks, init, restore.
+
+Everything an item's arrays go through before the network sees them and after it is done, the
+same on every backend (no framework here), so a backend changes only the optimization itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from batch_nst import images
+from batch_nst.images import Picture
+from batch_nst.params import StyleParams
+from batch_nst.vgg import MIN_SIDE
+
+
+def cells(picture: Picture, params: StyleParams, name: str = "content") -> list[Picture]:
+    """The picture's grid cells (itself alone without a grid)."""
+    columns, rows = params.cells()
+    return [picture] if (columns, rows) == (1, 1) else images.split(picture, columns, rows, name)
+
+
+def join(parts: list[Picture], params: StyleParams) -> Picture:
+    return parts[0] if len(parts) == 1 else images.join(parts, params.cells()[0])
+
+
+def style_set(style: Any) -> list[Picture]:
+    """One style image, or a list or tuple of them to blend (params.style_blend)."""
+    return [images.to_picture(s, "style") for s in (style if isinstance(style, (list, tuple)) else [style])]
+
+
+def opt_size(content: Picture, params: StyleParams) -> tuple[int, int]:
+    """Content's size scaled down to `max_size` on its long side, never up, except that each side
+    is at least the network's MIN_SIDE (tiny and thin sprites are stretched for the optimization only)."""
+    height, width = images.fit(content.height, content.width, params.max_size)
+    return max(height, MIN_SIDE), max(width, MIN_SIDE)
+
+
+def stage_sizes(final: tuple[int, int], stages: int) -> list[tuple[int, int]]:
+    """Each stage twice the previous one's size, the last at `final` (sides at least MIN_SIDE)."""
+    return [tuple(max(MIN_SIDE, round(side / 2 ** (stages - 1 - k))) for side in final) for k in range(stages)]
+
+
+def upscaled(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A stage's float pixels [B, h, w, 3] bicubically resized to start the next, in [0, 255].
+    Pillow, not a backend op: backends' bicubic kernels differ (PyTorch's a=-0.75, TF's -0.5)."""
+    height, width = size
+    resize = lambda plane: np.asarray(Image.fromarray(plane).resize((width, height), Image.Resampling.BICUBIC))  # noqa: E731
+    out = np.stack([np.stack([resize(item[..., c]) for c in range(3)], -1) for item in pixels.astype(np.float32)])
+    return np.clip(out, 0.0, 255.0)
+
+
+def style_pixels(style: Picture, long_side: int, params: StyleParams) -> np.ndarray:
+    """[1, h, w, 3] float32: the style image scaled (up or down) so its long side is `style_scale`
+    times the optimization's: larger gives coarser strokes. Luminance only with `preserve_color`."""
+    scale = long_side * params.style_scale / max(style.height, style.width)
+    height, width = (max(MIN_SIDE, round(side * scale)) for side in (style.height, style.width))
+    rgb = images.resize(style.rgb, height, width)
+    return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
+
+
+def prepared(picture: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:
+    """[1, h, w, 3] float32 pixels at `size`: the one path inputs and outputs take
+    (luminance in all channels with `preserve_color`, as in Gatys et al. 2016's luminance-only
+    transfer: the optimization never sees colour, the output takes the content's)."""
+    rgb = images.resize(picture.rgb, *size)
+    return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
+
+
+def mask(picture: Picture, size: tuple[int, int], params: StyleParams) -> np.ndarray | None:
+    """[1, h, w, 1] opacity in [0, 1] at `size` with alpha_mode="mask" and an alpha; else None."""
+    if params.alpha_mode != "mask" or picture.alpha is None:
+        return None
+    alpha = images.resize(np.repeat(picture.alpha[..., None], 3, axis=2), *size)[..., :1]
+    return (alpha[None] / 255.0).astype(np.float32)
+
+
+def initial(content: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:
+    """Start from the content (the seed) or, with init="noise", from seeded uniform noise."""
+    pixels = prepared(content, params, size)
+    if params.init == "noise":
+        rng = np.random.default_rng(params.seed)
+        pixels = rng.uniform(0.0, 255.0, pixels.shape).astype(np.float32)
+    return pixels
+
+
+def restore(content: Picture, pixels: np.ndarray, params: StyleParams) -> Picture:
+    """Quantize to 8 bits, scale back to the content's exact size, re-attach its alpha; with
+    `preserve_color`, the result's luminance under the content's own colours (full resolution)."""
+    rgb = images.resize(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), content.height, content.width)
+    if params.preserve_color:
+        rgb = images.with_luminance(content.rgb, images.luminance(rgb))
+    if params.alpha_mode == "mask" and content.alpha is not None:
+        clear = content.alpha == 0
+        rgb = rgb.copy()
+        rgb[clear] = content.rgb[clear]  # fully transparent pixels keep their colour exactly
+    return Picture(rgb=rgb, alpha=content.alpha)
+
+
+def mean_history(histories: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """A sheet's loss per step: its cells' mean (a cell stopped early holds its last value)."""
+    if len(histories) == 1:
+        return tuple(histories[0])
+    steps = max(len(h) for h in histories)
+    return tuple(float(np.mean([h[min(i, len(h) - 1)] for h in histories])) for i in range(steps))

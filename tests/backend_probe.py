@@ -1,0 +1,91 @@
+"""What the parity tests compare across backends, computed in a process of one backend.
+
+    python -m tests.backend_probe BACKEND WEIGHTS OUT.npz [--resume CHECKPOINT]
+
+Keras fixes its backend at import, so tests/test_backends.py runs this once per backend and
+compares the files: every loss term and its pixel gradient (plain, tileable, masked), a 10-step
+stylize of one pair, and a run resumed from a checkpoint (written here, or another backend's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+CASES = ("plain", "tileable", "masked")
+SIZE, STEPS, CHECKPOINT_AT = 32, 10, 5
+
+
+def probe_image():
+    """A perturbed content with a flat patch: |x| is differentiated at 0 there (where JAX's own
+    abs would give +1 and TF and PyTorch 0)."""
+    import numpy as np
+
+    from tests.conftest import smooth_image
+
+    noise = np.random.default_rng(5).uniform(-20, 20, (1, SIZE, SIZE, 3))
+    image = np.clip(smooth_image(SIZE, SIZE, 1)[None] + noise, 0, 255).astype(np.float32)
+    image[:, :8, :8] = 128.0
+    return image
+
+
+def sprite_mask():
+    import numpy as np
+
+    y, x = np.mgrid[0:SIZE, 0:SIZE]
+    return ((((y - 16) ** 2 + (x - 14) ** 2) < 100) * 1.0)[None, ..., None].astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("backend")
+    parser.add_argument("weights")
+    parser.add_argument("out")
+    parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from")
+    args = parser.parse_args()
+    from batch_nst import backend
+
+    backend.use(args.backend)
+    import numpy as np
+    from keras import ops
+
+    from batch_nst import losses
+    from batch_nst.checkpoint import State
+    from batch_nst.optimize import Optimizer
+    from batch_nst.params import WEIGHTED_TERMS, StyleParams
+    from batch_nst.vgg import Extractor
+    from batch_nst.weights import Weights
+    from tests.conftest import smooth_image
+
+    optimizer = Optimizer(Extractor(Weights(args.weights, "seeded:0", args.weights)))
+    content = smooth_image(SIZE, SIZE, 1)[None].astype(np.float32)
+    style = smooth_image(SIZE, SIZE, 2)[None].astype(np.float32)
+    image, out = probe_image(), {}
+    for case in CASES:
+        tileable, mask = case == "tileable", sprite_mask() if case == "masked" else None
+        targets = losses.Targets(optimizer.content_features(content, tileable=tileable),
+                                 optimizer.style_grams(style, mask=mask),
+                                 None if mask is None else losses.layer_masks(mask))
+        gradient = optimizer.gradient(image.shape, "fp32", tileable)
+        for term in WEIGHTED_TERMS:
+            weights = {name: ops.convert_to_tensor(float(name == term)) for name in WEIGHTED_TERMS}
+            (_, terms), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", tileable),
+                                        targets.tensors(), weights)
+            out[f"{case}/{term}"] = ops.convert_to_numpy(terms[term])
+            out[f"{case}/{term}/grad"] = ops.convert_to_numpy(grad)
+    params = StyleParams(steps=STEPS, precision="fp32")
+    targets = losses.Targets(optimizer.content_features(content), optimizer.style_grams(style))
+    pixels, (history,) = optimizer.run(content, targets, params)
+    out["run/pixels"], out["run/history"] = pixels, np.asarray(history)
+    states = []
+    optimizer.run(content, targets, params, checkpoint=states.append, checkpoint_every=CHECKPOINT_AT)
+    out["checkpoint"] = np.frombuffer(states[0].to_bytes(), np.uint8)
+    if args.resume:
+        with open(args.resume, "rb") as f:
+            resumed, (history,) = optimizer.run(content, targets, params, resume=State.from_bytes(f.read()))
+        out["resumed/pixels"], out["resumed/history"] = resumed, np.asarray(history)
+    np.savez(args.out, **out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
