@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Sequence
 
+from batch_nst import quiet
 from batch_nst.errors import BatchNSTError
 from batch_nst.params import StyleParams
 
@@ -22,6 +23,7 @@ EXIT_OK, EXIT_FAILED_ITEMS, EXIT_NOT_RUN = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `batch-nst` and `python -m batch_nst`."""
     args = _parser().parse_args(argv)
+    quiet.configure(getattr(args, "verbose", False))
     try:
         return args.command(args)
     except BatchNSTError as err:
@@ -33,13 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from batch_nst.job import JobConfig
+
+    from batch_nst import __version__
+
     parser = argparse.ArgumentParser(prog="batch-nst", description="Neural style transfer for asset libraries.")
+    parser.add_argument("--version", action="version", version=f"batch-nst {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("stylize", help="stylize one image on this machine (no Ray)")
     p.add_argument("content", help="content image (path or URI)")
     p.add_argument("style", help="style image (path or URI); several joined by ';' are blended (--style-blend)")
-    p.add_argument("-o", "--output", required=True, help="output PNG (path or URI)")
+    p.add_argument("-o", "--output", required=True, type=_given, help="output PNG (path or URI)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_engine_options(p)
@@ -60,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("manifest", help="write a manifest of every asset matching GLOB, once per style")
     p.add_argument("glob", help="assets to stylize, any URI, recursive ** allowed (quote it)")
     p.add_argument("--style", action="append", required=True, help="style image URI (repeat for several)")
-    p.add_argument("-o", "--output", required=True, help="manifest to write (.csv, .parquet or .jsonl)")
+    p.add_argument("-o", "--output", required=True, type=_given, help="manifest to write (.csv, .parquet or .jsonl)")
     p.set_defaults(command=_cmd_manifest)
 
     p = sub.add_parser("report", help="write a static HTML contact sheet of an output root (or one run)")
@@ -87,7 +94,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     from batch_nst.images import MAX_PIXELS
 
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
+    p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show TensorFlow's, CUDA's and Ray's own log lines (hidden by default)")
     from batch_nst.backend import BACKENDS, DEFAULT
 
     p.add_argument("--backend", choices=BACKENDS, default=None,
@@ -98,7 +107,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         choices = f.metadata.get("choices")
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata['help']} (default {default})"
+        help_ = f"{f.metadata['help']}" + (f" (default {default})" if default != "" else "")
         if isinstance(default, bool):  # --preserve-color / --no-preserve-color
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:
@@ -107,9 +116,28 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="manifest URI (.csv, .parquet, .jsonl)")
-    p.add_argument("-o", "--output-root", required=True, help="output root URI: images/, metadata/, runs/")
+    p.add_argument("-o", "--output-root", required=True, type=_given,
+                   help="output root URI: images/, metadata/, runs/")
     p.add_argument("--force", action="store_true", help="redo every item, even those already done")
     _add_engine_options(p)
+
+
+def _positive(text: str) -> int:
+    """argparse type of counts and limits: argparse names the flag and exits 2 before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _given(text: str) -> str:
+    """argparse type of output paths: "" would mean the current directory, never what was meant."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _add_pool_options(p: argparse.ArgumentParser) -> None:
@@ -132,20 +160,22 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="save each item's optimization state every N steps under the output root, so a "
                    "preempted item resumes instead of starting over (default %(default)s: off)")
+    p.add_argument("--grace", type=float, default=d.grace,
+                   help="after SIGINT/SIGTERM, seconds the items in flight get to finish (default %(default)g)")
 
 
 def _job_config(args: argparse.Namespace):
     """The JobConfig the flags ask for (`plan` has no pool options: JobConfig's defaults)."""
     from batch_nst.job import JobConfig
 
-    pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
-                                                   "max_attempts", "batch_items", "checkpoint_every")
-            if hasattr(args, name)}
     from batch_nst import backend
 
+    pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
+                                                   "max_attempts", "batch_items", "checkpoint_every", "grace")
+            if hasattr(args, name)}
     return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
                      params=style_params(args), force=args.force, max_pixels=args.max_pixels,
-                     backend=backend.resolve(args.backend), **pool)
+                     backend=backend.resolve(args.backend), verbose=args.verbose, **pool)
 
 
 def style_params(args: argparse.Namespace) -> StyleParams:
@@ -156,12 +186,12 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 def _cmd_stylize(args: argparse.Namespace) -> int:
     from batch_nst import backend, images, storage, weights
 
-    engine = backend.use(args.backend)  # before the engine imports Keras
-    from batch_nst.optimize import Optimizer
-    from batch_nst.params import TERMS
-    from batch_nst.transfer import batch_key, stylize
-    from batch_nst.vgg import Extractor
-
+    with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
+        engine = backend.use(args.backend)  # before the engine imports Keras
+        from batch_nst.optimize import Optimizer
+        from batch_nst.params import TERMS
+        from batch_nst.transfer import batch_key, stylize
+        from batch_nst.vgg import Extractor
     params = style_params(args)
     if not args.output.lower().endswith(".png"):
         raise BatchNSTError(f"output must be a .png file, got {args.output}")
@@ -170,7 +200,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
              for uri in args.style.split(";")]  # several styles: blended by --style-blend
     params.blend_weights(len(style))
     batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
-    optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
+    with quiet.native_stderr(args.verbose):
+        optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
     with _progress(sum(params.stages()), args.quiet) as on_step:
         result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
     storage.write_bytes(args.output, images.encode_png(result.image))
@@ -258,67 +289,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from batch_nst import job
+    from batch_nst import console, job
 
-    bar = _RunProgress(args.quiet)
-    summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
-    bar.close()
-    if args.json:
-        print(json.dumps({"run_id": summary.run_id, "ok": summary.ok, "failed": summary.failed,
-                          "skipped": summary.skipped, "invalid": summary.invalid,
-                          "seconds": round(summary.seconds, 3), "failures": summary.failures}))
-    else:
-        _print_summary(summary, args.output_root)
+    bar = console.RunProgress(args.quiet)
+    try:
+        summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
+    finally:
+        bar.close()
+    console.print_run(summary, args.output_root, args.json)
     return summary.exit_code
-
-
-class _RunProgress:
-    """Live bar over the items to do: done / failed / to do and items per minute."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.bar = quiet, None
-
-    def start(self, the_plan) -> None:
-        from tqdm import tqdm
-
-        self.todo, self.done = len(the_plan.todo), len(the_plan.done)
-        self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
-                        desc=f"{self.done} already done")
-
-    def update(self, rec, summary) -> None:
-        self.bar.update(1)
-        elapsed = self.bar.format_dict["elapsed"] or 1e-9
-        self.bar.set_postfix_str(f"ok {summary.ok}, failed {summary.failed}, to do {self.todo - self.bar.n}, "
-                                 f"{60 * self.bar.n / elapsed:.1f} items/min", refresh=False)
-
-    def pool(self, status) -> None:
-        """The workers running and waiting (`2 of 8 workers running, 6 waiting for {GPU: 1}`);
-        without a bar, a line whenever none runs, so a wait is never silent."""
-        if self.quiet or self.bar is None:
-            if not status.running:
-                print(f"batch-nst: {status}", file=sys.stderr)
-        else:
-            self.bar.set_description_str(f"{self.done} already done; {status}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _print_summary(summary, root: str) -> None:
-    from batch_nst import storage
-
-    rows = [("ok", summary.ok), ("failed", summary.failed), ("invalid", summary.invalid),
-            ("skipped (already done)", summary.skipped)]
-    ran = summary.ok + summary.failed
-    print(f"run {summary.run_id} finished in {summary.seconds:.1f}s"
-          + (f" ({60 * ran / summary.seconds:.1f} items/min)" if ran and summary.seconds else ""))
-    for name, count in rows:
-        print(f"  {name:<24}{count:>8}")
-    for failure in summary.failures:
-        print(f"  failed {failure['id']}: {failure['error']}")
-    print(f"metadata: {storage.redact(storage.join(root, 'metadata'))}  "
-          f"summary: {storage.redact(storage.join(root, 'runs', summary.run_id + '.json'))}")
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import backend, images, lease, manifest, pool, records, storage, weights
+from batch_nst import backend, images, lease, manifest, pool, quiet, records, runs, stopping, storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
+from batch_nst.runs import Summary
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class JobConfig:
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
     wait_timeout: float = 900.0  # seconds without any running worker before the run gives up (exit 2)
     backend: str = field(default_factory=backend.resolve)  # Keras backend of the workers: $KERAS_BACKEND or TF
+    grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
+    verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.quiet)
 
     def __post_init__(self) -> None:
         backend.resolve(self.backend)  # ParamsError naming the choices
@@ -52,6 +56,7 @@ class JobConfig:
             ("max_attempts", self.max_attempts, 1, "tries per item when its worker dies"),
             ("batch_items", self.batch_items, 1, "items optimized together"),
             ("checkpoint_every", self.checkpoint_every, 0, "0 turns checkpoints off"),
+            ("grace", self.grace, 0, "seconds items in flight get after SIGINT/SIGTERM"),
         ):
             if value is not None and value < least:
                 raise ParamsError(f"--{name.replace('_', '-')} must be >= {least} ({why}), got {value}")
@@ -84,7 +89,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
     items = manifest.load(config.manifest, config.params) if items is None else items
     weights_id = weights_id or weights.identity(config.weights)
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
-    done_keys = set() if config.force else records.ok_keys(config.output_root)
+    current = {} if config.force else records.current_ok(config.output_root)
     todo, done, invalid = [], [], []
     for item in items:
         missing = [u for u in (item.content, *item.styles) if u not in prints]
@@ -92,7 +97,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
             invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
         item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
-        (done if item.key in done_keys else todo).append(item)
+        (done if current.get(item.id) == item.key else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)
 
@@ -112,113 +117,105 @@ def _fingerprints(uris: set[str]) -> tuple[dict[str, str], dict[str, str]]:
     return prints, errors
 
 
-@dataclass
-class Summary:
-    """What a run did; written to runs/<run_id>.json and printed by the CLI."""
-
-    run_id: str
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0  # already done
-    invalid: int = 0
-    seconds: float = 0.0
-    failures: list[dict[str, Any]] = field(default_factory=list)  # first few: row/id/error
-    pool: dict[str, Any] = field(default_factory=dict)  # workers requested, started, replaced, where each ran
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed or self.invalid else 0
-
-    def add(self, rec: dict[str, Any], invalid: bool = False) -> None:
-        if rec["status"] == records.OK:
-            self.ok += 1
-            return
-        if invalid:
-            self.invalid += 1
-        else:
-            self.failed += 1
-        if len(self.failures) < 20:
-            self.failures.append({"id": rec["id"], "error": rec["error"]})
-
-
 def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] | None = None,
         on_start: Callable[[Plan], None] | None = None, on_pool: Callable[[Any], None] | None = None) -> Summary:
     """Run the job; records and summary land under the output root. Raises BatchNSTError before
-    any work for a bad manifest, config or weights, and ResourcesError (summary marked
-    `no_resources`) when no worker could start within `wait_timeout`. `on_pool` gets the pool's
-    status (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
+    any work for a bad manifest, config or weights, and ResourcesError (summary `no_resources`)
+    when no worker could start within `wait_timeout`. `on_pool` gets the pool's status
+    (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
     items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
     weights_id = weights.resolve_weights(config.weights).identity  # unreachable: exit 2 now, not N failures later
     run_id = _new_run_id()
-    with lease.hold(config.output_root, run_id):
-        recovered = records.recover(config.output_root)  # records of runs whose driver died
-        if recovered:
-            _log(f"gathered {recovered} record(s) left pending by a run whose driver died")
+    stop = stopping.Stop(config.grace)
+    with stop.handling(), lease.hold(config.output_root, run_id) as dead_run:
+        if dead_run:
+            runs.mark_crashed(config.output_root, dead_run, run_id)
+        for line in runs.recovered(config.output_root, records.recover(config.output_root), run_id):
+            _log(line)
         # Planned under the lease: no other run can finish an item between plan and dispatch.
         the_plan = plan(config, items, weights_id)
-        return _run(config, the_plan, run_id, started, on_record, on_start, on_pool)
+        return _run(config, the_plan, run_id, started, on_record, on_start, on_pool, stop)
 
 
-def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start, on_pool) -> Summary:
-    """The run under the lease: invalid rows recorded, the rest dispatched, the summary written."""
+def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start, on_pool,
+         stop: stopping.Stop) -> Summary:
+    """The run under the lease: invalid rows recorded, the rest dispatched, the summary written
+    whatever happens (`crashed` for an exception, `interrupted` for a signal, `no_resources`)."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
-    # `running` until the final summary replaces it.
-    records.write_summary(config.output_root, summary.run_id,
-                          {"run_id": summary.run_id, "status": "running", "started_at": records.now()})
+    runs.start(config.output_root, run_id)
     writer = records.Writer(config.output_root, summary.run_id)
-    if on_start:
-        on_start(the_plan)
-    for item, reason in the_plan.invalid:
-        rec = records.for_item(item, run_id=summary.run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
-                               status=records.FAILED, error=reason)
-        writer.add(rec)
-        summary.add(rec, invalid=True)
     try:
-        for rec in _dispatch(config, the_plan, summary, on_pool) if the_plan.todo else ():
+        if on_start:
+            on_start(the_plan)
+        for item, reason in the_plan.invalid:
+            rec = records.for_item(item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
+                                   status=records.FAILED, error=reason)
+            writer.add(rec)
+            summary.add(rec, invalid=True)
+        for rec in _dispatch(config, the_plan, summary, on_pool, stop) if the_plan.todo else ():
             writer.add(rec)
             summary.add(rec)
             if on_record:
                 on_record(rec, summary)
-    except ResourcesError:
-        _finish(config, the_plan, summary, writer, started, "no_resources")  # what did finish is kept
+    except KeyboardInterrupt:
+        summary.interrupted_by = stop.signal or signal.SIGINT
         raise
-    _finish(config, the_plan, summary, writer, started, "finished")
+    except ResourcesError as err:
+        summary.no_resources = str(err)  # what did finish is kept
+        raise
+    except BaseException as err:
+        summary.crash = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        _end(config, the_plan, summary, writer, started, stop)
     return summary
 
 
-def _finish(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
-            status: str) -> None:
-    """Records flushed and the final summary written, also when the run gives up: what finished is kept."""
-    writer.flush()
+def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
+         stop: stopping.Stop) -> None:
+    """Write what is buffered (or keep it pending, saying why), then the final summary."""
+    unwritten = writer.close()
+    if unwritten:
+        summary.metadata_error = (f"{unwritten} record(s) could not be written to the metadata ({writer.error}); "
+                                  f"kept under metadata/_pending/{summary.run_id}/ for the next run")
+    summary.interrupted_by = summary.interrupted_by or stop.signal
+    summary.not_finished = len(the_plan.todo) - summary.ok - summary.failed
     summary.seconds = time.perf_counter() - started
-    records.write_summary(config.output_root, summary.run_id, _summary_json(config, the_plan, summary, status))
+    runs.finish(config.output_root, summary, {"steps_planned": the_plan.steps, "config": _config_json(config, the_plan)})
 
 
-def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool) -> Iterator[dict[str, Any]]:
+def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
+              stop: stopping.Stop) -> Iterator[dict[str, Any]]:
     """Records of the items to do as workers finish them; an item whose worker died
     `max_attempts` times gets a failed record saying so. The pool's shape and placements go
     into the summary, however the dispatch ends."""
     _init_ray(config)
+    stop.arm()  # ray.init replaced our SIGTERM handler with one that exits at once
     shape = pool.shape(config.workers, config.gpus_per_worker, len(the_plan.todo), config.on_cluster, _log)
     worker_config = {"output_root": config.output_root, "weights": config.weights, "run_id": summary.run_id,
                      "max_pixels": config.max_pixels, "backend": config.backend, "threads": max(1, int(shape.cpus)),
                      "gpu_fraction": shape.gpus or None,
                      "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every}
-    workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool)
+    workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool,
+                        verbose=config.verbose)
     try:
-        yield from _collect(workers, config, the_plan, summary.run_id)
+        yield from _collect(workers, config, the_plan, summary.run_id, stop)
     finally:
         summary.pool = workers.summary()
         workers.close()
 
 
-def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str) -> Iterator[dict[str, Any]]:
+def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
+             stop: stopping.Stop) -> Iterator[dict[str, Any]]:
     """Every item's record: from the pool, or, for items whose worker died on every attempt,
-    a failed record after one more try alone (a poison item must not sink its batch-mates)."""
-    lost = yield from workers.drain(_chunks(the_plan.todo, config.batch_items, workers.shape.workers))
-    if lost and config.batch_items > 1:
-        lost = yield from workers.drain([item] for item in lost)
+    a failed record after one more try alone (a poison item must not sink its batch-mates).
+    After a stop signal, items without a record get none: the next run does them."""
+    lost = yield from workers.drain(_chunks(the_plan.todo, config.batch_items, workers.shape.workers), stop)
+    if lost and config.batch_items > 1 and not stop.requested:
+        lost = yield from workers.drain(([item] for item in lost), stop)
+    if stop.requested:
+        return
     for item in lost:
         yield records.for_item(
             item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
@@ -243,48 +240,34 @@ def _init_ray(config: JobConfig) -> None:
     """Join the given cluster, $RAY_ADDRESS, or start an embedded local Ray sized to this machine.
 
     No runtime_env of ours: inside `ray job submit` the job's own runtime env is merged with it,
-    and Ray refuses the merge when both name the same variable."""
+    and Ray refuses the merge when both name the same variable (workers quiet themselves)."""
     import ray
 
     if ray.is_initialized():
         return
+    options = quiet.ray_options(config.verbose)
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, **options)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        # "local": else ray.init joins any cluster that Ray's current-cluster file names (an earlier
+        # `ray start` on this machine, even a dead one) and refuses num_cpus there (DESIGN.md).
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **options)
 
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _summary_json(config: JobConfig, the_plan: Plan, summary: Summary, status: str) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    from batch_nst import __version__  # ours even when run from a source tree, not installed
-
+def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
+    """The run's configuration as its summary records it (URIs without credentials)."""
     return {
-        "run_id": summary.run_id,
-        "status": status,
-        "counts": {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,
-                   "invalid": summary.invalid, "total": summary.ok + summary.failed + summary.skipped + summary.invalid},
-        "seconds": round(summary.seconds, 3),
-        "steps_planned": the_plan.steps,
-        "failures": summary.failures,
-        "pool": summary.pool,
-        "config": {
-            "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
-            "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
-            "params": config.params, "backend": config.backend, "workers": config.workers, "gpus_per_worker": config.gpus_per_worker,
-            "force": config.force, "max_pixels": config.max_pixels, "max_attempts": config.max_attempts,
-            "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every,
-            "wait_timeout": config.wait_timeout,
-        },
-        "versions": {"batch-nst": __version__, "algorithm": manifest.ALGORITHM_VERSION,
-                     "python": sys.version.split()[0],
-                     **backend.versions(), **{pkg: version(pkg) for pkg in ("ray", "fsspec", "pyarrow")}},
-        "finished_at": records.now(),
+        "manifest": storage.redact(config.manifest), "output_root": storage.redact(config.output_root),
+        "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
+        "params": config.params, "backend": config.backend, "workers": config.workers,
+        "gpus_per_worker": config.gpus_per_worker, "force": config.force, "max_pixels": config.max_pixels,
+        "max_attempts": config.max_attempts, "batch_items": config.batch_items,
+        "checkpoint_every": config.checkpoint_every, "grace": config.grace, "wait_timeout": config.wait_timeout,
     }
 
 

@@ -23,15 +23,16 @@ HEARTBEAT, STALE_AFTER = 30.0, 120.0  # seconds
 
 
 @contextlib.contextmanager
-def hold(root: str, run_id: str) -> Iterator[None]:
-    """Hold the root's lease for the block; LockedError when a live run holds it."""
+def hold(root: str, run_id: str) -> Iterator[str | None]:
+    """Hold the root's lease for the block; LockedError when a live run holds it. Yields the run
+    id of a dead run whose stale lease was taken over (its summary says `running`), else None."""
     uri = storage.join(root, "runs", "_lease.json")
-    _acquire(uri, run_id)
+    dead = _acquire(uri, run_id)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(uri, run_id, stop), daemon=True)
     beat.start()
     try:
-        yield
+        yield dead
     finally:
         stop.set()
         beat.join()
@@ -39,9 +40,9 @@ def hold(root: str, run_id: str) -> Iterator[None]:
             storage.remove([uri])
 
 
-def _acquire(uri: str, run_id: str) -> None:
+def _acquire(uri: str, run_id: str) -> str | None:
     if storage.create(uri, _body(run_id)):
-        return
+        return None
     holder = _holder(uri)
     if holder and not _stale(holder):
         age = time.time() - holder.get("heartbeat", 0)
@@ -54,6 +55,7 @@ def _acquire(uri: str, run_id: str) -> None:
     storage.remove([uri])  # stale: its driver is gone
     if not storage.create(uri, _body(run_id)):
         raise LockedError(f"another run took over the stale lease {storage.redact(uri)} first")
+    return holder.get("run_id")
 
 
 def _heartbeat(uri: str, run_id: str, stop: threading.Event) -> None:

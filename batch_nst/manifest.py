@@ -8,10 +8,10 @@ ManifestError naming the rows (row numbers count data rows from 1), so a user fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
-import posixpath
 import re
 import sys
 from dataclasses import dataclass
@@ -19,10 +19,9 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from batch_nst import storage
+from batch_nst import ids, storage
 from batch_nst.errors import BatchNSTError, ManifestError
 from batch_nst.params import StyleParams, param_names
 
@@ -33,8 +32,8 @@ ALGORITHM_VERSION = "1"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED = ("content", "style")
 COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
-ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 MAX_REPORTED = 20
+OUTPUT_FOLDERS = ("images", "report", "checkpoints", "metadata", "runs")  # of an output root
 
 
 @dataclass(frozen=True, slots=True)  # slots: a million of them must fit a driver
@@ -65,16 +64,17 @@ class WorkItem:
 
 def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
     """Read and validate a manifest; ManifestError listing every bad row, or the items."""
-    table = _read_table(uri)
-    _check_columns(uri, table.column_names)
+    names, rows = _read(uri)
+    _check_columns(uri, names)
     folder = storage.parent(uri)
     items, problems = [], []
     shared: dict[Any, Any] = {}  # equal params and URIs shared by all rows: memory per row stays small
-    for row, values in enumerate(_rows(table), start=1):
+    for row, values in enumerate(rows, start=1):
         try:
             items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
             problems.append(f"row {row}: {err}")
+    items = _with_derived_ids(items, folder)
     problems += _duplicate_ids(items)
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED])
@@ -83,28 +83,16 @@ def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
     return items
 
 
-def derive_id(content: str, style: str, base: str) -> str:
-    """A stable id from the content's path under `base` and the style's name.
-
-    "lib/chars/hero.png" under "lib" with style "ink.jpg" -> "chars__hero--ink": assets added to
-    the library later never change the ids of those already there.
-    """
-    rel = content[len(base.rstrip("/")) + 1:] if content.startswith(base.rstrip("/") + "/") else posixpath.basename(content)
-    stem = posixpath.splitext(rel)[0].replace("/", "__")
-    styles = "+".join(_safe(posixpath.splitext(posixpath.basename(s))[0]) for s in style.split(";"))
-    return _safe(stem) + "--" + styles
-
-
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
-    """A manifest table covering every file matching `pattern` once per style."""
+    """A manifest table covering every file matching `pattern` once per style, except the styles
+    themselves and the files of output roots under the pattern (earlier results, thumbnails)."""
     styles = [storage.resolve(s) for s in styles]
     root = _glob_root(storage.resolve(pattern))
-    rows = [
-        {"id": derive_id(content, style, root), "content": content, "style": style}
-        for content in storage.glob(storage.resolve(pattern))
-        for style in styles
-    ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
+    files = storage.glob(storage.resolve(pattern))
+    skip = set(styles) | _outputs(files, root)
+    pairs = [(content, style) for content in files if content not in skip for style in styles]
+    return pa.table({"id": ids.derive_all(pairs, root), "content": [c for c, _ in pairs], "style": [s for _, s in pairs]},
+                    schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
 
 
 def write(table: pa.Table, uri: str) -> None:
@@ -128,17 +116,40 @@ def _format(uri: str) -> str:
     raise ManifestError(f"manifest {storage.redact(uri)}: unknown format; use one of {', '.join(FORMATS)}")
 
 
-def _read_table(uri: str) -> pa.Table:
+def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
+    """(column names, rows as dicts). Text is never taken for null: 'NA', 'NaN', 'null', 'N/A' are
+    read as written (and refused where they are not valid), a CSV's empty cell as "" (not given)."""
     kind = _format(uri)
-    data = io.BytesIO(storage.read_bytes(uri))
+    data = storage.read_bytes(uri)
     try:
+        if kind == "jsonl":
+            return _json_lines(data)
         if kind == "csv":
-            return pacsv.read_csv(data, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-        if kind == "parquet":
-            return pq.read_table(data)
-        return pajson.read_json(data)
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(COLUMNS, pa.string()), null_values=[], strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+        else:
+            table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ManifestError(f"manifest {storage.redact(uri)}: not a readable {kind} table: {err}") from None
+    return table.column_names, _rows(table)
+
+
+def _json_lines(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
+    """JSON lines parsed as written: a key left out is not given, an explicit null is refused
+    (pyarrow's reader would turn both into nulls). Blank lines are skipped."""
+    rows = []
+    for line_no, line in enumerate(data.decode().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as err:
+            raise ValueError(f"line {line_no}: {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"line {line_no}: not a JSON object")
+        rows.append(value)
+    return list(dict.fromkeys(name for row in rows for name in row)), rows
 
 
 def _check_columns(uri: str, names: list[str]) -> None:
@@ -156,19 +167,23 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
 
 
 def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
+    nulls = [name for name, value in values.items() if value is None]
+    if nulls:
+        raise ManifestError(f"null in column {', '.join(nulls)}: write a value (for the default, leave the "
+                            "cell empty in a CSV, the key out in JSON lines, the column out in Parquet)")
     content = sys.intern(_uri_cell(values.get("content"), "content", folder))
     style = values.get("style")
     parts = style.split(";") if isinstance(style, str) else [style]
     style = sys.intern(";".join(_uri_cell(part, "style", folder) for part in parts))
     item_id = values.get("id")
     if item_id is None or item_id == "":
-        item_id = derive_id(content, style, folder)
-    elif not isinstance(item_id, str) or not ID_PATTERN.fullmatch(item_id):
+        item_id = ""  # derived once every row is read: ids.derive_all needs them all
+    elif not isinstance(item_id, str) or not ids.PATTERN.fullmatch(item_id):
         raise ManifestError(
             f"id {item_id!r} is not a safe file name (ASCII letters, digits, '.', '_', '-'; "
             "no slashes; at most 200 characters; not starting with '.' or '-')"
         )
-    params = base.with_overrides(values)
+    params = base.with_overrides({name: value for name, value in values.items() if value != ""})
     params.blend_weights(len(parts))  # as many weights as styles
     return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
 
@@ -179,6 +194,16 @@ def _uri_cell(value: Any, name: str, folder: str) -> str:
     if "\x00" in value:
         raise ManifestError(f"{name} contains a NUL character")
     return storage.resolve(value.strip(), folder)
+
+
+def _with_derived_ids(items: list[WorkItem], folder: str) -> list[WorkItem]:
+    """The items, those without an id given one by `ids.derive_all` (distinct from the written ones)."""
+    unnamed = [n for n, item in enumerate(items) if not item.id]
+    derived = ids.derive_all([(items[n].content, items[n].style) for n in unnamed], folder,
+                             taken=(item.id for item in items if item.id))
+    for n, item_id in zip(unnamed, derived):
+        items[n] = dataclasses.replace(items[n], id=item_id)
+    return items
 
 
 def _duplicate_ids(items: list[WorkItem]) -> list[str]:
@@ -192,10 +217,23 @@ def _duplicate_ids(items: list[WorkItem]) -> list[str]:
     return problems
 
 
-def _safe(text: str) -> str:
-    """Characters an id may not hold become '_'; a leading '.' or '-' too."""
-    text = re.sub(r"[^A-Za-z0-9._-]", "_", text)[:120]
-    return "_" + text[1:] if text[:1] in (".", "-", "") else text
+def _outputs(files: list[str], root: str) -> set[str]:
+    """The files lying in an output root's folders: an ancestor of such a folder holding `runs/`
+    and `metadata/` is an output root (one check per candidate folder, not per file)."""
+    roots: dict[str, bool] = {}
+    found = set()
+    for uri in files:
+        parts = uri[len(root):].strip("/").split("/")[:-1]
+        for depth, name in enumerate(parts):
+            if name not in OUTPUT_FOLDERS:
+                continue
+            candidate = storage.join(root, *parts[:depth]) if depth else root
+            if candidate not in roots:
+                roots[candidate] = all(storage.exists(storage.join(candidate, d)) for d in ("runs", "metadata"))
+            if roots[candidate]:
+                found.add(uri)
+                break
+    return found
 
 
 def _glob_root(pattern: str) -> str:

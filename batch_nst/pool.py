@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator
 
+from batch_nst import quiet
 from batch_nst.errors import ResourcesError
+from batch_nst.stopping import Stop
 
 POLL_S = 1.0  # how often the pool wakes to refresh its status and check the wait timeout
 
@@ -75,7 +77,8 @@ class WorkerActor:
     worker (and the framework) is imported here, in the actor's own process, so the driver
     stays light. It also learns where Ray placed it, for every record it writes."""
 
-    def __init__(self, options: dict[str, Any]):
+    def __init__(self, options: dict[str, Any], verbose: bool = False):
+        quiet.configure(verbose)  # before the framework loads; set here, not in ray.init's runtime_env
         import ray
 
         from batch_nst.worker import Worker, WorkerConfig
@@ -119,6 +122,7 @@ class Pool:
     wait_timeout: float
     log: Callable[[str], None]  # the driver's messages (stderr)
     on_status: Callable[[Status], None] | None = None
+    verbose: bool = False  # the workers' framework logs
     started: int = 0  # workers that came up at least once
     replaced: int = 0  # times Ray brought a worker back as a new process (its node was lost, or it died)
     placements: list[dict[str, Any]] = field(default_factory=list)  # every worker process that ran
@@ -138,34 +142,40 @@ class Pool:
         actor = ray.remote(WorkerActor).options(
             num_cpus=self.shape.cpus, num_gpus=self.shape.gpus, max_restarts=-1,
             max_task_retries=self.max_attempts - 1)
-        self._actors = [actor.remote(self.worker_options) for _ in range(self.shape.workers)]
+        self._actors = [actor.remote(self.worker_options, self.verbose) for _ in range(self.shape.workers)]
         self._starting = {a.identity.remote(): i for i, a in enumerate(self._actors)}
 
-    def drain(self, chunks: Iterator[list]) -> Generator[dict[str, Any], None, list]:
+    def drain(self, chunks: Iterator[list], stop: Stop) -> Generator[dict[str, Any], None, list]:
         """Feed chunks to idle started workers and yield their records; return the items whose
-        chunk was lost on every attempt (its worker died `max_attempts` times)."""
+        chunk was lost on every attempt (its worker died `max_attempts` times). After a stop
+        signal no chunk is dispatched; once its grace is over, the items in flight are returned
+        too (they get no record: the next run does them)."""
         import ray
 
         lost: list = []
         since = time.monotonic()  # last moment a worker was running (or the start)
-        chunk = self._next(chunks)
+        chunk = self._next(chunks, stop)
         while chunk is not None or self._busy:
+            if stop.expired():
+                return lost + [item for _, items, _ in self._busy.values() for item in items]
             while chunk is not None and self._idle:
                 index = self._idle.pop()
                 self._busy[self._actors[index].process.remote(chunk[0])] = (index, *chunk)
-                chunk = self._next(chunks)
+                chunk = self._next(chunks, stop)
             refs = [*self._starting, *self._busy]
             for ref in ray.wait(refs, num_returns=1, timeout=POLL_S)[0] if refs else ():
                 if ref in self._starting:
                     self._started(ref)
                 else:
                     lost += yield from self._finished(ref)
-            chunk = chunk or self._next(chunks)
+            chunk = chunk or self._next(chunks, stop)
             since = self._check_waiting(since)
         return lost
 
-    def _next(self, chunks: Iterator[list]) -> tuple[list, int] | None:
-        """The next chunk and its attempt: chunks to redo first."""
+    def _next(self, chunks: Iterator[list], stop: Stop) -> tuple[list, int] | None:
+        """The next chunk and its attempt: chunks to redo first; none once a stop is asked for."""
+        if stop.requested:
+            return None
         if self._redo:
             return self._redo.pop()
         chunk = next(chunks, None)

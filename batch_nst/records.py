@@ -8,15 +8,18 @@ Records are plain dicts shaped by `SCHEMA`. A worker writes each record at once 
 (which pyarrow's dataset discovery skips, as it skips every name starting with "_"); the driver
 gathers them into parts every few seconds and deletes the pending copies. So a killed driver
 loses nothing that finished: the next run counts pending records as done and gathers them
-(`recover`), dropping any it had already written, so no record is ever doubled.
+(`recover`), dropping any it had already written, so no record is ever doubled. A driver that
+cannot write its parts (a full disk) keeps its records there too, for the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -25,6 +28,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from batch_nst import storage
+from batch_nst.errors import BatchNSTError
 from batch_nst.params import TERMS
 
 OK, FAILED = "ok", "failed"
@@ -88,9 +92,14 @@ def metadata_dir(root: str) -> str:
 
 
 def write_part(root: str, name: str, records: list[dict[str, Any]]) -> str:
-    """Write records as one Parquet part `metadata/<name>.parquet`, atomically; returns its URI."""
+    """Write records as one Parquet part `metadata/<name>.parquet`, atomically, and delete the
+    images of the failed ones; returns its URI."""
     uri = storage.join(metadata_dir(root), f"{name}.parquet")
     storage.write_bytes(uri, _parquet(records))
+    # A failed item's image is of an earlier key: once its record is the latest, the image goes,
+    # so no image on disk looks current beside a `failed` record.
+    with contextlib.suppress(BatchNSTError):  # best effort: the part is written, it must not be again
+        storage.remove(image_uri(root, r["id"]) for r in records if r["status"] == FAILED)
     return uri
 
 
@@ -99,8 +108,8 @@ def write_pending(root: str, rec: dict[str, Any]) -> None:
     storage.write_bytes(_pending_uri(root, rec["run_id"], rec["id"]), _parquet([rec]))
 
 
-def recover(root: str) -> int:
-    """Gather the pending records of runs whose driver died into parts; returns how many.
+def recover(root: str) -> dict[str, int]:
+    """Gather the pending records of earlier runs into parts; returns how many per run.
 
     Call only while holding the output root's lock: then no live run has pending records.
     Records already in a part of their run (the driver died between writing a part and deleting
@@ -109,14 +118,14 @@ def recover(root: str) -> int:
     pending = storage.join(metadata_dir(root), PENDING)
     files = storage.glob(storage.join(pending, "*", "*.parquet"))
     if not files:
-        return 0
+        return {}
     table = _dataset(pending)
     written = {(r["run_id"], r["id"], r["key"], r["status"]) for r in read(root, ["run_id", "id", "key", "status"]).to_pylist()}
     fresh = [r for r in table.to_pylist() if (r["run_id"], r["id"], r["key"], r["status"]) not in written]
     for run_id in sorted({r["run_id"] for r in fresh}):
         write_part(root, f"part-{run_id}-recovered-{uuid.uuid4().hex[:8]}", [r for r in fresh if r["run_id"] == run_id])
     storage.remove(files)
-    return len(fresh)
+    return dict(Counter(r["run_id"] for r in fresh))
 
 
 def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:
@@ -124,12 +133,15 @@ def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:
     return _dataset(metadata_dir(root), columns)
 
 
-def ok_keys(root: str) -> set[str]:
-    """Keys that already have an `ok` record, pending ones included: what a run skips."""
-    keys = set()
-    for table in (read(root, ["key", "status"]), _dataset(storage.join(metadata_dir(root), PENDING), ["key", "status"])):
-        keys.update(k for k, s in zip(table["key"].to_pylist(), table["status"].to_pylist()) if s == OK and k)
-    return keys
+def current_ok(root: str) -> dict[str, str]:
+    """{id: key} of the ids whose latest record, pending ones included, is `ok`: what a run may
+    skip. Only the latest counts: after runs with steps 5, 8, 5 the image on disk is the steps-8
+    one, so the steps-5 `ok` record of the first run must not make the third skip."""
+    columns = ["id", "key", "status", "finished_at"]
+    table = pa.concat_tables([read(root, columns), _dataset(storage.join(metadata_dir(root), PENDING), columns)])
+    table = table.sort_by([("finished_at", "ascending")])
+    latest = dict(zip(table["id"].to_pylist(), zip(table["key"].to_pylist(), table["status"].to_pylist())))
+    return {item_id: key for item_id, (key, status) in latest.items() if status == OK and key}
 
 
 def _dataset(uri: str, columns: Iterable[str] | None = None) -> pa.Table:
@@ -177,10 +189,12 @@ def checkpoint_uri(root: str, key: str) -> str:
 
 class Writer:
     """Buffers a run's records and writes them as Parquet parts every `every` records or
-    `seconds`, then deletes the workers' pending copies of what it wrote."""
+    `seconds`, then deletes the workers' pending copies of what it wrote. A part that cannot be
+    written (a full disk) stays buffered and is tried again: a failed write never ends the run."""
 
     def __init__(self, root: str, run_id: str, every: int = 100, seconds: float = 10.0):
         self.root, self.run_id, self.every, self.seconds = root, run_id, every, seconds
+        self.error: str | None = None  # why the last write failed; None once one succeeds
         self._buffer: list[dict[str, Any]] = []
         self._seq = 0
         self._last = _monotonic()
@@ -191,12 +205,27 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
-        if self._buffer:
-            write_part(self.root, f"part-{self.run_id}-{self._seq:05d}", self._buffer)
-            storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in self._buffer if r["worker"] != DRIVER)
-            self._seq += 1
-            self._buffer = []
         self._last = _monotonic()
+        if not self._buffer:
+            return
+        try:
+            write_part(self.root, f"part-{self.run_id}-{self._seq:05d}", self._buffer)
+        except BatchNSTError as err:
+            self.error = str(err)
+            return
+        written, self._buffer, self.error = self._buffer, [], None
+        self._seq += 1
+        with contextlib.suppress(BatchNSTError):  # a copy left behind is dropped by the next `recover`
+            storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in written if r["worker"] != DRIVER)
+
+    def close(self) -> int:
+        """The last flush; records that still cannot be written are kept under _pending (each
+        that can be) for the next run to gather. Returns how many were not written (`error` says why)."""
+        self.flush()
+        for rec in self._buffer:
+            with contextlib.suppress(BatchNSTError):
+                write_pending(self.root, rec)
+        return len(self._buffer)
 
 
 def _monotonic() -> float:

@@ -84,6 +84,8 @@ def redact(uri: str) -> str:
 
 def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
     """(filesystem, path) for `uri`; a missing backend is a StorageError saying what to install."""
+    if not _PREFIX.match(uri):  # a local path: its '::' is a legal file name, not fsspec's URL chaining
+        return LocalFileSystem(), os.path.abspath(uri)
     with _errors("open", uri):
         try:
             return url_to_fs(uri)

@@ -3,9 +3,10 @@
     python jobs/nightly.py --library 's3://studio/assets/**/*.png' --style s3://studio/styles/ink.png \
         --output-root s3://studio/stylized [any `batch-nst run` option, e.g. --steps 500]
 
-Assets added during the day get a row (ids come from their paths, so existing ids never change);
-unchanged items are skipped by their keys. Exit code: that of `batch-nst run` (0 ok, 1 some
-items failed, 2 nothing run), so a scheduler can alert or retry on it.
+Assets added during the day get a row (ids come from their paths, so existing ids stay the same
+from night to night); unchanged items are skipped by their keys. Exit code: that of `batch-nst
+run` (0 ok, 1 some items failed or the metadata could not be written, 2 nothing run, 130/143
+interrupted by SIGINT/SIGTERM), so a scheduler can alert or retry on it.
 """
 
 from __future__ import annotations

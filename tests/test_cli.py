@@ -52,7 +52,7 @@ def test_stylize_reads_weights_from_env_and_prints_one_line(pair, tmp_path, lega
     monkeypatch.setenv("BATCH_NST_WEIGHTS", legacy_weights_path)
     assert main(["stylize", *pair, "-o", str(tmp_path / "o.png"), *FAST]) == 0
     captured = capsys.readouterr()
-    assert captured.out.count("\n") == 1 and "total" in captured.out
+    assert captured.out.count("\n") == 1 and "weighted total" in captured.out
     assert re.search(r"after 3 (fp32|bf16) steps", captured.out)
     assert "3/3" in captured.err  # the progress bar
 
@@ -125,4 +125,29 @@ def test_python_dash_m_entry_point(pair, tmp_path, legacy_weights_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert out.exists() and proc.stdout.startswith("wrote ")
+    assert out.exists() and proc.stdout.startswith("wrote ") and "(unweighted terms: " in proc.stdout
+    assert proc.stderr == ""  # defect 9: TensorFlow's and CUDA's lines (cudart, absl, cuInit) only with --verbose
+
+
+def test_version_and_help_texts(capsys):
+    """Defect 9: no --version; "(default )" after empty defaults; --workers said "else 1"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and re.fullmatch(r"batch-nst \d+\.\d+\.\d+\n", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default )" not in text and "without GPUs, one per CPU core" in text and "--verbose" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "m.csv", "-o", "out", "--max-pixels", "-1"], "--max-pixels: must be >= 1, got -1"),
+    (["run", "m.csv", "-o", ""], "--output-root: must not be empty"),
+    (["manifest", "*.png", "--style", "s.png", "-o", " "], "--output: must not be empty"),
+])
+def test_bad_limits_and_empty_outputs_exit_2_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    """Defect 9: --max-pixels -1 failed every item at run time; -o "" wrote into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err and not os.listdir(tmp_path)

@@ -1,14 +1,19 @@
 """Chaos: workers killed with SIGKILL mid-run. Every row ends `ok` exactly once, nothing partial."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
 import threading
 
 import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from batch_nst import job, pool
+from batch_nst import job, pool, records, stopping
+from batch_nst.errors import StorageError
 from batch_nst.params import StyleParams
 from tests.conftest import smooth_image
 
@@ -116,6 +121,8 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
     assert sorted(i for i, _ in oks) == [f"c{i}" for i in range(6)] and len(set(oks)) == len(oks)
     redone = {r["id"] for r in recs if r["run_id"] == summary.run_id}
     assert not redone & finished_before  # nothing that had finished was stylized again
+    (killed,) = {r["run_id"] for r in recs} - {summary.run_id}  # defect 5: it ends `crashed`, said by this run
+    assert json.loads((root / "runs" / f"{killed}.json").read_text())["status"] == "crashed"
 
 
 class _PoolLosingPoison:
@@ -127,7 +134,7 @@ class _PoolLosingPoison:
     def __init__(self, poison):
         self.poison, self.chunks_seen = poison, []
 
-    def drain(self, chunks):
+    def drain(self, chunks, stop):
         lost = []
         for chunk in chunks:
             self.chunks_seen.append([i.id for i in chunk])
@@ -145,8 +152,89 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     plan = job.Plan(todo=items, done=[], invalid=[], weights_identity="w")
     config = job.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
     workers = _PoolLosingPoison("i5")
-    recs = {r["id"]: r for r in job._collect(workers, config, plan, "r1")}
+    recs = {r["id"]: r for r in job._collect(workers, config, plan, "r1", stopping.Stop(grace=0))}
     assert sorted(recs) == sorted(i.id for i in items)  # every row accounted for
     assert [i for i, r in recs.items() if r["status"] != "ok"] == ["i5"]
     assert "died while stylizing it, 3 times" in recs["i5"]["error"]
     assert ["i5"] in workers.chunks_seen  # its batch-mates were retried alone and came back ok
+
+
+def _tiny(library, **overrides):
+    return job.JobConfig(manifest=str(library / "m.csv"), output_root=str(library / "out"), weights=overrides.pop("weights"),
+                         params=StyleParams(steps=1, max_size=16), workers=1, **overrides)
+
+
+def test_metadata_that_cannot_be_written_loses_no_failure_and_the_next_run_says_why(
+        ray_session, library, legacy_weights_path, monkeypatch, capsys):
+    """Defect 4: on a full disk the driver died on the parquet write (exit 2), the failure
+    reasons were gone and the summary stayed `running`."""
+    with open(library / "m.csv", "a") as f:
+        f.write("gone,missing.png,style.png\n")
+
+    def full_disk(root, name, recs):
+        raise StorageError(f"cannot write {root}/metadata/{name}.parquet: OSError: [Errno 28] No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(records, "write_part", full_disk)
+        summary = job.run(_tiny(library, weights=legacy_weights_path))
+    assert (summary.ok, summary.invalid, summary.status, summary.exit_code) == (6, 1, "failed", 1)
+    assert "7 record(s) could not be written" in summary.metadata_error and "No space left" in summary.metadata_error
+    stored = json.loads((library / "out" / "runs" / f"{summary.run_id}.json").read_text())
+    assert stored["status"] == "failed" and "No space left" in stored["metadata_error"]
+    capsys.readouterr()
+    again = job.run(_tiny(library, weights=legacy_weights_path))
+    assert f"gathered 7 record(s) left pending by run {summary.run_id}: it could not write its metadata" in (
+        capsys.readouterr().err)
+    assert (again.ok, again.skipped, again.invalid) == (0, 6, 1)
+    recs = pads.dataset(str(library / "out" / "metadata")).to_table().to_pylist()
+    first = [r for r in recs if r["run_id"] == summary.run_id]
+    assert len(first) == 7 and [r["error"] for r in first if r["id"] == "gone"][0].startswith("no such file")
+
+
+def test_a_driver_that_fails_mid_run_ends_its_summary_crashed(ray_session, library, legacy_weights_path):
+    """Defect 5: a run's summary stayed `running` after any crash."""
+    def crash(rec, summary):
+        raise RuntimeError("the progress display broke")
+
+    with pytest.raises(RuntimeError):
+        job.run(_tiny(library, weights=legacy_weights_path), on_record=crash)
+    (summary_file,) = (library / "out" / "runs").glob("2*.json")
+    stored = json.loads(summary_file.read_text())
+    assert stored["status"] == "crashed" and "the progress display broke" in stored["crash"]
+    assert stored["counts"]["ok"] == 1 and not (library / "out" / "runs" / "_lease.json").exists()
+
+
+@pytest.mark.parametrize("grace", [120, 0], ids=["in-flight-finish", "no-grace"])
+def test_sigterm_stops_dispatch_finishes_in_flight_items_and_exits_143(ray_session, library, legacy_weights_path,
+                                                                      grace):
+    """Defect 5: SIGTERM (a scheduler, a spot reclaim) exited 15 with a Ray stack dump. Now: no
+    new items, those in flight finish within the grace and are recorded, summary `interrupted`,
+    lease released, nothing half-written, exit 143; the next run redoes only what was not finished."""
+    root = library / "out"
+    cmd = [sys.executable, "-m", "batch_nst", "run", str(library / "m.csv"), "-o", str(root),
+           "--weights", legacy_weights_path, "--steps", "40", "--max-size", "48", "--workers", "2",
+           "--batch-items", "1", "--quiet", "--grace", str(grace), "--gpus-per-worker", "0",
+           "--address", ray_session.get_runtime_context().gcs_address]
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pending = root / "metadata" / "_pending"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(pending.rglob("*.parquet")) and driver.poll() is None:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 143, err[-3000:]
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    (summary_file,) = (root / "runs").glob("2*.json")
+    stored = json.loads(summary_file.read_text())
+    assert stored["status"] == "interrupted" and stored["interrupted_by"] == "SIGTERM"
+    counts = stored["counts"]
+    assert counts["ok"] + counts["not_finished"] == 6 and counts["ok"] >= (2 if grace else 0)  # in flight: finished
+    assert not (root / "runs" / "_lease.json").exists()
+    assert not [p for p in root.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    recs = pads.dataset(str(root / "metadata")).to_table().to_pylist()
+    finished = {r["id"] for r in recs}
+    assert len(finished) == counts["ok"] and all((root / "images" / f"{i}.png").exists() for i in finished)
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
+                           params=StyleParams(steps=40, max_size=48), workers=2, batch_items=1)
+    again = job.run(config)
+    assert (again.ok, again.skipped, again.exit_code) == (6 - counts["ok"], counts["ok"], 0)

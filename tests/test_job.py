@@ -74,7 +74,8 @@ def test_run_then_incremental_reruns(ray_session, library, tmp_path, legacy_weig
         _check_output(library, root, recs[item_id], optimizer)
     (summary_file,) = os.listdir(os.path.join(root, "runs"))
     summary = json.load(open(os.path.join(root, "runs", summary_file)))
-    assert summary["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "invalid": 1, "total": 7}
+    assert summary["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "invalid": 1, "not_finished": 0, "total": 7}
+    assert summary["status"] == "failed"
 
     # Nothing changed: no optimization, no new ok record; the failed rows are tried again.
     assert _run(manifest, root, legacy_weights_path) == 1
@@ -248,3 +249,49 @@ def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_p
     one = job.plan(job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path,
                                  params=StyleParams(style_blend="3;1")))
     assert one.todo[0].key != planned.todo[0].key  # the weights are in the key
+
+
+def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_record(ray_session, tmp_path,
+                                                                                     legacy_weights_path):
+    """Defect 2 (steps 5 -> 8 -> 5) and defect 9's stale image: the image on disk is always the
+    one the id's latest record names; a failed item leaves no image looking current."""
+    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
+    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
+    (tmp_path / "m.csv").write_text("content,style\nc.png,s.png\n")
+    root, image = str(tmp_path / "out"), tmp_path / "out" / "images" / "c--s.png"
+    written = []
+    for steps in (1, 2, 1):
+        assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps",
+                     str(steps), "--max-size", "16", "--workers", "1", "--quiet", "--json"]) == 0
+        latest = max(_records(root), key=lambda r: r["finished_at"])
+        assert (latest["status"], latest["steps"]) == ("ok", steps)  # redone, not "already done"
+        written.append(image.read_bytes())
+    assert written[1] != written[2]
+    (tmp_path / "c.png").unlink()  # the content becomes unreadable: its record fails, its image goes
+    assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps", "1",
+                 "--max-size", "16", "--workers", "1", "--quiet"]) == 1
+    assert max(_records(root), key=lambda r: r["finished_at"])["status"] == "failed" and not image.exists()
+
+
+def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_path):
+    """Defect 8: a stale current-cluster file (a dead `ray start --head`) must not capture a
+    local run. Ray's temp dir is a fresh one here: other Ray instances on the machine are left alone."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    os.makedirs(os.path.join(temp, "ray"))
+    with open(os.path.join(temp, "ray", "ray_current_cluster"), "w") as f:
+        f.write("127.0.0.1:9")  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = ("import ray; from batch_nst import job; job._init_ray(job.JobConfig('m.csv', 'out')); "
+              "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"CPUS {float(os.cpu_count())}" in done.stdout

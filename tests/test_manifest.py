@@ -1,12 +1,13 @@
 """Manifest reading and validation, ids, keys and the glob-built manifest."""
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_nst import manifest
+from batch_nst import ids, manifest
 from batch_nst.errors import ManifestError
 from batch_nst.params import StyleParams
 
@@ -139,3 +140,74 @@ def test_game_asset_options_are_columns_validated_per_row(mem):
     _put(mem, "/m.csv", "content,style,schedule,stage_steps,grid\na.png,s.png,multiscale,200;x,\nb.png,s.png,single,,4by2\n")
     with pytest.raises(ManifestError, match=r"row 1: stage_steps must be integers.*\n.*row 2: grid must be COLSxROWS"):
         manifest.load("memory://m.csv")
+
+
+def test_derived_ids_never_collide_and_match_between_manifest_and_run(mem):
+    """Defect 1: extension-only, non-ASCII and punctuation differences gave equal ids."""
+    names = ["crate.png", "crate.tga", "日本.png", "中国.png", "héro.png", "h_ro.png", "a/b.png", "a__b.png", "tree.png"]
+    for name in names:
+        _put(mem, "/lib/" + name, b"x")
+    table = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    written = dict(zip(table["content"].to_pylist(), table["id"].to_pylist()))
+    assert len(set(written.values())) == len(names) and written["memory://lib/tree.png"] == "tree--ink"
+    assert all(ids.PATTERN.fullmatch(i) for i in written.values())
+    _put(mem, "/lib/m.csv", "content,style\n" + "".join(f"{n},../styles/ink.jpg\n" for n in names))
+    derived = {i.content: i.id for i in manifest.load("memory://lib/m.csv")}  # no id column: `run` derives
+    assert derived == written
+    _put(mem, "/lib/other.png", b"x")  # a new asset changes no existing id
+    again = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    assert written.items() <= dict(zip(again["content"].to_pylist(), again["id"].to_pylist())).items()
+
+
+def test_a_derived_id_equal_to_a_written_one_steps_aside_and_written_duplicates_fail(mem):
+    _put(mem, "/m.csv", "content,style,id\na.png,s.png,a--s\na.png,t.png,\nb.png,s.png,\n")
+    first, second, third = manifest.load("memory://m.csv")
+    assert first.id == "a--s" and second.id == "a--t" and third.id == "b--s"
+    _put(mem, "/m.csv", "content,style,id\nb.png,s.png,\na.png,s.png,b--s\n")
+    assert [i.id for i in manifest.load("memory://m.csv")][1] == "b--s"
+    _put(mem, "/m.csv", "content,style,id\na.png,s.png,x\nb.png,s.png,\nc.png,s.png,x\n")
+    with pytest.raises(ManifestError, match=r"row 3: duplicate id 'x' \(first used in row 1\)"):
+        manifest.load("memory://m.csv")
+
+
+def test_derived_ids_are_bounded_in_length(mem):
+    """Defect 3: many long style names gave a 1306-character id and "File name too long"."""
+    styles = ";".join(f"styles/{'brushwork-' * 12}{n}.png" for n in range(10))
+    _put(mem, "/m.csv", f"content,style\n{'deep/' * 30}hero.png,{styles}\n")
+    (item,) = manifest.load("memory://m.csv")
+    assert len(item.id) <= ids.MAX_LENGTH and re.fullmatch(r"deep__deep__[A-Za-z0-9._+-]*-[0-9a-f]{10}", item.id)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("content,style,style_weight\na.png,s.png,NaN\n", r"row 1: style_weight must be float, got 'NaN'"),
+        ("content,style,steps\na.png,s.png,N/A\n", r"row 1: steps must be int, got 'N/A'"),
+        ('{"content": "a.png", "style": "s.png", "id": null}\n', r"row 1: null in column id"),
+        ('{"content": "a.png", "style": "s.png"}\n{"content": "b.png", "style": "s.png", "steps": null}\n',
+         r"row 2: null in column steps"),
+    ],
+)
+def test_null_cells_are_errors_naming_row_and_column(mem, text, message):
+    """Defect 6: NaN, NA, null and N/A were read as null and silently became defaults."""
+    _put(mem, "/m.jsonl" if text.startswith("{") else "/m.csv", text)
+    with pytest.raises(ManifestError, match=message):
+        manifest.load("memory://m.jsonl" if text.startswith("{") else "memory://m.csv")
+
+
+def test_text_that_looks_null_is_taken_as_written_and_empty_cells_mean_the_default(mem):
+    _put(mem, "/m.csv", "content,style,id,steps\na.png,s.png,NA,\nb.png,s.png,null,4\n")
+    first, second = manifest.load("memory://m.csv")
+    assert (first.id, first.params.steps, second.id, second.params.steps) == ("NA", 1000, "null", 4)
+    _put(mem, "/m.jsonl", '{"content": "a.png", "style": "s.png"}\n\n{"content": "b.png", "style": "s.png", "steps": 4}\n')
+    assert [i.params.steps for i in manifest.load("memory://m.jsonl")] == [1000, 4]
+
+
+def test_a_glob_never_picks_up_the_styles_or_an_output_root(mem):
+    """Defect 9: a glob over a folder holding the output root fed results, thumbnails and the
+    style back in as content. A folder merely named `images` stays in."""
+    for path in ["/lib/hero.png", "/lib/ink.png", "/lib/images/tree.png", "/lib/out/images/hero--ink.png",
+                 "/lib/out/report/thumbs/a.png", "/lib/out/runs/r1.json", "/lib/out/metadata/part-r1-00000.parquet"]:
+        _put(mem, path, b"x")
+    table = manifest.from_glob("memory://lib/**/*.png", ["memory://lib/ink.png"])
+    assert sorted(table["content"].to_pylist()) == ["memory://lib/hero.png", "memory://lib/images/tree.png"]

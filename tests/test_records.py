@@ -32,14 +32,14 @@ def test_writer_flushes_parts_readable_as_one_dataset(tmp_path):
     table = pads.dataset(root + "/metadata").to_table()
     assert table.num_rows == 5 and table.schema.equals(records.SCHEMA)
     assert table.column("loss_history").to_pylist()[0] == [3.0, 2.0]
-    assert records.ok_keys(root) == {"k0", "k2", "k4"}
+    assert records.current_ok(root) == {"item0": "k0", "item2": "k2", "item4": "k4"}
 
 
-def test_ok_keys_on_memory_root_and_empty_root():
+def test_current_ok_on_memory_root_and_empty_root():
     fsspec.filesystem("memory").store.clear()
-    assert records.ok_keys("memory://nothing-here") == set()
+    assert records.current_ok("memory://nothing-here") == {}
     records.write_part("memory://root", "part-r9-00000", [_rec(1), _rec(2, status="failed")])
-    assert records.ok_keys("memory://root") == {"k1"}
+    assert records.current_ok("memory://root") == {"item1": "k1"}
 
 
 def test_summary_json_and_image_uri(tmp_path):
@@ -59,12 +59,12 @@ def test_pending_records_count_as_done_and_are_gathered_once(tmp_path):
     records.write_pending(root, flushed)
     records.write_pending(root, unflushed)
     records.write_part(root, "part-r1-00000", [flushed])  # the driver died before deleting pending
-    assert records.ok_keys(root) == {"k1", "k2"}
+    assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
     assert pads.dataset(root + "/metadata").to_table().num_rows == 1  # readers never see pending
-    assert records.recover(root) == 1
+    assert records.recover(root) == {"r1": 1}
     table = pads.dataset(root + "/metadata").to_table().to_pylist()
     assert sorted(r["id"] for r in table) == ["item1", "item2"]
-    assert records.recover(root) == 0 and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
+    assert records.recover(root) == {} and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
 
 
 def test_writer_deletes_pending_copies_it_wrote(tmp_path):
@@ -76,7 +76,7 @@ def test_writer_deletes_pending_copies_it_wrote(tmp_path):
     writer.add(rec)
     writer.flush()
     assert not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
-    assert records.ok_keys(root) == {"k3"}
+    assert records.current_ok(root) == {"item3": "k3"}
 
 
 def test_each_of_several_styles_is_redacted_on_its_own():

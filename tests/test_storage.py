@@ -348,3 +348,11 @@ def test_permanent_errors_fail_at_once_naming_the_uri(mem, fast_retries, monkeyp
     with pytest.raises(StorageError, match=r"permission denied: memory://b/z.bin"):
         storage.write_bytes("memory://b/z.bin", b"x")
     assert writes.calls == 1
+
+
+def test_a_local_file_named_with_double_colons_is_read_written_and_fingerprinted(tmp_path):
+    """Defect 7: fsspec took 'a::b.png' for a chained URL, so a planned file was "no such file"."""
+    path = str(tmp_path / "a::b.png")
+    storage.write_bytes(path, b"pixels")
+    assert storage.read_bytes(path) == b"pixels" and storage.exists(path)
+    assert storage.glob(str(tmp_path / "*.png")) == [path] and path in storage.fingerprints([path])
