@@ -1,7 +1,7 @@
 """batch-nst: Gatys-style neural style transfer for whole asset libraries.
 
 The public surface is what `__all__` lists; everything else may change between versions.
-TensorFlow is imported only when an engine name is first used, so `import batch_nst` stays
+Keras and its backend are imported only when an engine name is first used, so `import batch_nst` stays
 cheap for drivers and tools that never build the network.
 """
 

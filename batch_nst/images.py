@@ -1,6 +1,6 @@
 """Pixels in and out: bytes or in-memory images become a `Picture`; a `Picture` becomes PNG bytes.
 
-No file or network I/O and no TensorFlow: storage hands this module bytes and takes bytes back.
+No file or network I/O and no deep-learning framework: storage hands this module bytes and takes bytes back.
 Every failure is an `ImageError` whose message starts with the input's name. An input's size is
 read from its header and refused before any pixel is decoded, so a small file that declares a huge
 image costs nothing. Colour and alpha travel apart: the optimization sees only RGB, and the alpha

@@ -73,7 +73,7 @@ def shape(workers: int | None, gpus_per_worker: float | None, n_items: int, on_c
 
 
 class WorkerActor:
-    """The Ray actor around `batch_nst.worker.Worker`. This module never imports TensorFlow: the
+    """The Ray actor around `batch_nst.worker.Worker`. This module never imports Keras or a framework: the
     worker (and the framework) is imported here, in the actor's own process, so the driver
     stays light. It also learns where Ray placed it, for every record it writes."""
 

@@ -26,10 +26,12 @@ BIN = os.path.dirname(sys.executable)  # the `ray` and `python` of this environm
 
 def env(**extra: str) -> dict[str, str]:
     """This process's environment with the project importable and this environment's tools
-    first on PATH: what drivers, heads and the workers they start need."""
+    first on PATH: what drivers, heads and the workers they start need. Token auth off for all
+    of them: a `ray.init` earlier in this process (the test session's Ray) set RAY_AUTH_MODE=token
+    here when ~/.ray/auth_token exists, and a driver with it cannot use workers of a head without."""
     path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "PYTHONPATH": path, "PATH": BIN + os.pathsep + os.environ["PATH"],
-            "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+            "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_AUTH_MODE": "disabled", **extra}
 
 
 @contextlib.contextmanager
@@ -73,8 +75,8 @@ def head(*args: str, port: int | None = None, extra_env: dict[str, str] | None =
     cmd = [os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
            "--disable-usage-stats", *args]
     # Ray 2.60's `ray start` turns token auth on when ~/.ray/auth_token exists (any local
-    # `ray.init()` writes one), while a driver given an explicit address never does: opt out.
-    proc = subprocess.Popen(cmd, env=env(RAY_AUTH_MODE="disabled", **(extra_env or {})), stdout=log, stderr=subprocess.STDOUT,
+    # `ray.init()` writes one), while a driver given an explicit address never does: env() opts out.
+    proc = subprocess.Popen(cmd, env=env(**(extra_env or {})), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     address = gcs_address(port)
     try:
