@@ -87,7 +87,8 @@ class Batch:
         styles' Grams are blended by params.style_blend; each comes from the cache when that style was
         seen at this size and precision (`key`: one key, or one per style)."""
         keys = key if isinstance(key, tuple) else ((key,) if len(styles) == 1 else (None,) * len(styles))
-        per_style = [self._grams(style, max(size), k, precision) for style, k in zip(styles, keys)]
+        side = prepare.style_side(self.params, size, content)
+        per_style = [self._grams(style, side, k, precision) for style, k in zip(styles, keys)]
         weights = self.params.blend_weights(len(styles))
         grams = {n: sum(w * g[n] for w, g in zip(weights, per_style)) for n in per_style[0]}
         features = self.optimizer.content_features(prepare.prepared(content, self.params, size), precision,
@@ -95,7 +96,7 @@ class Batch:
         mask = prepare.mask(content, size, self.params)
         return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
 
-    def _grams(self, style: Picture, long_side: int, key, precision: str) -> dict[str, Any]:
+    def _grams(self, style: Picture, long_side: float, key, precision: str) -> dict[str, Any]:
         style_px = prepare.style_pixels(style, long_side, self.params)
         style_mask = prepare.mask(style, style_px.shape[1:3], self.params)
         compute = lambda: self.optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731

@@ -32,7 +32,7 @@ def _one(optimizer, init, targets, params, on_step, precision, resume, checkpoin
     from scipy.optimize import Bounds, minimize
 
     shape = init.shape
-    compiled = optimizer.gradient(shape, precision, params.tileable)
+    compiled = optimizer.gradient(shape, precision, params)
     args = (optimizer.variables(precision, params.tileable), targets.tensors(), loss_weights(params))
     history = list(resume.histories[0]) if resume else []
     last: dict[str, np.ndarray] = {}

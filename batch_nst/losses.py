@@ -9,6 +9,7 @@ The weighted terms are named once, in params.WEIGHTED_TERMS; `loss_terms` return
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from keras import ops
 
 from batch_nst.params import WEIGHTED_TERMS
 
+REFERENCE_AREA = 512 * 512  # loss_scale="area": the pixel sums are taken per this many pixels
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 CONTENT_LAYER = "block5_conv2"
 
@@ -28,18 +30,19 @@ class Targets:
     content: Any  # [B, h, w, 512] features of the content image at CONTENT_LAYER
     grams: dict[str, Any]  # layer -> [B, C, C] Gram matrices of the style image
     masks: dict[str, Any] | None = None  # layer -> [B, h, w, 1] opacity on its grid (alpha_mode="mask")
+    temporal: dict[str, Any] | None = None  # animations: see `temporal_loss`; None for still images
 
     def part(self, b: int) -> "Targets":
-        """Item b's targets, as a batch of one."""
+        """Item b's targets, as a batch of one (a still item: frames are never taken apart)."""
+        assert self.temporal is None, "an animation's frames are optimized together"
         pick = lambda tensors: {n: t[b:b + 1] for n, t in tensors.items()}  # noqa: E731
         return Targets(self.content[b:b + 1], pick(self.grams), None if self.masks is None else pick(self.masks))
 
     def tensors(self) -> tuple:
         """As backend tensors in plain dicts: what compiled steps take (a dataclass would not
         trace; NumPy targets would be copied to the device at every step)."""
-        convert = lambda tensors: {n: ops.convert_to_tensor(t) for n, t in tensors.items()}  # noqa: E731
-        return (ops.convert_to_tensor(self.content), convert(self.grams),
-                None if self.masks is None else convert(self.masks))
+        convert = lambda tensors: None if tensors is None else {n: ops.convert_to_tensor(t) for n, t in tensors.items()}  # noqa: E731
+        return ops.convert_to_tensor(self.content), convert(self.grams), convert(self.masks), convert(self.temporal)
 
 
 def gram_matrix(features: Any, mask: Any | None = None) -> Any:
@@ -91,21 +94,53 @@ def _abs(x: Any) -> Any:
     return x * ops.sign(x)
 
 
+def temporal_loss(image: Any, temporal: dict[str, Any] | None) -> Any:
+    """Animations: half the squared difference between each frame and the one before it, each
+    pixel weighted by how little the content changed there: [B, H, W, 3] -> [B].
+
+    `temporal` holds `weight` [B, H, W, 1] (1 where consecutive content frames agree, towards 0
+    where they differ; 0 for a first frame), `linked` [B, 1, 1, 1] (1 where the frame before is
+    item b - 1 of this batch) and `anchor` [B, H, W, 3] (the frame before as already stylized, for
+    the first frame of a batch that continues an animation). Item b's term couples it to b - 1:
+    the batch's summed loss, and so its gradient, is what ties the frames.
+    """
+    if temporal is None:
+        return ops.zeros((image.shape[0],), "float32")
+    linked = temporal["linked"]
+    before = linked * ops.roll(image, 1, axis=0) + (1.0 - linked) * temporal["anchor"]
+    return 0.5 * ops.sum(temporal["weight"] * ops.square(image - before), axis=(1, 2, 3))
+
+
+def area_scale(height: int, width: int, loss_scale: str) -> float:
+    """What the content and temporal sums are multiplied by: REFERENCE_AREA / (H * W) under
+    "area", so a 64 px sprite, a 2048 px texture and every multiscale stage get a 512x512 image's
+    balance between them and the (size-independent) style term; 1 under "seed".
+
+    TV is multiplied by its square root instead: TV sums differences between neighbours, and a
+    picture's neighbours differ by less the more pixels it has, so its TV grows with the side,
+    not the area (measured: it doubles at each multiscale stage under "seed"; per area it halved,
+    per side it stays level)."""
+    return REFERENCE_AREA / (height * width) if loss_scale == "area" else 1.0
+
+
 def style_targets(features: dict[str, Any], masks: dict[str, Any] | None = None) -> dict[str, Any]:
     """Gram matrices of the style layers (opacity-weighted with `masks`), the style half of `Targets`."""
     return {name: gram_matrix(features[name], None if masks is None else masks[name]) for name in STYLE_LAYERS}
 
 
 def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any],
-               wrap: bool = False) -> dict[str, Any]:
-    """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted, and `total`, their sum
-    weighted by `weights` (term name -> float32 scalar), which the optimizer descends."""
+               wrap: bool = False, loss_scale: str = "seed") -> dict[str, Any]:
+    """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted (the pixel sums scaled by
+    `area_scale`), and `total`, their sum weighted by `weights` (term name -> float32 scalar),
+    which the optimizer descends."""
     masks = targets.masks or {}
     per_layer = [style_loss(gram_matrix(features[n], masks.get(n)), targets.grams[n]) for n in STYLE_LAYERS]
+    scale = area_scale(image.shape[1], image.shape[2], loss_scale)
     terms = {
         "style": sum(per_layer) / len(STYLE_LAYERS),
-        "content": content_loss(features[CONTENT_LAYER], targets.content, masks.get(CONTENT_LAYER)),
-        "tv": tv_loss(image, wrap),
+        "content": scale * content_loss(features[CONTENT_LAYER], targets.content, masks.get(CONTENT_LAYER)),
+        "tv": math.sqrt(scale) * tv_loss(image, wrap),
+        "temporal": scale * temporal_loss(image, targets.temporal),
     }
     return {"total": sum(weights[name] * terms[name] for name in WEIGHTED_TERMS), **terms}
 

@@ -43,7 +43,7 @@ Checkpoint = Callable[[State], None]
 
 class Optimizer:
     """Runs the seed's Adam loop (or L-BFGS) on an extractor; compiles one step per (shape,
-    precision, tileable) and reuses it across items."""
+    precision, tileable, loss_scale) and reuses it across items."""
 
     def __init__(self, extractor: Extractor):
         self.extractor = extractor
@@ -67,7 +67,7 @@ class Optimizer:
         """
         image = ops.convert_to_tensor(pixels, "float32")
         features = self.extractor(image, "fp32", params.tileable)
-        terms = losses.loss_terms(features, image, targets, loss_weights(params), params.tileable)
+        terms = losses.loss_terms(features, image, targets, loss_weights(params), params.tileable, params.loss_scale)
         return {k: ops.convert_to_numpy(v) for k, v in terms.items()}
 
     def run(self, init: np.ndarray, targets: Targets, params: StyleParams, on_step: ProgressCallback | None = None,
@@ -88,12 +88,12 @@ class Optimizer:
             return lbfgs.run(self, init, targets, params, on_step, precision, resume, checkpoint, checkpoint_every)
         return _Adam(self, init, targets, params, precision, resume).run(on_step, checkpoint, checkpoint_every)
 
-    def gradient(self, shape: tuple[int, ...], precision: str, tileable: bool) -> Callable:
+    def gradient(self, shape: tuple[int, ...], precision: str, params: StyleParams) -> Callable:
         """Compiled `(image, variables, targets, weights) -> ((sum of totals, terms), gradient)`:
-        each item's own gradient, since items are independent."""
-        return self._compile("gradient", shape, precision, tileable, lambda objective: objective)
+        each item's own gradient where items are independent (an animation's frames are not)."""
+        return self._compile("gradient", shape, precision, params, lambda objective: objective)
 
-    def adam_step(self, shape: tuple[int, ...], precision: str, tileable: bool) -> Callable:
+    def adam_step(self, shape: tuple[int, ...], precision: str, params: StyleParams) -> Callable:
         """Compiled `(image, momentum, velocity, step, lr, variables, targets, weights) ->
         (image, momentum, velocity, terms)`: one Adam step, then the seed's clip to [0, 255]."""
 
@@ -104,17 +104,21 @@ class Optimizer:
                 return ops.clip(image, 0.0, 255.0), momentum, velocity, terms
             return step
 
-        return self._compile("adam", shape, precision, tileable, wrap)
+        return self._compile("adam", shape, precision, params, wrap)
 
-    def _compile(self, kind: str, shape: tuple[int, ...], precision: str, tileable: bool, wrap: Callable) -> Callable:
-        key = (kind, tuple(shape), precision, tileable)
+    def _compile(self, kind: str, shape: tuple[int, ...], precision: str, params: StyleParams,
+                 wrap: Callable) -> Callable:
+        """The step for what shapes its graph: the shape, the arithmetic, the padding and the loss
+        scale (a constant of the shape). Weights and targets are arguments: changing them never retraces."""
+        tileable, loss_scale = params.tileable, params.loss_scale
+        key = (kind, tuple(shape), precision, tileable, loss_scale)
         if key not in self._compiled:
             model = self.extractor.model(precision, tileable)  # built eagerly, never while tracing
             backend = autodiff.current()
 
             def objective(image, variables, targets, weights):
                 features = vgg.features(model, variables, image)
-                terms = losses.loss_terms(features, image, Targets(*targets), weights, tileable)
+                terms = losses.loss_terms(features, image, Targets(*targets), weights, tileable, loss_scale)
                 return ops.sum(terms["total"]), terms
 
             self._compiled[key] = backend.compile(wrap(backend.value_and_grad(objective)), self._traced)
@@ -142,7 +146,7 @@ class _Adam:
     def __init__(self, optimizer: Optimizer, init: np.ndarray, targets: Targets, params: StyleParams,
                  precision: str, resume: State | None):
         self.params = params
-        self.step = optimizer.adam_step(init.shape, precision, params.tileable)
+        self.step = optimizer.adam_step(init.shape, precision, params)
         self.args = (ops.convert_to_tensor(params.learning_rate, "float32"),
                      optimizer.variables(precision, params.tileable), targets.tensors(), loss_weights(params))
         start = resume or State(0, init.astype(np.float32), np.zeros(init.shape, np.float32),

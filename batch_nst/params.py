@@ -6,7 +6,9 @@ the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`
 Default recipe: the seed's losses with the settings of TensorFlow's style-transfer tutorial,
 carried from its [0, 1] pixels to our [0, 255] ones (README, "The recipe"): Adam at a constant
 learning rate 0.02 * 255 ~ 5.0 with beta_1 0.99 and epsilon 0.1 / 255, total-variation weight
-30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px. `precision` only changes the network's
+30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px, and (issue 13) the content, TV and temporal
+terms taken per 512x512 area, TV per 512 px side (`loss_scale="area"`), so that balance holds at every size;
+`loss_scale="seed"` with the other defaults is the seed's arithmetic exactly. `precision` only changes the network's
 arithmetic (bf16 where the hardware runs it natively); the losses and their weights stay float32.
 """
 
@@ -27,10 +29,12 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ALPHA_MODES = ("restore", "mask")
 SCHEDULES = ("single", "multiscale")
 OPTIMIZERS = ("adam", "lbfgs")
+LOSS_SCALES = ("area", "seed")
 MAX_STAGES = 6
+TEMPORAL_WEIGHT = 1.0  # default temporal_weight (see tests/benchmarks/bench_look.py for how it was chosen)
 # The weighted loss terms, named once: each has a `<name>_weight` field below, and drives the
 # engine's loss dict, the result's `Losses`, the `<name>_loss` record columns, report and CLI summary.
-WEIGHTED_TERMS = ("style", "content", "tv")
+WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 
 
@@ -50,6 +54,23 @@ class StyleParams:
     style_weight: float = field(default=1e-2, metadata=_opt("weight of the mean style loss", low=0.0))
     content_weight: float = field(default=4e-2, metadata=_opt("weight of the content loss", low=0.0))
     tv_weight: float = field(default=0.12, metadata=_opt("weight of the total-variation loss", low=0.0))
+    temporal_weight: float = field(
+        default=TEMPORAL_WEIGHT,
+        metadata=_opt("animations: weight of the term keeping consecutive output frames close where their content "
+                      "frames agree (0 = frames independent); no effect on still images", low=0.0),
+    )
+    strength: float = field(
+        default=0.5,
+        metadata=_opt("style strength, 0 to 1: 0 = the content unchanged, 1 = style only, 0.5 = the weights as "
+                      "given; scales style, TV and temporal weights by 2*strength and content by 2*(1-strength)",
+                      low=0.0, high=1.0),
+    )
+    loss_scale: str = field(
+        default="area",
+        metadata=_opt("area: content and temporal terms scaled by 512*512/(H*W) of the size optimized, TV by "
+                      "512/sqrt(H*W), so every size gets a 512x512 image's balance; seed: the seed's plain sums",
+                      choices=LOSS_SCALES),
+    )
     learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
     seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
     init: str = field(default="content", metadata=_opt("start from the content image or from noise", choices=INITS))
@@ -63,6 +84,11 @@ class StyleParams:
         default=1.0,
         metadata=_opt("style image's size relative to the optimization's long side: < 1 finer strokes, "
                       "> 1 coarser", low=0.05, high=8.0),
+    )
+    style_size: int = field(
+        default=0,
+        metadata=_opt("the style image's long side in the asset's own pixels, whatever the asset's size: strokes "
+                      "of one size across a library (0 = off: style_scale decides)", low=0, high=16384),
     )
     style_blend: str = field(
         default="",
@@ -103,6 +129,11 @@ class StyleParams:
         metadata=_opt("sprite sheets and atlases: COLSxROWS equal cells, each stylized with the same style "
                       "targets and put back in place; empty = the whole image"),
     )
+    frames: bool = field(
+        default=False,
+        metadata=_opt("with grid: the sheet's cells, in reading order, are the frames of one animation (a "
+                      "flipbook), optimized together with the temporal term"),
+    )
     precision: str = field(
         default="auto",
         metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
@@ -114,6 +145,15 @@ class StyleParams:
         self.blend_weights(None)  # validates style_blend's numbers
         self._stage_list()
         sheet = self.cells() != (1, 1)  # also validates grid
+        if self.style_size and self.style_scale != 1.0:
+            raise ParamsError("style_size and style_scale cannot both be set: style_size is in pixels, style_scale "
+                              "relative to the asset")
+        if self.frames and not sheet:
+            raise ParamsError("frames needs a grid: it makes a sheet's cells one animation (animated GIF, APNG "
+                              "and WebP contents are animations without it)")
+        if self.frames and self.optimizer == "lbfgs":
+            raise ParamsError("frames cannot be combined with optimizer=lbfgs: L-BFGS optimizes items one by one, "
+                              "an animation's frames are optimized together")
         if sheet and self.schedule == "multiscale" and self.stop_tol > 0:
             raise ParamsError("stop_tol cannot be combined with grid and schedule=multiscale: a sheet's cells "
                               "would leave their stages at different steps")
@@ -147,8 +187,13 @@ class StyleParams:
         return int(match[1]), int(match[2])
 
     def loss_weights(self) -> dict[str, float]:
-        """Each weighted term's weight, by name."""
-        return {name: getattr(self, f"{name}_weight") for name in WEIGHTED_TERMS}
+        """Each weighted term's weight, by name, with `strength` applied: the style side (style, and
+        TV and temporal, which tame the style's artefacts) times 2s, content times 2(1 - s). The odds
+        of style to content thus move by s / (1 - s): monotone from content only (0) to style only
+        (1), exactly the weights as given at 0.5 (2 * 0.5 is 1.0 in floating point)."""
+        style_side, content_side = 2.0 * self.strength, 2.0 * (1.0 - self.strength)
+        return {name: getattr(self, f"{name}_weight") * (content_side if name == "content" else style_side)
+                for name in WEIGHTED_TERMS}
 
     def blend_weights(self, styles: int | None) -> tuple[float, ...]:
         """style_blend as normalized weights for `styles` styles (equal when empty); ParamsError

@@ -53,10 +53,20 @@ def upscaled(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 255.0)
 
 
-def style_pixels(style: Picture, long_side: int, params: StyleParams) -> np.ndarray:
-    """[1, h, w, 3] float32: the style image scaled (up or down) so its long side is `style_scale`
-    times the optimization's: larger gives coarser strokes. Luminance only with `preserve_color`."""
-    scale = long_side * params.style_scale / max(style.height, style.width)
+def style_side(params: StyleParams, size: tuple[int, int], content: Picture) -> float:
+    """The style image's long side when `content` is optimized at `size`: `style_size` pixels of
+    the asset as written (so as many of the optimization's as the asset is scaled by: one stroke
+    size in every asset of a library at one texel density, at every multiscale stage), else
+    `style_scale` times the optimization's long side (larger gives coarser strokes)."""
+    if params.style_size:
+        return params.style_size * max(size) / max(content.height, content.width)
+    return max(size) * params.style_scale
+
+
+def style_pixels(style: Picture, long_side: float, params: StyleParams) -> np.ndarray:
+    """[1, h, w, 3] float32: the style image scaled (up or down) to `long_side` (`style_side`),
+    each side at least MIN_SIDE. Luminance only with `preserve_color`."""
+    scale = long_side / max(style.height, style.width)
     height, width = (max(MIN_SIDE, round(side * scale)) for side in (style.height, style.width))
     rgb = images.resize(style.rgb, height, width)
     return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)

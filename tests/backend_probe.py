@@ -68,7 +68,7 @@ def main() -> None:
         targets = losses.Targets(optimizer.content_features(content, tileable=tileable),
                                  optimizer.style_grams(style, mask=mask),
                                  None if mask is None else losses.layer_masks(mask))
-        gradient = optimizer.gradient(image.shape, "fp32", tileable)
+        gradient = optimizer.gradient(image.shape, "fp32", StyleParams(tileable=tileable))
         for term in WEIGHTED_TERMS:
             weights = {name: ops.convert_to_tensor(float(name == term)) for name in WEIGHTED_TERMS}
             (_, terms), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", tileable),

@@ -33,7 +33,7 @@ def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weigh
     summary = json.loads(capsys.readouterr().out)
     assert Image.open(out).size == (40, 24)
     assert summary["steps"] == 3 and summary["params"]["max_size"] == 32
-    assert set(summary["losses"]) == {"total", "style", "content", "tv"}
+    assert set(summary["losses"]) == {"total", "style", "content", "tv", "temporal"}
     assert summary["weights"].startswith("sha256=")
 
 

@@ -48,7 +48,7 @@ def test_loss_terms_weighting_and_layer_mean(rng):
     other = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
     targets = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other))
     image = ops.convert_to_tensor(rng.uniform(0, 255, size=(1, 8, 8, 3)).astype(np.float32))
-    w = {"style": 0.3, "content": 2.0, "tv": 0.05}
+    w = {"style": 0.3, "content": 2.0, "tv": 0.05, "temporal": 7.0}
     terms = {k: float(v[0]) for k, v in losses.loss_terms(feats, image, targets, w).items()}
     style = np.mean([np.mean((np_gram(np.asarray(feats[n])[0]) - np_gram(np.asarray(other[n])[0])) ** 2) for n in losses.STYLE_LAYERS])
     content = 0.5 * np.sum((np.asarray(feats[losses.CONTENT_LAYER]) - np.asarray(other[losses.CONTENT_LAYER])) ** 2)
@@ -57,6 +57,45 @@ def test_loss_terms_weighting_and_layer_mean(rng):
     assert terms["content"] == pytest.approx(content, rel=1e-5)
     assert terms["tv"] == pytest.approx(tv, rel=1e-5)
     assert terms["total"] == pytest.approx(0.3 * style + 2.0 * content + 0.05 * tv, rel=1e-4)
+    assert terms["temporal"] == 0.0  # a still image has no frame before it
+
+
+def test_area_scale_multiplies_the_pixel_sums_by_the_reference_area(rng):
+    """loss_scale="area" at H x W: content and temporal times 512*512/(H*W), TV times its root; style as it is."""
+    shapes = {n: (1, 4, 4, 3) for n in losses.STYLE_LAYERS} | {losses.CONTENT_LAYER: (1, 2, 2, 5)}
+    feats = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
+    other = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
+    image = rng.uniform(0, 255, size=(2, 8, 16, 3)).astype(np.float32)
+    weight = np.concatenate([np.zeros((1, 8, 16, 1)), np.ones((1, 8, 16, 1))]).astype(np.float32)  # frame 0: none before
+    temporal = {"weight": weight, "linked": np.array([0, 1], np.float32).reshape(2, 1, 1, 1),
+                "anchor": np.zeros((2, 8, 16, 3), np.float32)}
+    feats = {n: ops.concatenate([f, f], axis=0) for n, f in feats.items()}
+    targets = losses.Targets(ops.concatenate([other[losses.CONTENT_LAYER]] * 2, axis=0),
+                             {n: ops.concatenate([g, g], axis=0) for n, g in losses.style_targets(other).items()},
+                             temporal=temporal)
+    weights = dict.fromkeys(("style", "content", "tv", "temporal"), 1.0)
+    seed = losses.loss_terms(feats, ops.convert_to_tensor(image), targets, weights, loss_scale="seed")
+    area = losses.loss_terms(feats, ops.convert_to_tensor(image), targets, weights, loss_scale="area")
+    factor = 512 * 512 / (8 * 16)
+    np.testing.assert_allclose(np.asarray(area["style"]), np.asarray(seed["style"]), rtol=1e-6)
+    for term, times in (("content", factor), ("tv", np.sqrt(factor)), ("temporal", factor)):
+        np.testing.assert_allclose(np.asarray(area[term]), times * np.asarray(seed[term]), rtol=1e-5)
+    assert float(seed["temporal"][1]) > 0 and float(seed["temporal"][0]) == 0.0
+    assert losses.area_scale(512, 512, "area") == 1.0  # at 512x512 "area" is the seed's arithmetic
+
+
+def test_temporal_loss_ties_each_frame_to_the_one_before(rng):
+    """Frame b against frame b - 1 where linked, against its anchor where not, weighted per pixel."""
+    image = rng.uniform(0, 255, size=(3, 5, 4, 3)).astype(np.float32)
+    anchor = rng.uniform(0, 255, size=(3, 5, 4, 3)).astype(np.float32)
+    weight = rng.uniform(size=(3, 5, 4, 1)).astype(np.float32)
+    linked = np.array([0, 1, 1], np.float32).reshape(3, 1, 1, 1)
+    got = np.asarray(losses.temporal_loss(ops.convert_to_tensor(image), {
+        "weight": ops.convert_to_tensor(weight), "linked": ops.convert_to_tensor(linked),
+        "anchor": ops.convert_to_tensor(anchor)}))
+    before = [anchor[0], image[0], image[1]]
+    want = [0.5 * np.sum(weight[b] * (image[b] - before[b]) ** 2) for b in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_batch_items_are_independent(rng):

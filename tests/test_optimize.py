@@ -54,7 +54,7 @@ def test_progress_callback_reports_every_step(optimizer):
     _, (history,) = optimizer.run(content, targets, StyleParams(steps=3), on_step=seen.append)
     assert [p.step for p in seen] == [1, 2, 3] and all(p.steps == 3 for p in seen)
     assert [p.losses["total"] for p in seen] == history
-    assert set(seen[0].losses) == {"total", "style", "content", "tv"}
+    assert set(seen[0].losses) == {"total", "style", "content", "tv", "temporal"}
 
 
 def test_stop_tol_ends_a_converged_item_early(optimizer):

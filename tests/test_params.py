@@ -10,6 +10,17 @@ def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
     assert (p.style_weight, p.content_weight, p.tv_weight) == (1e-2, 4e-2, 0.12)
+    assert (p.loss_scale, p.strength, p.style_size, p.frames) == ("area", 0.5, 0, False)
+
+
+def test_strength_moves_the_style_to_content_odds_monotonically():
+    weights = {s: StyleParams(strength=s).loss_weights() for s in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    assert weights[0.5] == {"style": 1e-2, "content": 4e-2, "tv": 0.12, "temporal": StyleParams().temporal_weight}
+    assert weights[0.0]["style"] == weights[0.0]["tv"] == weights[0.0]["temporal"] == 0.0  # content alone
+    assert weights[1.0]["content"] == 0.0  # style alone (with its regularizers)
+    odds = [w["style"] / w["content"] for s, w in weights.items() if 0 < s < 1]
+    assert odds == sorted(odds) and odds[0] < odds[1] < odds[2]
+    assert odds[0] == pytest.approx(0.25 / 3) and odds[2] == pytest.approx(0.25 * 3)  # s / (1 - s) times 1e-2 / 4e-2
 
 
 def test_coerces_strings_and_integral_floats_from_tables():
@@ -28,6 +39,12 @@ def test_coerces_strings_and_integral_floats_from_tables():
         ({"tv_weight": "nan"}, "tv_weight must be float"),
         ({"max_size": 10**6}, "max_size must be <= 16384"),
         ({"init": "zeros"}, "init must be one of content, noise"),
+        ({"strength": 1.5}, "strength must be <= 1"),
+        ({"loss_scale": "pixels"}, "loss_scale must be one of area, seed"),
+        ({"style_size": 256, "style_scale": 0.5}, "style_size and style_scale cannot both be set"),
+        ({"frames": True}, "frames needs a grid"),
+        ({"frames": True, "grid": "4x1", "optimizer": "lbfgs"}, "frames cannot be combined with optimizer=lbfgs"),
+        ({"temporal_weight": -1}, "temporal_weight must be >= 0"),
     ],
 )
 def test_bad_values_name_the_parameter(values, message):

@@ -111,7 +111,10 @@ def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
 def test_a_batch_gives_each_item_its_solo_result(optimizer):
     from batch_nst.transfer import stylize_many
 
-    params = StyleParams(steps=6, max_size=32, precision="fp32")
+    # loss_scale="seed": batching, not scaling, is under test. At 32 px "area" multiplies the content
+    # term by 256, and with it the round-off noise of its zero gradient at step 1 (batched and solo
+    # convolutions round differently), which Adam's normalized update turns into pixels 8 levels apart.
+    params = StyleParams(steps=6, max_size=32, precision="fp32", loss_scale="seed")
     contents = [smooth_image(32, 32, s) for s in (20, 21, 22)]
     styles = [smooth_image(32, 32, s) for s in (23, 24, 23)]
     before = optimizer.traces
@@ -309,13 +312,13 @@ def _sheet(columns, rows, cell, seed):
 
 
 def test_a_sprite_sheet_is_stylized_cell_by_cell_and_reassembled(optimizer, tmp_path):
-    params = StyleParams(steps=6, max_size=32, grid="3x2", precision="fp32")
+    params = StyleParams(steps=6, max_size=32, grid="3x2", precision="fp32", loss_scale="seed")  # as above
     sheet, cells = _sheet(3, 2, 32, 60)
     style = smooth_image(32, 32, 59)
     result = stylize(sheet, style, params=params, extractor=optimizer)
     assert (result.image.height, result.image.width, result.height, result.width) == (64, 96, 32, 32)
     np.testing.assert_array_equal(result.image.alpha, sheet[..., 3])
-    alone = [stylize(cell, style, params=StyleParams(steps=6, max_size=32, precision="fp32"), extractor=optimizer)
+    alone = [stylize(cell, style, params=params.with_overrides({"grid": ""}), extractor=optimizer)
              for cell in cells]
     for i, solo in enumerate(alone):  # each cell in place, as if stylized alone with the same targets
         y, x = divmod(i, 3)

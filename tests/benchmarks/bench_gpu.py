@@ -73,7 +73,7 @@ def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> N
 def _device_only(optimizer, content, targets, precision, steps, ops, loss_weights, params) -> float:
     """Seconds per step of the compiled step alone, called back to back with one sync at the end:
     what the production loop's per-step host round-trip (losses read back each step) costs."""
-    step = optimizer.adam_step(content.shape, precision, False)
+    step = optimizer.adam_step(content.shape, precision, params)
     args = (ops.convert_to_tensor(params.learning_rate, "float32"), optimizer.variables(precision, False),
             targets.tensors(), loss_weights(params))
     image = ops.convert_to_tensor(content)

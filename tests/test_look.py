@@ -1,0 +1,60 @@
+"""One look across a library (issue 13): losses per area, one strength knob, strokes of one size."""
+
+import numpy as np
+import pytest
+
+from batch_nst.params import StyleParams
+from batch_nst.transfer import evaluate, stylize
+from tests.conftest import smooth_image
+
+
+def test_area_scale_at_512_is_the_seeds_arithmetic_and_at_64_differs_by_the_factor(optimizer):
+    style = smooth_image(48, 48, 2)
+    for size, factor in ((512, 1.0), (64, 64.0)):
+        content, output = smooth_image(size, size, 1), smooth_image(size, size, 3)
+        seed, area = (evaluate(content, style, output, extractor=optimizer,
+                               params=StyleParams(max_size=size, loss_scale=mode)) for mode in ("seed", "area"))
+        if factor == 1.0:
+            assert area == seed  # exactly: the same arithmetic
+        else:
+            assert area.style == seed.style
+            assert area.content == pytest.approx(factor * seed.content, rel=1e-6)
+            assert area.tv == pytest.approx(np.sqrt(factor) * seed.tv, rel=1e-6)  # TV grows with the side
+
+
+def test_a_multiscale_history_has_no_scaling_jumps_at_stage_changes_under_area(optimizer):
+    """Each stage has 4x the pixels of the one before. Under "seed" the sums jump with them (TV
+    doubles); under "area" it carries on level. The style term is size-independent in both modes.
+    Content still rises at a stage change under both: the upscaled image lacks the detail of the
+    finer content (a real loss, not scale; 6-16x on the seeded weights)."""
+    content, style = smooth_image(128, 128, 4), smooth_image(64, 64, 5)
+    ratios = {}
+    for mode in ("seed", "area"):
+        seen = []
+        params = StyleParams(max_size=128, schedule="multiscale", stage_steps="6;6;6", precision="fp32",
+                             loss_scale=mode)
+        stylize(content, style, params=params, extractor=optimizer, on_step=lambda p: seen.append(p.losses))
+        ratios[mode] = [seen[end]["tv"] / seen[end - 1]["tv"] for end in (6, 12)]
+    assert all(r > 1.6 for r in ratios["seed"]) and all(0.8 < r < 1.25 for r in ratios["area"]), ratios
+
+
+def test_strength_zero_leaves_the_content_unchanged_and_more_strength_means_more_style(optimizer):
+    content, style = smooth_image(32, 32, 6), smooth_image(32, 32, 7)
+    results = {s: stylize(content, style, params=StyleParams(steps=8, max_size=32, precision="fp32", strength=s),
+                          extractor=optimizer) for s in (0.0, 0.2, 0.5, 0.8)}
+    np.testing.assert_array_equal(results[0.0].image.rgb, content)
+    styled = [results[s].losses.style for s in (0.2, 0.5, 0.8)]
+    assert styled[0] > styled[1] > styled[2]
+
+
+def test_style_size_is_in_the_assets_pixels_whatever_its_size(optimizer, monkeypatch):
+    seen = []
+    real = optimizer.style_grams
+    monkeypatch.setattr(optimizer, "style_grams", lambda px, *rest: seen.append(px.shape) or real(px, *rest))
+    style = smooth_image(40, 80, 8)
+    for side in (48, 96):  # an asset at its own size, and one optimized at half its size
+        stylize(smooth_image(side, side, 9), style, params=StyleParams(steps=1, max_size=48, style_size=40,
+                                                                       precision="fp32"), extractor=optimizer)
+    # 40 px of the asset: 40 px at full size; 20 px of the optimization where it runs at half size
+    # (each side at least the network's 16), so the written strokes are the same size in both.
+    assert [shape[1:3] for shape in seen] == [(20, 40), (16, 20)]
