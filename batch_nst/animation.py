@@ -38,7 +38,9 @@ class Animation:
     durations: tuple[int, ...]  # ms per frame
     loop: int | None  # plays, 0 = forever; None: a GIF without the NETSCAPE loop extension (plays once)
     format: str  # "GIF", "PNG" (APNG) or "WEBP"
-    disposal: tuple[int, ...] | None = None  # GIF disposal method / APNG dispose_op per frame, as read
+    # GIF disposal method / APNG dispose_op per frame, as Pillow reads it (a GIF frame with an
+    # unspecified disposal, 0, reads as the previous frame's); None for WebP, which Pillow hides
+    disposal: tuple[int, ...] | None = None
     blend: tuple[int, ...] | None = None  # APNG blend_op per frame as read (the writer uses SOURCE)
     default_image: bool = False  # APNG: frame 0 is the still fallback, not a frame of the animation
     background: tuple[int, ...] | None = None  # WebP canvas background (RGBA), as read
@@ -97,7 +99,9 @@ def _check_frames(count: int, width: int, height: int, name: str, max_pixels: in
 
 def _read(image: Image.Image, count: int) -> Animation:
     """Seek through the frames: Pillow composites each one (GIF frames after the first come as RGB
-    or RGBA, APNG and WebP as the file's mode), so each is already what a viewer shows."""
+    or RGBA, APNG and WebP as the file's mode), so each is already what a viewer shows. Except one
+    GIF case: when the first frame has no transparent index, Pillow reads every frame as RGB and
+    fills disposed areas with the background colour where browsers show them transparent."""
     loop = image.info.get("loop")  # before seeking: Pillow keeps it from the header
     frames, durations, disposal, blend = [], [], [], []
     for index in range(count):
