@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -47,20 +48,21 @@ class Picture:
 
 
 def decode(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Picture:
-    """Bytes in any format Pillow reads -> an upright Picture (an animation's first frame).
+    """Bytes in any format Pillow reads -> an upright Picture (an animation's first frame;
+    `batch_nst.animation.decode` keeps every frame of a GIF, APNG or animated WebP).
 
     `name` (the file's URI, redacted) starts every error message; inputs over `max_pixels`
     are refused from their header alone.
     """
     if not data:
         raise ImageError(f"{name}: empty file")
-    with _pillow_errors(name):
-        image = _open(data, name)
-        _check_size(image.width, image.height, name, max_pixels)
+    with pillow_errors(name):
+        image = open_header(data, name)
+        check_size(image.width, image.height, name, max_pixels)
         frames = getattr(image, "n_frames", 1)  # counted from frame headers, nothing decoded
         image.load()
         ImageOps.exif_transpose(image, in_place=True)  # cameras store sideways pixels plus a tag
-        rgb, alpha = _split(image)
+        rgb, alpha = rgb_alpha(image)
     return Picture(rgb, alpha, f"first frame of {frames}" if frames > 1 else "")
 
 
@@ -74,9 +76,9 @@ def to_picture(image: Any, name: str = "image", max_pixels: int = MAX_PIXELS) ->
     if isinstance(image, Picture):
         return image
     if isinstance(image, Image.Image):
-        _check_size(image.width, image.height, name, max_pixels)
-        with _pillow_errors(name):
-            return Picture(*_split(image))
+        check_size(image.width, image.height, name, max_pixels)
+        with pillow_errors(name):
+            return Picture(*rgb_alpha(image))
     if isinstance(image, np.ndarray):
         return _from_array(image, name, max_pixels)
     raise ImageError(f"{name}: expected a PIL image, a numpy array or a Picture, not {type(image).__name__}")
@@ -133,19 +135,20 @@ def encode_png(picture: Picture) -> bytes:
 
 
 @contextlib.contextmanager
-def _pillow_errors(name: str) -> Iterator[None]:
-    """Pillow's failures as ImageErrors naming the input; its bomb *warning* refuses too."""
+def pillow_errors(name: str) -> Iterator[None]:
+    """Pillow's failures as ImageErrors naming the input; its bomb *warning* refuses too. A GIF cut
+    inside a frame header raises IndexError or struct.error from Pillow's frame counting: caught too."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             yield
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"{name}: too large to decode safely: {exc}") from exc
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
             raise ImageError(f"{name}: broken image: {exc}") from exc
 
 
-def _open(data: bytes, name: str) -> Image.Image:
+def open_header(data: bytes, name: str) -> Image.Image:
     """Read the header only. The first bytes go in the error: an HTML error page or a Git LFS
     pointer where an image should be is then obvious from the message alone."""
     try:
@@ -154,14 +157,15 @@ def _open(data: bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: not an image (no format Pillow knows begins {data[:16]!r})") from None
 
 
-def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
+def check_size(width: int, height: int, name: str, max_pixels: int) -> None:
+    """ImageError naming `name` when width x height exceeds `max_pixels`."""
     if width * height > max_pixels:
         raise ImageError(
             f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels"
         )
 
 
-def _split(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def rgb_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Any Pillow mode -> ([H, W, 3] uint8, [H, W] uint8 alpha or None)."""
     if image.mode in _WIDE_GRAY:
         return _gray(_from_wide(np.asarray(image))), None
@@ -181,7 +185,7 @@ def _from_array(array: np.ndarray, name: str, max_pixels: int) -> Picture:
         raise ImageError(f"{name}: array of shape {array.shape}; expected [H, W], [H, W, 3] or [H, W, 4]")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ImageError(f"{name}: array of dtype {array.dtype}; expected uint8 or real values in 0..255")
-    _check_size(array.shape[1], array.shape[0], name, max_pixels)
+    check_size(array.shape[1], array.shape[0], name, max_pixels)
     pixels = array if array.dtype == np.uint8 else _to_uint8(array.astype(np.float64))
     if pixels.ndim == 2:
         return Picture(_gray(pixels), None)

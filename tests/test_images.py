@@ -189,6 +189,18 @@ def test_truncated_png_is_broken():
         decode(data[: len(data) // 2], "cut.png")
 
 
+def test_animated_gif_cut_anywhere_is_broken_or_its_first_frame():
+    """Pillow's GIF frame counting raises IndexError or struct.error on some cuts: still an
+    ImageError naming the file."""
+    frames = [Image.fromarray(_rgba(12, 16, seed)[..., :3]) for seed in range(3)]
+    data = _bytes(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    for cut in range(1, len(data)):
+        try:
+            decode(data[:cut], "cut.gif")
+        except ImageError as exc:
+            assert str(exc).startswith("cut.gif: ")
+
+
 @pytest.fixture
 def no_decoding(monkeypatch):
     """Fail the test if any pixel data is decoded."""
