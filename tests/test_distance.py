@@ -39,3 +39,15 @@ def test_results_carry_the_distance_of_the_image_as_written(optimizer):
     for result, style in zip(results, styles):
         alone = style_distance(result.image, style, params=params, extractor=optimizer)
         assert result.style_distance == pytest.approx(alone, rel=1e-5) and result.style_distance > 0
+
+
+def test_cached_reference_grams_are_per_style_and_preparation(optimizer):
+    """One style key, luminance-only (preserve_color) or not: each gets its own Grams."""
+    from batch_nst.distance import style_distances
+    from batch_nst.transfer import StyleCache
+
+    cache, output, style = StyleCache(), smooth_image(32, 32, 9), smooth_image(32, 32, 10)
+    for params in (PARAMS, PARAMS.with_overrides({"preserve_color": True})):
+        (cached,) = style_distances([output], [style], params=params, optimizer=optimizer, cache=cache, keys=["s"])
+        assert cached == style_distance(output, style, params=params, extractor=optimizer)
+    assert cache.misses == 2
