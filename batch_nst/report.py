@@ -185,7 +185,8 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | No
         pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
         terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
         ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
-        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>{row['steps']} steps at "
+        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>"
+                   f"{row['steps']} steps at "
                    f"{row['opt_width']}x{row['opt_height']} ({ran}), {row['seconds']:.1f} s"
                    f"{_curve(row['loss_history'] or [])}")
     else:
@@ -249,7 +250,8 @@ pre {{ font-size: 11px; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Output root <code>{root}</code>: {items} items, {ok} ok, {failed} failed;
-<span class="outliers">{outliers} outliers to review</span> (style distance over {times}× the median of their style's items).</p>
+<span class="outliers">{outliers} outliers to review</span>
+(style distance over {times}× the median of their style's items).</p>
 <table><thead><tr><th>item</th><th>content</th><th>style</th><th>result</th><th>losses</th><th>parameters</th>
 </tr></thead><tbody>
 {rows}

@@ -1,6 +1,5 @@
 """The style distance: zero to itself, growing with another style, the same at any size, recomputable."""
 
-import numpy as np
 import pytest
 
 from batch_nst import images
@@ -22,7 +21,8 @@ def test_the_distance_hardly_depends_on_the_outputs_size_or_style_scale(optimize
     land near each other, and style_scale (an optimization setting) changes nothing."""
     big, style = smooth_image(256, 256, 3), smooth_image(200, 300, 4)
     small = images.resize(big, 64, 64)
-    at = {side: style_distance(pic, style, params=PARAMS, extractor=optimizer) for side, pic in ((64, small), (256, big))}
+    at = {side: style_distance(picture, style, params=PARAMS, extractor=optimizer)
+          for side, picture in ((64, small), (256, big))}
     print(f"distance at 64 px {at[64]:.6g}, at 256 px {at[256]:.6g}")
     assert at[64] == pytest.approx(at[256], rel=0.1)
     scaled = PARAMS.with_overrides({"style_scale": 2.0})
