@@ -25,6 +25,7 @@ _LAZY = {
     "stylize": "batch_nst.transfer",
     "stylize_many": "batch_nst.transfer",
     "evaluate": "batch_nst.transfer",
+    "style_distance": "batch_nst.transfer",
     "Result": "batch_nst.transfer",
     "Losses": "batch_nst.transfer",
     "StyleCache": "batch_nst.transfer",

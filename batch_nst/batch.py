@@ -83,25 +83,36 @@ class Batch:
                        for c, s, k in zip(self.contents, self.styles, self.keys)])
 
     def _item_targets(self, content: Picture, styles: list[Picture], key, precision: str, size) -> Targets:
-        """Content features and style Grams at `size` through the network in `precision`. Several
-        styles' Grams are blended by params.style_blend; each comes from the cache when that style was
-        seen at this size and precision (`key`: one key, or one per style)."""
-        keys = key if isinstance(key, tuple) else ((key,) if len(styles) == 1 else (None,) * len(styles))
+        """Content features and style Grams at `size` through the network in `precision`."""
         side = prepare.style_side(self.params, size, content)
-        per_style = [self._grams(style, side, k, precision) for style, k in zip(styles, keys)]
-        weights = self.params.blend_weights(len(styles))
-        grams = {n: sum(w * g[n] for w, g in zip(weights, per_style)) for n in per_style[0]}
+        grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
         features = self.optimizer.content_features(prepare.prepared(content, self.params, size), precision,
                                                    self.params.tileable)
         mask = prepare.mask(content, size, self.params)
         return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
 
-    def _grams(self, style: Picture, long_side: float, key, precision: str) -> dict[str, Any]:
-        style_px = prepare.style_pixels(style, long_side, self.params)
-        style_mask = prepare.mask(style, style_px.shape[1:3], self.params)
-        compute = lambda: self.optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
-        cache_key = (key, style_px.shape, precision, self.params.alpha_mode)
-        return compute() if self.cache is None or key is None else self.cache.get(cache_key, compute)
+
+def style_grams(optimizer: Optimizer, params: StyleParams, cache: Any, styles: list[Picture], key: Hashable | None,
+                long_side: int, precision: str) -> dict[str, Any]:
+    """Style Grams for an optimization of `long_side` (scaled by params.style_scale) through the
+    network in `precision`. Several styles' Grams are blended by params.style_blend; each comes
+    from `cache` when that style was seen at this size, precision and preparation (`key`: one key,
+    or one per style; None computes). Shared by the targets and `distance`, so both see one style
+    the same way and a worker computes each style's Grams once."""
+    keys = key if isinstance(key, tuple) else ((key,) if len(styles) == 1 else (None,) * len(styles))
+    per_style = [_grams(optimizer, params, cache, style, long_side, k, precision) for style, k in zip(styles, keys)]
+    weights = params.blend_weights(len(styles))
+    return {n: sum(w * g[n] for w, g in zip(weights, per_style)) for n in per_style[0]}
+
+
+def _grams(optimizer: Optimizer, params: StyleParams, cache: Any, style: Picture, long_side: float, key,
+           precision: str) -> dict[str, Any]:
+    style_px = prepare.style_pixels(style, long_side, params)
+    style_mask = prepare.mask(style, style_px.shape[1:3], params)
+    compute = lambda: optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
+    # Everything the pixels and the mask depend on besides the style itself (style_scale and style_size are in the shape).
+    cache_key = (key, style_px.shape, precision, params.alpha_mode, params.preserve_color)
+    return compute() if cache is None or key is None else cache.get(cache_key, compute)
 
 
 def _precision(params: StyleParams) -> str:

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a static HTML contact sheet of an output root (or one run)")
     p.add_argument("output_root", help="output root URI of earlier runs")
     p.add_argument("--run", dest="run_id", help="only this run's records (default: every item's latest record)")
+    p.add_argument("--sort", choices=("distance", "id"), default="distance",
+                   help="row order: outliers first, then by style distance (default); or by item id")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(command=_cmd_report)
 
@@ -279,12 +281,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from batch_nst import report
 
-    written = report.write(args.output_root, args.run_id)
+    written = report.write(args.output_root, args.run_id, sort=args.sort)
     if args.json:
         print(json.dumps(dataclasses.asdict(written)))
     else:
-        print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed), "
-              f"{written.thumbnails} new thumbnails")
+        print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed, "
+              f"{written.outliers} outliers to review), {written.thumbnails} new thumbnails")
     return EXIT_OK
 
 

@@ -54,11 +54,13 @@ class Optimizer:
         """Content target: float32 features of content pixels [B, H, W, 3] at the content layer."""
         return ops.cast(self.extractor(content, precision, tileable)[losses.CONTENT_LAYER], "float32")
 
-    def style_grams(self, style: np.ndarray, precision: str = "fp32", mask: np.ndarray | None = None) -> dict[str, Any]:
+    def style_grams(self, style: np.ndarray, precision: str = "fp32", mask: np.ndarray | None = None,
+                    tileable: bool = False) -> dict[str, Any]:
         """Gram targets of style pixels [B, h, w, 3] (opacity-weighted by `mask` [B, h, w, 1]);
-        callers cache them per style, size, precision and alpha mode."""
+        callers cache them per style, size, precision and alpha mode. `tileable` (wrapped padding)
+        for an output's Grams, seen as the losses see it."""
         masks = None if mask is None else losses.layer_masks(mask)
-        return losses.style_targets(self.extractor(style, precision), masks)
+        return losses.style_targets(self.extractor(style, precision, tileable), masks)
 
     def evaluate(self, pixels: np.ndarray, targets: Targets, params: StyleParams) -> dict[str, np.ndarray]:
         """Loss terms ([B] each) of fixed pixels in float32, e.g. the image as written.

@@ -66,10 +66,14 @@ def style_side(params: StyleParams, size: tuple[int, int], content: Picture) -> 
 def style_pixels(style: Picture, long_side: float, params: StyleParams) -> np.ndarray:
     """[1, h, w, 3] float32: the style image scaled (up or down) to `long_side` (`style_side`),
     each side at least MIN_SIDE. Luminance only with `preserve_color`."""
-    scale = long_side / max(style.height, style.width)
-    height, width = (max(MIN_SIDE, round(side * scale)) for side in (style.height, style.width))
-    rgb = images.resize(style.rgb, height, width)
+    rgb = images.resize(style.rgb, *scaled(style, long_side))
     return (images.gray(rgb) if params.preserve_color else rgb)[None].astype(np.float32)
+
+
+def scaled(picture: Picture, long_side: float) -> tuple[int, int]:
+    """The picture's size scaled (up or down) to `long_side`, aspect kept, each side at least MIN_SIDE."""
+    scale = long_side / max(picture.height, picture.width)
+    return tuple(max(MIN_SIDE, round(side * scale)) for side in (picture.height, picture.width))
 
 
 def prepared(picture: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:

@@ -45,6 +45,7 @@ SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error", pa.string()),
         *((f"{term}_loss", pa.float64()) for term in TERMS),  # total weighted, the others unweighted
+        ("style_distance", pa.float64()),  # to the style at one reference size (distance.py); null before it
         ("loss_history", pa.list_(pa.float32())),
         ("steps", pa.int32()),
         ("height", pa.int32()),  # of the written image (the content's own size)

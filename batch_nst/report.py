@@ -1,8 +1,10 @@
 """`batch-nst report`: a static HTML page of an output root, readable from storage with no server.
 
 The page (`report/index.html`, or `report/<run_id>.html` for one run) is a contact sheet:
-content | style | result thumbnails, each item's loss curve (inline SVG), the parameters that
-differ from the defaults, and errors. Thumbnails are files beside it in `report/thumbs/`, named
+content | style | result thumbnails, each item's loss curve (inline SVG) and style distance, the
+parameters that differ from the defaults, and errors. Items far from the others sharing their style
+(distance over OUTLIER times their style's median) are flagged and listed first, so a reviewer
+looks at the outliers, not the whole library. Thumbnails are files beside it in `report/thumbs/`, named
 by what they show (an item's key, a style's URI), so a later report reuses those it already made
 and the page links them relatively: the folder works as it is, locally, synced or from a bucket
 served as a static site.
@@ -15,6 +17,7 @@ import html
 import io
 import json
 import math
+import statistics
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -29,6 +32,8 @@ from batch_nst.params import WEIGHTED_TERMS, StyleParams
 THUMB = 160  # thumbnails' long side, in pixels (never more than the source's)
 BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scale up
 CURVE_POINTS = 200  # a loss curve's points at most
+OUTLIER = 2.0  # an item whose style distance is over this many times its style's median is flagged
+OUTLIER_MIN_ITEMS = 3  # ok items with a distance a style needs before any of them is flagged
 _DEFAULTS = json.loads(StyleParams().to_json())
 
 
@@ -38,11 +43,14 @@ class Report:
     items: int
     ok: int
     failed: int
+    outliers: int  # ok items flagged as far from their style's median distance
     thumbnails: int  # made by this call (the others were already there)
 
 
-def write(root: str, run_id: str | None = None, threads: int = 8) -> Report:
-    """Write the report page of every item's latest record under `root`, or of one run's records."""
+def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "distance") -> Report:
+    """Write the report page of every item's latest record under `root`, or of one run's records
+    (then the style medians are those of that run's items). `sort`: "distance" puts outliers first,
+    then ok items by style distance, failed last; "id" orders rows by item id."""
     table = records.read(root).to_pylist()
     if not table:
         raise BatchNSTError(f"no records under {storage.redact(root)}: run a job there first")
@@ -50,7 +58,8 @@ def write(root: str, run_id: str | None = None, threads: int = 8) -> Report:
     if not rows:
         runs = ", ".join(sorted({r["run_id"] for r in table}))
         raise BatchNSTError(f"run {run_id!r} has no records under {storage.redact(root)} (runs: {runs})")
-    rows.sort(key=lambda r: r["id"])
+    ratios = _ratios(rows)
+    rows.sort(key=(lambda r: r["id"]) if sort == "id" else (lambda r: _by_distance(r, ratios)))
     current = {r["id"]: r["key"] for r in _latest([r for r in table if r["status"] == records.OK])}
     folder = storage.join(root, "report")
     existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
@@ -61,9 +70,44 @@ def write(root: str, run_id: str | None = None, threads: int = 8) -> Report:
     available = (existing & set(wanted)) | {name for name, ok in made.items() if ok}
     page = storage.join(folder, f"{run_id}.html" if run_id else "index.html")
     title = f"batch-nst run {run_id}" if run_id else "batch-nst: every item's latest record"
-    storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current).encode())
+    storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current, ratios).encode())
     ok = sum(r["status"] == records.OK for r in rows)
-    return Report(storage.redact(page), len(rows), ok, len(rows) - ok, sum(made.values()))
+    outliers = sum(_outlier(r, ratios) for r in rows)
+    return Report(storage.redact(page), len(rows), ok, len(rows) - ok, outliers, sum(made.values()))
+
+
+def _ratios(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Each ok row's style distance over its style's median (by the record's `style` string),
+    keyed by id(row); only styles with OUTLIER_MIN_ITEMS ok rows with a distance (older records
+    have none) get one: with fewer, a median says nothing about which item stands out."""
+    by_style: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == records.OK and row.get("style_distance") is not None:
+            by_style.setdefault(row["style"], []).append(row)
+    ratios = {}
+    for group in by_style.values():
+        median = statistics.median(r["style_distance"] for r in group)
+        if len(group) >= OUTLIER_MIN_ITEMS and median > 0:
+            ratios.update({id(r): r["style_distance"] / median for r in group})
+    return ratios
+
+
+def _outlier(row: dict[str, Any], ratios: dict[int, float]) -> bool:
+    return _flagged(ratios.get(id(row)))
+
+
+def _flagged(ratio: float | None) -> bool:
+    return ratio is not None and ratio > OUTLIER
+
+
+def _by_distance(row: dict[str, Any], ratios: dict[int, float]) -> tuple:
+    """Outliers first, then ok items by distance (farthest first), those without one, failed last."""
+    distance = row.get("style_distance")
+    if row["status"] != records.OK:
+        return (3, 0.0, row["id"])
+    if distance is None:
+        return (2, 0.0, row["id"])
+    return (0 if _outlier(row, ratios) else 1, -distance, row["id"])
 
 
 def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,15 +160,24 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], current: dict[str, str]) -> str:
+def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], current: dict[str, str],
+          ratios: dict[int, float]) -> str:
     ok = sum(r["status"] == records.OK for r in rows)
-    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"]) for r in rows)
+    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"], ratios.get(id(r))) for r in rows)
     return _TEMPLATE.format(
         title=html.escape(title), root=html.escape(root), items=len(rows), ok=ok, failed=len(rows) - ok, rows=body,
-        box=BOX)
+        box=BOX, outliers=sum(_outlier(r, ratios) for r in rows), times=f"{OUTLIER:g}")
 
 
-def _row(row: dict[str, Any], thumbs: set[str], current: bool) -> str:
+def _distance(row: dict[str, Any], ratio: float | None) -> str:
+    """The style distance, and how it stands to its style's median where there is one."""
+    if row.get("style_distance") is None:
+        return "style distance —"
+    median = "" if ratio is None else f" ({ratio:.2f}× its style's median)"
+    return f"style distance {row['style_distance']:.4g}{median}"
+
+
+def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | None = None) -> str:
     pictures = [_img(_content_thumb(row), "content", row["content"], thumbs)]
     pictures.append("".join(_img(_style_thumb(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
     if row["status"] == records.OK:
@@ -132,15 +185,17 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool) -> str:
         pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
         terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
         ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
-        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{row['steps']} steps at "
+        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>"
+                   f"{row['steps']} steps at "
                    f"{row['opt_width']}x{row['opt_height']} ({ran}), {row['seconds']:.1f} s"
                    f"{_curve(row['loss_history'] or [])}")
     else:
         pictures.append('<div class="missing">no result</div>')
         outcome = f'<div class="error">{html.escape(row["error"] or "failed")}</div>'
     cells = "".join(f"<td>{p}</td>" for p in pictures)
-    return (f'<tr class="{html.escape(row["status"])}"><th>{html.escape(row["id"])}<br>'
-            f'<span class="status">{html.escape(row["status"])}</span><br><small>run {html.escape(row["run_id"])}'
+    flag = '<br><span class="flag">⚑ outlier</span>' if _flagged(ratio) else ""
+    return (f'<tr class="{html.escape(row["status"])}{" outlier" if flag else ""}"><th>{html.escape(row["id"])}<br>'
+            f'<span class="status">{html.escape(row["status"])}</span>{flag}<br><small>run {html.escape(row["run_id"])}'
             f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
 
 
@@ -186,13 +241,17 @@ th {{ min-width: 6em; max-width: 14em; overflow-wrap: anywhere; }}
   background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }}
 .missing {{ width: {box}px; color: #888; font-style: italic; }}
 tr.failed .status, .error {{ color: #b00; font-weight: bold; }}
+tr.outlier {{ background: #fff4e0; }}
+.flag, .outliers {{ color: #b60; font-weight: bold; }}
 .error {{ max-width: 40em; white-space: pre-wrap; }}
 .curve polyline {{ fill: none; stroke: #36c; stroke-width: 1.5; }}
 .curve {{ display: block; margin-top: 4px; background: #f6f8fc; }}
 pre {{ font-size: 11px; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>Output root <code>{root}</code>: {items} items, {ok} ok, {failed} failed.</p>
+<p>Output root <code>{root}</code>: {items} items, {ok} ok, {failed} failed;
+<span class="outliers">{outliers} outliers to review</span>
+(style distance over {times}× the median of their style's items).</p>
 <table><thead><tr><th>item</th><th>content</th><th>style</th><th>result</th><th>losses</th><th>parameters</th>
 </tr></thead><tbody>
 {rows}

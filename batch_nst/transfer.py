@@ -2,7 +2,8 @@
 
 `stylize()` is the public entry point. It takes arrays, PIL images or `Picture`s and returns a
 `Result` whose losses are those of the image as written (8-bit, at the content's own size), so
-anyone can recompute them from the stored file with `evaluate()`. No Ray, no storage, no printing.
+anyone can recompute them from the stored file with `evaluate()`, and likewise its style distance
+(comparable across items of any size) with `style_distance()`. No Ray, no storage, no printing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from batch_nst import images, prepare
+from batch_nst import distance, images, prepare
 from batch_nst.batch import Batch
 from batch_nst.checkpoint import State
 from batch_nst.images import Picture
@@ -35,6 +36,7 @@ class Result:
 
     image: Picture  # content's exact width and height, alpha restored
     losses: Losses  # of `image` as written (8-bit)
+    style_distance: float  # of `image` to its style at distance.REFERENCE_SIDE (see `style_distance`)
     history: tuple[float, ...]  # total loss at each step, before its update
     steps: int  # steps run: params.steps, or fewer where stop_tol ended the item early
     height: int  # size the optimization ran at
@@ -127,17 +129,24 @@ def stylize_many(
     written = [prepare.restore(cell, px, params) for cell, px in zip(batch.contents, pixels)]
     # Recorded losses are always fp32 on the images as written, comparable across precisions.
     terms = batch.written_terms(written, final_targets if batch.precision == "fp32" else None)
+    joined = [prepare.join(written[part], params) for part in _parts(sheets)]
+    distances = distance.style_distances(joined, style_sets, params=params, optimizer=batch.optimizer,
+                                         cache=style_cache, keys=keys)
     height, width = batch.size
     seconds = (time.perf_counter() - started) / len(sheets)
-    results, start = [], 0
-    for sheet in sheets:
-        part = slice(start, start + len(sheet))
-        start += len(sheet)
+    results = []
+    for part, image, style_distance in zip(_parts(sheets), joined, distances):
         history = prepare.mean_history(histories[part])
         results.append(Result(
-            prepare.join(written[part], params), Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}),
+            image, Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}), style_distance,
             history, len(history), height, width, seconds, optimize_seconds, batch.precision))
     return results
+
+
+def _parts(sheets: list[list[Picture]]) -> list[slice]:
+    """Each sheet's cells among all the batch's cells."""
+    ends = np.cumsum([len(sheet) for sheet in sheets]).tolist()
+    return [slice(end - len(sheet), end) for sheet, end in zip(sheets, ends)]
 
 
 def batch_key(content: Picture, params: StyleParams, name: str = "content") -> tuple:
@@ -156,6 +165,13 @@ def evaluate(
     batch = Batch.of(_as_optimizer(extractor), params, None, [(cell, styles, None) for cell in cells])
     terms = batch.written_terms(outputs)
     return Losses(**{name: float(np.mean(value)) for name, value in terms.items()})
+
+
+def style_distance(output: Any, style: Any, *, params: StyleParams, extractor: Extractor | Optimizer) -> float:
+    """The fp32 Gram distance of `output` (e.g. a stored result) to `style` (a list blends, as in
+    `stylize`), both at one reference long side, so it compares across items of any size; a sprite
+    sheet's is the mean over its cells. Equals the `Result.style_distance` of the item as written."""
+    return distance.style_distances([output], [style], params=params, optimizer=_as_optimizer(extractor))[0]
 
 
 def _as_optimizer(extractor: Extractor | Optimizer) -> Optimizer:

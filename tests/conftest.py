@@ -64,6 +64,20 @@ def optimizer(extractor):
     return Optimizer(extractor)
 
 
+@pytest.fixture(autouse=True)
+def _small_reference_side(request, monkeypatch):
+    """Every item's style distance runs the network once at the reference side (256 px): on two
+    CPU cores that costs more than a test's whole few-step optimization. In-process tests take it
+    at 64 px, the same code on a smaller picture; tests/test_distance.py keeps 256 (it checks what
+    the size means). Ray workers, other processes, keep 256."""
+    engine = {"optimizer", "extractor", "weights", "legacy_weights_path"} & set(request.fixturenames)
+    if request.module.__name__.endswith("test_distance") or not engine:
+        return
+    from batch_nst import distance
+
+    monkeypatch.setattr(distance, "REFERENCE_SIDE", 64)
+
+
 def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
     """A smooth random colour field, [H, W, 3] uint8: image-like, unlike white noise."""
     rng = np.random.default_rng(seed)

@@ -57,4 +57,4 @@ def test_style_size_is_in_the_assets_pixels_whatever_its_size(optimizer, monkeyp
                                                                        precision="fp32"), extractor=optimizer)
     # 40 px of the asset: 40 px at full size; 20 px of the optimization where it runs at half size
     # (each side at least the network's 16), so the written strokes are the same size in both.
-    assert [shape[1:3] for shape in seen] == [(20, 40), (16, 20)]
+    assert [shape[1:3] for shape in seen[::3]] == [(20, 40), (16, 20)]  # (then the style distance's two)

@@ -88,3 +88,19 @@ def test_each_of_several_styles_is_redacted_on_its_own():
     rec = records.for_item(item, run_id="r", worker="w", weights="x")
     assert rec["style"].count(";") == 2 and "abc" not in rec["style"] and "pw" not in rec["style"]
     assert rec["style"].split(";")[1] == "s3://b/s.png"
+
+
+def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path):
+    """An older run's part lacks `style_distance`: it still reads, the column null, beside new parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "out")
+    old_schema = pa.schema([f for f in records.SCHEMA if f.name != "style_distance"])
+    old = {k: v for k, v in _rec(1).items() if k != "style_distance"}
+    (tmp_path / "out" / "metadata").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), tmp_path / "out" / "metadata" / "part-r0-00000.parquet")
+    records.write_part(root, "part-r1-00000", [{**_rec(2), "style_distance": 0.5}])
+    rows = {r["id"]: r for r in records.read(root).to_pylist()}
+    assert rows["item1"]["style_distance"] is None and rows["item2"]["style_distance"] == 0.5
+    assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}

@@ -42,6 +42,7 @@ def test_the_page_shows_each_item_with_thumbnails_losses_params_and_errors(root)
     assert page.count('class="thumb result"') == 2 and page.count('class="thumb style"') == 3
     assert "broken.png: not an image" in page and "broken</th>" not in page  # escaped, in its own row
     assert "alpha_mode=mask" in page and "<polyline" in page
+    assert page.count("<br>style distance ") == 2 and "0 outliers to review" in page  # one style, too few to judge
     assert written.uri.endswith("report/index.html")
     assert report.write(str(root)).thumbnails == 0  # a later report reuses what it made
 
@@ -118,3 +119,30 @@ def test_an_older_runs_page_never_shows_a_newer_result_and_refused_rows_keep_the
     names = [report._content_thumb(row) for row in refused]
     assert names[0] != names[1] and all((copy / "report" / "thumbs" / n).exists() for n in names)
     assert (copy / "report" / "thumbs" / "k1-new-result.png").exists()
+
+
+def test_outliers_of_their_style_are_flagged_and_listed_first(root, tmp_path, capsys):
+    """Style a: five items, one over twice their median. Style b: two items, one far off, but too
+    few to judge. An older record has no distance: shown as "—", never flagged."""
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("report"))
+    crate = next(r for r in records.read(str(copy)).to_pylist() if r["id"] == "crate")
+    made = [("a1", "a", 1.0), ("a2", "a", 1.1), ("a3", "a", 0.9), ("a4", "a", 1.0), ("a5", "a", 2.5),
+            ("b1", "b", 1.0), ("b2", "b", 50.0), ("old", "a", None)]
+    rows = [{**crate, "id": item_id, "key": f"k-{item_id}", "style": str(tmp_path / f"style-{style}.png"),
+             "style_distance": distance, "run_id": "run-b", "finished_at": records.now()}
+            for item_id, style, distance in made]
+    records.write_part(str(copy), "part-run-b-00000", rows)
+    written = report.write(str(copy))
+    assert written.outliers == 1
+    page = (copy / "report" / "index.html").read_text()
+    order = [row.split("<br>", 1)[0] for row in page.split("<tr class=")[1:]]
+    assert order[0] == '"ok outlier"><th>a5'  # then by distance: the real items' (seeded weights: large)
+    assert {order[1], order[2]} == {'"ok"><th>crate', '"ok"><th>sprite'}
+    assert order[3:] == [f'"ok"><th>{i}' for i in ("b2", "a2", "a1", "a4", "b1", "a3", "old")] + ['"failed"><th>broken']
+    assert page.count("⚑ outlier") == 1 and "1 outliers to review" in page
+    assert "2.50× its style's median" in page and "style distance —" in page
+    assert main(["report", str(copy), "--sort", "id"]) == 0
+    assert "1 outliers to review" in capsys.readouterr().out
+    by_id = [row.split("<br>", 1)[0].split("<th>")[1] for row in (copy / "report" / "index.html").read_text().split("<tr class=")[1:]]
+    assert by_id == sorted(by_id)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batch_nst import images
+from batch_nst import distance, images
 from batch_nst.params import StyleParams
 from batch_nst.transfer import StyleCache, evaluate, stylize
 from tests.conftest import smooth_image
@@ -90,10 +90,10 @@ def test_style_cache_computes_each_style_once_per_size(optimizer):
     for seed in (14, 15):
         stylize(smooth_image(32, 32, seed), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
                 extractor=optimizer, style_cache=cache, style_key="style-a")
-    assert cache.misses == 1
+    assert cache.misses == 2  # the targets, and the Grams at the style distance's reference size
     stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
             extractor=optimizer, style_cache=cache, style_key="style-a")
-    assert cache.misses == 2  # another size, other targets
+    assert cache.misses == 3  # another size, other targets (the reference Grams are reused)
 
 
 def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
@@ -172,7 +172,11 @@ def test_style_scale_sizes_the_style_image(optimizer, monkeypatch):
     for scale in (1.0, 0.5, 2.0):
         stylize(smooth_image(64, 48, 42), smooth_image(30, 60, 43),
                 params=StyleParams(steps=1, max_size=64, style_scale=scale, precision="fp32"), extractor=optimizer)
-    assert [shape[1:3] for shape in seen] == [(32, 64), (16, 32), (64, 128)]
+    # Each item: its targets, then the style distance's style and output at the reference size,
+    # which style_scale never changes.
+    assert [shape[1:3] for shape in seen[::3]] == [(32, 64), (16, 32), (64, 128)]
+    side = distance.REFERENCE_SIDE
+    assert {shape[1:3] for shape in seen[1::3]} == {(side // 2, side)}
 
 
 def _tiling_texture(n=32):

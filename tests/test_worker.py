@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batch_nst import storage
+from batch_nst import images, storage
 from batch_nst.manifest import WorkItem
 from batch_nst.params import StyleParams
+from batch_nst.transfer import style_distance
 from batch_nst.worker import Worker, WorkerConfig
 from tests.conftest import smooth_image
 
@@ -46,6 +47,10 @@ def test_chunk_gives_one_record_per_item_in_batches(worker, tmp_path):
     assert all(by_id[f"item{i}"]["status"] == "ok" and by_id[f"item{i}"]["steps"] == 3 for i in range(5))
     assert worker.optimizer.traces - traces <= 2  # a batch of 4 and a batch of 1: one trace each
     assert by_id["item0"]["precision"] == "fp32" and by_id["item0"]["key"] == "k0"
+    for rec in (by_id["item0"], by_id["item4"]):  # batched and alone: recomputed from the stored files
+        stored, style = (images.decode(open(uri, "rb").read(), uri) for uri in (rec["output"], rec["style"]))
+        distance = style_distance(stored, style, params=PARAMS, extractor=worker.optimizer)
+        assert rec["style_distance"] == pytest.approx(distance, rel=1e-5) and distance > 0
 
 
 def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):

@@ -1,0 +1,53 @@
+"""The style distance: zero to itself, growing with another style, the same at any size, recomputable."""
+
+import pytest
+
+from batch_nst import images
+from batch_nst.params import StyleParams
+from batch_nst.transfer import style_distance, stylize_many
+from tests.conftest import smooth_image
+
+PARAMS = StyleParams(steps=3, max_size=32, precision="fp32")
+
+
+def test_an_image_is_at_zero_from_itself_and_farther_from_another(optimizer):
+    image, other = smooth_image(48, 64, 1), smooth_image(48, 64, 2)
+    assert style_distance(image, image, params=PARAMS, extractor=optimizer) == pytest.approx(0.0, abs=1e-6)
+    assert style_distance(image, other, params=PARAMS, extractor=optimizer) > 1e-3
+
+
+def test_the_distance_hardly_depends_on_the_outputs_size_or_style_scale(optimizer):
+    """Both images are brought to one reference side: a 64 px and a 256 px copy of one picture
+    land near each other, and style_scale (an optimization setting) changes nothing."""
+    big, style = smooth_image(256, 256, 3), smooth_image(200, 300, 4)
+    small = images.resize(big, 64, 64)
+    at = {side: style_distance(picture, style, params=PARAMS, extractor=optimizer)
+          for side, picture in ((64, small), (256, big))}
+    print(f"distance at 64 px {at[64]:.6g}, at 256 px {at[256]:.6g}")
+    assert at[64] == pytest.approx(at[256], rel=0.1)
+    scaled = PARAMS.with_overrides({"style_scale": 2.0})
+    assert style_distance(big, style, params=scaled, extractor=optimizer) == at[256]
+
+
+def test_results_carry_the_distance_of_the_image_as_written(optimizer):
+    """Batched, a sprite sheet among plain items, blended styles: each equals the distance
+    recomputed from the written image alone."""
+    params = PARAMS.with_overrides({"grid": "2x1", "style_blend": "1;3"})
+    contents = [smooth_image(32, 64, 5), smooth_image(32, 64, 6)]
+    styles = [[smooth_image(40, 40, 7), smooth_image(30, 50, 8)]] * 2
+    results = stylize_many(contents, styles, params=params, extractor=optimizer)
+    for result, style in zip(results, styles):
+        alone = style_distance(result.image, style, params=params, extractor=optimizer)
+        assert result.style_distance == pytest.approx(alone, rel=1e-5) and result.style_distance > 0
+
+
+def test_cached_reference_grams_are_per_style_and_preparation(optimizer):
+    """One style key, luminance-only (preserve_color) or not: each gets its own Grams."""
+    from batch_nst.distance import style_distances
+    from batch_nst.transfer import StyleCache
+
+    cache, output, style = StyleCache(), smooth_image(32, 32, 9), smooth_image(32, 32, 10)
+    for params in (PARAMS, PARAMS.with_overrides({"preserve_color": True})):
+        (cached,) = style_distances([output], [style], params=params, optimizer=optimizer, cache=cache, keys=["s"])
+        assert cached == style_distance(output, style, params=params, extractor=optimizer)
+    assert cache.misses == 2
