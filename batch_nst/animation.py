@@ -53,6 +53,14 @@ class Animation:
         assert self.disposal is None or len(self.disposal) == len(self.frames)
 
     @property
+    def height(self) -> int:
+        return self.frames[0].height
+
+    @property
+    def width(self) -> int:
+        return self.frames[0].width
+
+    @property
     def extension(self) -> str:
         """The output file's extension: the container stays the input's."""
         return _EXTENSIONS[self.format]
@@ -63,6 +71,16 @@ class Animation:
         assert len(frames) == len(self.frames), (len(frames), len(self.frames))
         assert {(f.height, f.width) for f in frames} == {(self.frames[0].height, self.frames[0].width)}
         return replace(self, frames=_same_alpha(list(frames)))
+
+
+def extension_of(image: Picture | Animation) -> str:
+    """The file extension an output is written with: a still's PNG, an animation's own container."""
+    return image.extension if isinstance(image, Animation) else "png"
+
+
+def encode_output(image: Picture | Animation) -> bytes:
+    """A stylized still as PNG, an animation in its container (`extension_of`)."""
+    return encode(image) if isinstance(image, Animation) else images.encode_png(image)
 
 
 def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Picture | Animation:

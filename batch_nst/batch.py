@@ -14,12 +14,13 @@ from typing import Any, Callable, Hashable
 import numpy as np
 from keras import ops
 
-from batch_nst import losses, prepare
+from batch_nst import losses, prepare, sequence
 from batch_nst.checkpoint import State
 from batch_nst.images import Picture
 from batch_nst.losses import Targets
 from batch_nst.optimize import Optimizer, Progress, ProgressCallback
 from batch_nst.params import StyleParams
+from batch_nst.sequence import Previous
 from batch_nst.vgg import effective_precision
 
 
@@ -33,16 +34,20 @@ class Batch:
     keys: list[Hashable | None]  # each item's style key for the cache (a tuple: one per style)
     precision: str  # the network's arithmetic for this batch
     size: tuple[int, int]  # the optimization size every item shares
+    previous: list[Previous | None]  # each item's frame before it (animations; None for still images)
 
     @classmethod
     def of(cls, optimizer: Optimizer, params: StyleParams, cache: Any,
-           items: list[tuple[Picture, list[Picture], Hashable | None]]) -> "Batch":
-        """A batch of (content cell, styles, style key) items; ValueError if sizes differ."""
+           items: list[tuple[Picture, list[Picture], Hashable | None]],
+           previous: list[Previous | None] | None = None) -> "Batch":
+        """A batch of (content cell, styles, style key) items, and each one's frame before it where
+        it is an animation's frame; ValueError if sizes differ."""
         contents, styles, keys = (list(column) for column in zip(*items))
         sizes = {prepare.opt_size(cell, params) for cell in contents}
         if len(sizes) != 1:
             raise ValueError(f"one batch needs one optimization size, got sizes {sizes}")
-        return cls(optimizer, params, cache, contents, styles, keys, _precision(params), sizes.pop())
+        previous = previous if previous is not None else [None] * len(contents)
+        return cls(optimizer, params, cache, contents, styles, keys, batch_precision(params), sizes.pop(), previous)
 
     def optimize(self, on_step: ProgressCallback | None, resume: State | None,
                  checkpoint: Callable[[State], None] | None, every: int) -> tuple[np.ndarray, list, Targets]:
@@ -78,9 +83,12 @@ class Batch:
         return self.optimizer.evaluate(pixels, targets, self.params)
 
     def targets(self, precision: str, size: tuple[int, int]) -> Targets:
-        """The batch's targets at `size`, item by item (each style's Grams from the cache when seen)."""
-        return _stack([self._item_targets(c, s, k, precision, size)
-                       for c, s, k in zip(self.contents, self.styles, self.keys)])
+        """The batch's targets at `size`, item by item (each style's Grams from the cache when seen),
+        and the temporal targets that tie an animation's frames."""
+        stacked = _stack([self._item_targets(c, s, k, precision, size)
+                          for c, s, k in zip(self.contents, self.styles, self.keys)])
+        temporal = sequence.targets(self.previous, self.contents, self.params, size)
+        return stacked if temporal is None else dataclasses.replace(stacked, temporal=temporal)
 
     def _item_targets(self, content: Picture, styles: list[Picture], key, precision: str, size) -> Targets:
         """Content features and style Grams at `size` through the network in `precision`."""
@@ -115,7 +123,7 @@ def _grams(optimizer: Optimizer, params: StyleParams, cache: Any, style: Picture
     return compute() if cache is None or key is None else cache.get(cache_key, compute)
 
 
-def _precision(params: StyleParams) -> str:
+def batch_precision(params: StyleParams) -> str:
     """The network's arithmetic for this run. `auto` gives L-BFGS fp32: its line searches stall on
     bf16's noisier gradients (measured: 83 of 100 iterations, then no step it would accept)."""
     if params.optimizer == "lbfgs" and params.precision == "auto":

@@ -27,24 +27,29 @@ class State:
     stopped: tuple[bool, ...]
     stage: int = 0  # multiscale: the stage this state is in
     earlier: Histories = ()  # each item's history of the stages before
+    finished: np.ndarray | None = None  # an animation run in chunks: the frames finished before this chunk
+    finished_histories: Histories = ()  # and their histories
 
     def part(self, start: int, stop: int) -> "State":
         """Items start..stop-1's share (one item, or a sprite sheet's cells), as a batch of their own."""
         return State(self.step, self.pixels[start:stop], self.momentum[start:stop], self.velocity[start:stop],
-                     self.histories[start:stop], self.stopped[start:stop], self.stage, self.earlier[start:stop])
+                     self.histories[start:stop], self.stopped[start:stop], self.stage, self.earlier[start:stop],
+                     self.finished, self.finished_histories)  # only a lone animation has finished frames
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, step=self.step, pixels=self.pixels, momentum=self.momentum, velocity=self.velocity,
                  stopped=np.asarray(self.stopped), stage=self.stage, **_ragged("history", self.histories),
-                 **_ragged("earlier", self.earlier))
+                 **_ragged("earlier", self.earlier), **_ragged("finished_history", self.finished_histories),
+                 **({} if self.finished is None else {"finished": self.finished}))
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "State":
         with np.load(io.BytesIO(data)) as z:
             return cls(int(z["step"]), z["pixels"], z["momentum"], z["velocity"], _unragged(z, "history"),
-                       tuple(bool(s) for s in z["stopped"]), int(z["stage"]), _unragged(z, "earlier"))
+                       tuple(bool(s) for s in z["stopped"]), int(z["stage"]), _unragged(z, "earlier"),
+                       z["finished"] if "finished" in z else None, _unragged(z, "finished_history"))
 
 
 def _ragged(name: str, rows: Histories) -> dict[str, np.ndarray]:
@@ -54,5 +59,7 @@ def _ragged(name: str, rows: Histories) -> dict[str, np.ndarray]:
 
 
 def _unragged(z, name: str) -> Histories:
+    if f"{name}_lengths" not in z:
+        return ()
     values, ends = z[name].tolist(), np.cumsum(z[f"{name}_lengths"]).tolist()
     return tuple(tuple(values[end - n:end]) for end, n in zip(ends, z[f"{name}_lengths"].tolist()))

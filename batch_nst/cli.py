@@ -35,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from batch_nst.job import JobConfig
 
     from batch_nst import __version__
 
@@ -186,71 +185,31 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 
 
 def _cmd_stylize(args: argparse.Namespace) -> int:
-    from batch_nst import backend, images, storage, weights
+    from batch_nst import animation, backend, console, images, storage, weights
 
     with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
         engine = backend.use(args.backend)  # before the engine imports Keras
         from batch_nst.optimize import Optimizer
-        from batch_nst.params import TERMS
         from batch_nst.transfer import batch_key, stylize
         from batch_nst.vgg import Extractor
     params = style_params(args)
-    if not args.output.lower().endswith(".png"):
-        raise BatchNSTError(f"output must be a .png file, got {args.output}")
-    content = images.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
+    content = animation.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
+    extension = animation.extension_of(content)
+    if not args.output.lower().endswith(f".{extension}"):
+        raise BatchNSTError(f"output must be a .{extension} file (the content's format), got {args.output}")
     style = [images.decode(storage.read_bytes(uri), storage.redact(uri), args.max_pixels)
              for uri in args.style.split(";")]  # several styles: blended by --style-blend
     params.blend_weights(len(style))
     batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
     with quiet.native_stderr(args.verbose):
         optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
-    with _progress(sum(params.stages()), args.quiet) as on_step:
+    with console.StepProgress(sum(params.stages()), args.quiet) as on_step:
         result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
-    storage.write_bytes(args.output, images.encode_png(result.image))
-    summary = {
-        "output": storage.redact(args.output),
-        "width": result.image.width,
-        "height": result.image.height,
-        "optimized_at": [result.width, result.height],
-        "steps": result.steps,
-        "precision": result.precision,
-        "backend": engine["backend"],
-        "seconds": round(result.seconds, 3),
-        "losses": dataclasses.asdict(result.losses),
-        "params": dataclasses.asdict(params),
-        "weights": optimizer.extractor.weights.identity,
-    }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        terms = ", ".join(f"{name} {getattr(result.losses, name):.6g}" for name in TERMS[1:])
-        print(
-            f"wrote {summary['output']} ({result.image.width}x{result.image.height}): weighted total "
-            f"{result.losses.total:.6g} (unweighted terms: {terms}) after {result.steps} {result.precision} steps "
-            f"on {engine['backend']} at {result.width}x{result.height} in {result.seconds:.1f}s"
-        )
+    storage.write_bytes(args.output, animation.encode_output(result.image))
+    console.print_stylize(result, {
+        "output": storage.redact(args.output), "backend": engine["backend"], "params": dataclasses.asdict(params),
+        "weights": optimizer.extractor.weights.identity}, args.json)
     return EXIT_OK
-
-
-class _progress:
-    """A tqdm bar over optimization steps, fed by the engine's progress callback."""
-
-    def __init__(self, steps: int, quiet: bool):
-        self.steps, self.quiet = steps, quiet
-
-    def __enter__(self):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.steps, unit="step", disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
-        return self._update
-
-    def _update(self, progress) -> None:
-        self.bar.update(1)
-        if progress.step % 10 == 0 or progress.step == progress.steps:
-            self.bar.set_postfix(loss=f"{progress.losses['total']:.4g}", refresh=False)
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
 
 
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:

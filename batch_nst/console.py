@@ -1,4 +1,4 @@
-"""What the terminal shows of a run: a live progress bar, then how the run ended.
+"""What the terminal shows of a run or a stylize: a live progress bar, then how it ended.
 
 Progress goes to stderr (tqdm), the summary to stdout; a run that was interrupted, or could not
 write its metadata, says so in one line on stderr as well, so a scheduler's log shows it.
@@ -6,6 +6,7 @@ write its metadata, says so in one line on stderr as well, so a scheduler's log 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -80,3 +81,46 @@ def _problems(summary: Summary, where: str) -> list[str]:
     if summary.metadata_error:
         lines.append(f"metadata not written: {summary.metadata_error}")
     return lines
+
+
+class StepProgress:
+    """`stylize`'s tqdm bar over optimization steps, fed by the engine's progress callback."""
+
+    def __init__(self, steps: int, quiet: bool):
+        self.steps, self.quiet = steps, quiet
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.steps, unit="step", disable=self.quiet, file=sys.stderr, dynamic_ncols=True)
+        return self._update
+
+    def _update(self, progress) -> None:
+        if self.bar.n >= self.steps:  # an animation in chunks: the bar starts over with each chunk
+            self.bar.reset()
+        self.bar.update(1)
+        if progress.step % 10 == 0 or progress.step == progress.steps:
+            self.bar.set_postfix(loss=f"{progress.losses['total']:.4g}", refresh=False)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def print_stylize(result, about: dict, as_json: bool) -> None:
+    """`stylize`'s summary of its `transfer.Result`: one JSON object, or one line for people."""
+    from batch_nst.params import TERMS
+
+    summary = {
+        **about, "width": result.image.width, "height": result.image.height,
+        "optimized_at": [result.width, result.height], "steps": result.steps, "precision": result.precision,
+        "seconds": round(result.seconds, 3), "losses": dataclasses.asdict(result.losses),
+        "style_distance": result.style_distance,
+    }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    terms = ", ".join(f"{name} {getattr(result.losses, name):.6g}" for name in TERMS[1:])
+    print(f"wrote {summary['output']} ({result.image.width}x{result.image.height}): weighted total "
+          f"{result.losses.total:.6g} (unweighted terms: {terms}; style distance {result.style_distance:.4g}) after "
+          f"{result.steps} {result.precision} steps on {summary['backend']} at {result.width}x{result.height} in "
+          f"{result.seconds:.1f}s")

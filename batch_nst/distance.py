@@ -15,7 +15,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 from keras import ops
 
-from batch_nst import images, losses, prepare
+from batch_nst import losses, prepare
 from batch_nst.batch import style_grams
 from batch_nst.images import Picture
 from batch_nst.optimize import Optimizer
@@ -29,11 +29,12 @@ def style_distances(outputs: Sequence[Any], styles: Sequence[Any], *, params: St
                     cache: Any = None, keys: Sequence[Hashable | None] | None = None) -> list[float]:
     """Each output's distance to its style (a list of styles is blended by params.style_blend).
 
-    A sprite sheet (params.grid) gets the mean over its cells, each cell against the sheet's style.
+    A sprite sheet (params.grid) gets the mean over its cells, an animation over its frames, each
+    against the item's style.
     The styles' reference Grams go through `cache` under `keys` (as the optimization's targets do).
     """
     keys = list(keys) if keys is not None else [None] * len(outputs)
-    sheets = [prepare.cells(images.to_picture(o, "output"), params, "output") for o in outputs]
+    sheets = [prepare.content_cells(o, params, "output")[0] for o in outputs]
     targets = [style_grams(optimizer, params, cache, prepare.style_set(s), k, REFERENCE_SIDE, "fp32")
                for s, k in zip(styles, keys)]
     cells = [(cell, grams) for sheet, grams in zip(sheets, targets) for cell in sheet]

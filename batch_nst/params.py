@@ -151,9 +151,9 @@ class StyleParams:
         if self.frames and not sheet:
             raise ParamsError("frames needs a grid: it makes a sheet's cells one animation (animated GIF, APNG "
                               "and WebP contents are animations without it)")
-        if self.frames and self.optimizer == "lbfgs":
-            raise ParamsError("frames cannot be combined with optimizer=lbfgs: L-BFGS optimizes items one by one, "
-                              "an animation's frames are optimized together")
+        if self.frames and (self.optimizer == "lbfgs" or self.stop_tol > 0):
+            raise ParamsError("frames needs optimizer=adam and stop_tol=0: an animation's frames are optimized "
+                              "together and stop together")
         if sheet and self.schedule == "multiscale" and self.stop_tol > 0:
             raise ParamsError("stop_tol cannot be combined with grid and schedule=multiscale: a sheet's cells "
                               "would leave their stages at different steps")

@@ -12,9 +12,25 @@ import numpy as np
 from PIL import Image
 
 from batch_nst import images
+from batch_nst.animation import Animation
+from batch_nst.errors import ImageError, ParamsError
 from batch_nst.images import Picture
 from batch_nst.params import StyleParams
 from batch_nst.vgg import MIN_SIDE
+
+
+def content_cells(content: Any, params: StyleParams, name: str = "content") -> tuple[list[Picture], bool]:
+    """What a content (or an output) enters a batch as: its cells, and whether they are the frames
+    of one animation (an Animation's frames; a sheet's cells with params.frames) or independent."""
+    if not isinstance(content, Animation):
+        return cells(images.to_picture(content, name), params, name), params.frames
+    frames = len(content.frames)
+    if params.cells() != (1, 1):
+        raise ImageError(f"{name}: an animation of {frames} frames cannot be split by grid={params.grid!r}")
+    if params.optimizer == "lbfgs" or params.stop_tol > 0:
+        raise ParamsError(f"{name}: an animation of {frames} frames needs optimizer=adam and stop_tol=0: its "
+                          "frames are optimized together and stop together")
+    return list(content.frames), True
 
 
 def cells(picture: Picture, params: StyleParams, name: str = "content") -> list[Picture]:
@@ -86,7 +102,12 @@ def prepared(picture: Picture, params: StyleParams, size: tuple[int, int]) -> np
 
 def mask(picture: Picture, size: tuple[int, int], params: StyleParams) -> np.ndarray | None:
     """[1, h, w, 1] opacity in [0, 1] at `size` with alpha_mode="mask" and an alpha; else None."""
-    if params.alpha_mode != "mask" or picture.alpha is None:
+    return opacity(picture, size) if params.alpha_mode == "mask" else None
+
+
+def opacity(picture: Picture, size: tuple[int, int]) -> np.ndarray | None:
+    """[1, h, w, 1] opacity in [0, 1] at `size`, or None without an alpha."""
+    if picture.alpha is None:
         return None
     alpha = images.resize(np.repeat(picture.alpha[..., None], 3, axis=2), *size)[..., :1]
     return (alpha[None] / 255.0).astype(np.float32)

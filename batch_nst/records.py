@@ -100,7 +100,7 @@ def write_part(root: str, name: str, records: list[dict[str, Any]]) -> str:
     # A failed item's image is of an earlier key: once its record is the latest, the image goes,
     # so no image on disk looks current beside a `failed` record.
     with contextlib.suppress(BatchNSTError):  # best effort: the part is written, it must not be again
-        storage.remove(image_uri(root, r["id"]) for r in records if r["status"] == FAILED)
+        storage.remove(uri for r in records if r["status"] == FAILED for uri in image_uris(root, r["id"]))
     return uri
 
 
@@ -178,9 +178,17 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def image_uri(root: str, item_id: str) -> str:
+IMAGE_EXTENSIONS = ("png", "gif", "webp")  # a still's PNG; an animation's own container (APNG is .png)
+
+
+def image_uri(root: str, item_id: str, extension: str = "png") -> str:
     """Where an item's image goes; ids are validated file names, so this stays under the root."""
-    return storage.join(root, "images", f"{item_id}.png")
+    return storage.join(root, "images", f"{item_id}.{extension}")
+
+
+def image_uris(root: str, item_id: str) -> list[str]:
+    """Every name an item's image may have (to remove a stale one, whatever it was)."""
+    return [image_uri(root, item_id, extension) for extension in IMAGE_EXTENSIONS]
 
 
 def checkpoint_uri(root: str, key: str) -> str:

@@ -16,8 +16,9 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from batch_nst import distance, images, prepare
-from batch_nst.batch import Batch
+from batch_nst import distance, prepare, sequence
+from batch_nst.animation import Animation
+from batch_nst.batch import Batch, batch_precision
 from batch_nst.checkpoint import State
 from batch_nst.images import Picture
 from batch_nst.optimize import Optimizer, ProgressCallback
@@ -105,6 +106,7 @@ def stylize_many(
     resume: State | None = None,
     checkpoint: Callable[[State], None] | None = None,
     checkpoint_every: int = 0,
+    max_cells: int | None = None,
 ) -> list[Result]:
     """Stylize several items in one batch: each gets exactly its solo result (up to round-off).
 
@@ -112,57 +114,118 @@ def stylize_many(
     targets, losses, history and early stop. Many small sprites per step use the hardware far
     better than one at a time. A sprite sheet (`params.grid`) enters the batch as its cells, all
     with the sheet's style targets, and comes out reassembled, its losses and history the means of
-    its cells'. `checkpoint`, `checkpoint_every` and `resume` pass through to `Optimizer.run` (one
-    state entry per cell): a preempted item continues where its last checkpoint stood.
+    its cells'. An animation (an `animation.Animation`, or a sheet with `params.frames`) enters as
+    its frames, tied by the temporal term, and comes out in its own container. A lone animation of
+    more frames than `max_cells` (a memory bound) runs `max_cells` frames at a time.
+    `checkpoint`, `checkpoint_every` and `resume` pass through to `Optimizer.run` (one state entry
+    per cell): a preempted item continues where its last checkpoint stood.
     """
     started = time.perf_counter()
-    sheets = [prepare.cells(images.to_picture(c, "content"), params) for c in contents]
-    keys = list(style_keys) if style_keys is not None else [None] * len(sheets)
-    if len(styles) != len(sheets) or len(keys) != len(sheets):
-        raise ValueError(f"one batch needs a style per content, got {len(sheets)} contents, {len(styles)} styles")
+    optimizer = _as_optimizer(extractor)
+    units = [prepare.content_cells(c, params) for c in contents]
+    keys = list(style_keys) if style_keys is not None else [None] * len(units)
+    if len(styles) != len(units) or len(keys) != len(units):
+        raise ValueError(f"one batch needs a style per content, got {len(units)} contents, {len(styles)} styles")
     style_sets = [prepare.style_set(s) for s in styles]
-    batch = Batch.of(_as_optimizer(extractor), params, style_cache,
-                     [(cell, st, k) for sheet, st, k in zip(sheets, style_sets, keys) for cell in sheet])
-    optimize_started = time.perf_counter()
-    pixels, histories, final_targets = batch.optimize(on_step, resume, checkpoint, checkpoint_every)
-    optimize_seconds = (time.perf_counter() - optimize_started) / len(sheets)
-    written = [prepare.restore(cell, px, params) for cell, px in zip(batch.contents, pixels)]
-    # Recorded losses are always fp32 on the images as written, comparable across precisions.
-    terms = batch.written_terms(written, final_targets if batch.precision == "fp32" else None)
-    joined = [prepare.join(written[part], params) for part in _parts(sheets)]
-    distances = distance.style_distances(joined, style_sets, params=params, optimizer=batch.optimizer,
+    run = _Run(optimizer, params, style_cache, on_step, resume, checkpoint, checkpoint_every)
+    (cells, linked), = units if len(units) == 1 else [([], False)]
+    if linked and max_cells is not None and len(cells) > max_cells:
+        written, histories, terms = run.chunked(cells, style_sets[0], keys[0], max_cells)
+    else:
+        written, histories, terms = run.together(units, style_sets, keys)
+    optimize_seconds = (time.perf_counter() - started) / len(units)
+    parts = _parts([cells for cells, _ in units])
+    images_out = [_assemble(content, written[part], params) for content, part in zip(contents, parts)]
+    distances = distance.style_distances(images_out, style_sets, params=params, optimizer=optimizer,
                                          cache=style_cache, keys=keys)
-    height, width = batch.size
-    seconds = (time.perf_counter() - started) / len(sheets)
+    height, width = prepare.opt_size(units[0][0][0], params)
+    seconds = (time.perf_counter() - started) / len(units)
     results = []
-    for part, image, style_distance in zip(_parts(sheets), joined, distances):
+    for part, image, style_distance in zip(parts, images_out, distances):
         history = prepare.mean_history(histories[part])
         results.append(Result(
             image, Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}), style_distance,
-            history, len(history), height, width, seconds, optimize_seconds, batch.precision))
+            history, len(history), height, width, seconds, optimize_seconds, run.precision))
     return results
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every batch of one `stylize_many` call shares."""
+
+    optimizer: Optimizer
+    params: StyleParams
+    cache: Any
+    on_step: ProgressCallback | None
+    resume: State | None
+    checkpoint: Callable[[State], None] | None
+    every: int
+
+    @property
+    def precision(self) -> str:
+        return batch_precision(self.params)
+
+    def batch(self, cells: list[Picture], styles: list[Picture], key, previous: list) -> Batch:
+        return Batch.of(self.optimizer, self.params, self.cache, [(cell, styles, key) for cell in cells], previous)
+
+    def together(self, units: list[tuple[list[Picture], bool]], style_sets: list, keys: list) -> tuple:
+        """Every content's cells in one batch: (written cells, histories, recorded terms per cell)."""
+        items = [(cell, st, k) for (cells, _), st, k in zip(units, style_sets, keys) for cell in cells]
+        previous = [p for cells, linked in units for p in sequence.links(cells, linked)]
+        batch = Batch.of(self.optimizer, self.params, self.cache, items, previous)
+        pixels, histories, final = batch.optimize(self.on_step, self.resume, self.checkpoint, self.every)
+        written = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
+        # Recorded losses are always fp32 on the images as written, comparable across precisions.
+        return written, histories, batch.written_terms(written, final if batch.precision == "fp32" else None)
+
+    def chunked(self, frames: list[Picture], styles: list[Picture], key, chunk: int) -> tuple:
+        """One animation `chunk` frames at a time (sequence.run_chunks); the recorded terms chunk by
+        chunk too, each chunk's first frame tied to the frame before as written, so they equal
+        what `evaluate` gives the stored animation whole."""
+        def optimize(cells, previous, on_step, resume, checkpoint):
+            pixels, histories, _ = self.batch(cells, styles, key, previous).optimize(on_step, resume, checkpoint,
+                                                                                      self.every)
+            return pixels, histories
+
+        pixels, histories = sequence.run_chunks(optimize, frames, chunk, self.on_step, self.resume, self.checkpoint)
+        written = [prepare.restore(cell, px, self.params) for cell, px in zip(frames, pixels)]
+        size, terms = prepare.opt_size(frames[0], self.params), []
+        for start in range(0, len(frames), chunk):
+            before = sequence.Previous(frames[start - 1], prepare.prepared(written[start - 1], self.params, size))
+            cells = frames[start:start + chunk]
+            batch = self.batch(cells, styles, key, sequence.links(cells, True, before if start else None))
+            terms.append(batch.written_terms(written[start:start + chunk]))
+        return written, histories, {name: np.concatenate([t[name] for t in terms]) for name in terms[0]}
+
+
+def _assemble(content: Any, written: list[Picture], params: StyleParams) -> Picture | Animation:
+    """The written cells as the content came: an animation in its container, a sheet joined."""
+    return content.with_frames(written) if isinstance(content, Animation) else prepare.join(written, params)
+
+
 def _parts(sheets: list[list[Picture]]) -> list[slice]:
-    """Each sheet's cells among all the batch's cells."""
+    """Each content's cells among all the batch's cells."""
     ends = np.cumsum([len(sheet) for sheet in sheets]).tolist()
     return [slice(end - len(sheet), end) for sheet, end in zip(sheets, ends)]
 
 
-def batch_key(content: Picture, params: StyleParams, name: str = "content") -> tuple:
-    """Items with equal keys can share a batch: same optimization size, same parameters (a sprite
-    sheet's cell size; ImageError naming `name` when the sheet does not split into params.grid)."""
-    return (prepare.opt_size(prepare.cells(content, params, name)[0], params), params)
+def batch_key(content: Picture | Animation, params: StyleParams, name: str = "content") -> tuple:
+    """Items with equal keys can share a batch: same optimization size, same parameters, same
+    number of cells (a sprite sheet's cells, an animation's frames; ImageError naming `name` when
+    the sheet does not split into params.grid)."""
+    cells, _ = prepare.content_cells(content, params, name)
+    return prepare.opt_size(cells[0], params), params, len(cells)
 
 
 def evaluate(
     content: Any, style: Any, output: Any, *, params: StyleParams, extractor: Extractor | Optimizer
 ) -> Losses:
     """Losses of `output` (e.g. a stored result) against content and style under `params`."""
-    cells = prepare.cells(images.to_picture(content, "content"), params)
-    outputs = prepare.cells(images.to_picture(output, "output"), params, "output")
+    cells, linked = prepare.content_cells(content, params)
+    outputs, _ = prepare.content_cells(output, params, "output")
     styles = prepare.style_set(style)
-    batch = Batch.of(_as_optimizer(extractor), params, None, [(cell, styles, None) for cell in cells])
+    batch = Batch.of(_as_optimizer(extractor), params, None, [(cell, styles, None) for cell in cells],
+                     sequence.links(cells, linked))
     terms = batch.written_terms(outputs)
     return Losses(**{name: float(np.mean(value)) for name, value in terms.items()})
 

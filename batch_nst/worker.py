@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from batch_nst import backend, images, records, storage
+from batch_nst import animation, backend, images, records, storage
 from batch_nst.checkpoint import State
 from batch_nst.errors import BatchNSTError
 from batch_nst.manifest import WorkItem
@@ -69,7 +69,7 @@ class Worker:
         for item in items:
             started = time.perf_counter()
             try:
-                pictures = self._decode(item.content), [self._style(uri) for uri in item.styles]
+                pictures = self._content(item.content), [self._style(uri) for uri in item.styles]
                 key = self.transfer.batch_key(pictures[0], item.params, storage.redact(item.content))
             except BatchNSTError as err:
                 records_out.append(self._failed(item, str(err), time.perf_counter() - started))
@@ -82,22 +82,25 @@ class Worker:
                 records_out += self._batch(group[start:start + limit])
         return records_out
 
-    def _batch_limit(self, size: tuple[int, int], params: StyleParams) -> int:
+    def _batch_limit(self, size: tuple[int, int], params: StyleParams, cells: int) -> int:
         """Items per batch: up to `batch_items`, within `batch_pixels` (a sprite sheet counts all
-        its cells); L-BFGS optimizes one item at a time."""
+        its cells, an animation all its frames); L-BFGS optimizes one item at a time."""
         if params.optimizer == "lbfgs":
             return 1
-        columns, rows = params.cells()
-        return max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1] * columns * rows)))
+        return max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1] * cells)))
+
+
 
     def _batch(self, group: list[tuple]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         items, contents, styles, resumes = zip(*group)
         try:
+            height, width = self.transfer.batch_key(contents[0], items[0].params)[0]
             results = self.transfer.stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
                                    style_cache=self.styles, style_keys=[item.styles for item in items],
                                    resume=resumes[0], checkpoint=lambda state: self._save(items, state),
-                                   checkpoint_every=self.config.checkpoint_every)
+                                   checkpoint_every=self.config.checkpoint_every,
+                                   max_cells=max(1, self.config.batch_pixels // (height * width)))
             return [self._write(item, content, style, result) for item, content, style, result
                     in zip(items, contents, styles, results)]
         except Exception as err:  # an item must never sink the worker: tf OOM, storage, bugs, ...
@@ -106,11 +109,15 @@ class Worker:
             return [self._failed(items[0], _describe(err), time.perf_counter() - started)]
 
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
-        output = records.image_uri(self.config.output_root, item.id)
-        storage.write_bytes(output, images.encode_png(result.image))
-        notes = "; ".join(f"{name}: {pic.note}" for name, pic in (("content", content), *(("style", s) for s in style))
-                          if pic.note)
-        rec = self._ok(item, result, output, notes)
+        """The image (a still as PNG, an animation in its own container), any stale image of this
+        id under another extension removed, and the record."""
+        moving = isinstance(result.image, animation.Animation)
+        output = records.image_uri(self.config.output_root, item.id, animation.extension_of(result.image))
+        storage.write_bytes(output, animation.encode_output(result.image))
+        storage.remove(uri for uri in records.image_uris(self.config.output_root, item.id) if uri != output)
+        notes = [f"content: {len(content.frames)} frames"] if moving else [f"content: {content.note}"] * bool(content.note)
+        notes += [f"style: {s.note}" for s in style if s.note]
+        rec = self._ok(item, result, output, "; ".join(notes))
         if self.config.checkpoint_every:
             storage.remove([records.checkpoint_uri(self.config.output_root, item.key)])
         return rec
@@ -130,10 +137,15 @@ class Worker:
         return State.from_bytes(storage.read_bytes(uri))
 
     def _style(self, uri: str) -> images.Picture:
-        return self.style_pictures.get(uri, lambda: self._decode(uri))
+        """A style image (an animated one's first frame), decoded once per worker."""
+        return self.style_pictures.get(uri, lambda: images.decode(*self._read(uri)))
 
-    def _decode(self, uri: str) -> images.Picture:
-        return images.decode(storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels)
+    def _content(self, uri: str) -> images.Picture | animation.Animation:
+        """A still, or an animated GIF, APNG or WebP whole."""
+        return animation.decode(*self._read(uri))
+
+    def _read(self, uri: str) -> tuple[bytes, str, int]:
+        return storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels
 
     def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> dict[str, Any]:
         losses = dataclasses.asdict(result.losses)

@@ -43,7 +43,8 @@ def test_coerces_strings_and_integral_floats_from_tables():
         ({"loss_scale": "pixels"}, "loss_scale must be one of area, seed"),
         ({"style_size": 256, "style_scale": 0.5}, "style_size and style_scale cannot both be set"),
         ({"frames": True}, "frames needs a grid"),
-        ({"frames": True, "grid": "4x1", "optimizer": "lbfgs"}, "frames cannot be combined with optimizer=lbfgs"),
+        ({"frames": True, "grid": "4x1", "optimizer": "lbfgs"}, "frames needs optimizer=adam and stop_tol=0"),
+        ({"frames": True, "grid": "4x1", "stop_tol": 0.01}, "frames needs optimizer=adam and stop_tol=0"),
         ({"temporal_weight": -1}, "temporal_weight must be >= 0"),
     ],
 )

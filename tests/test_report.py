@@ -69,7 +69,7 @@ def test_the_page_renders_in_headless_chromium_with_visible_thumbnails(root, tmp
     """Open the page from storage (file://, no server) and screenshot it: every thumbnail loaded,
     and each one's area of the screenshot shows a picture, not a blank."""
     from PIL import Image
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PageTimeout, sync_playwright
 
     report.write(str(root))
     shot = tmp_path / "report.png"
