@@ -83,6 +83,16 @@ def encode_output(image: Picture | Animation) -> bytes:
     return encode(image) if isinstance(image, Animation) else images.encode_png(image)
 
 
+def as_stored(animation: Animation) -> list[Picture]:
+    """The frames a reader gets back from `encode(animation)`: a GIF's are quantized to 256 colours
+    and binary alpha, so recorded losses are taken on these, not on what went in. (libwebp merges
+    identical consecutive frames: then the frames as given, which are what a viewer shows.)"""
+    pixels = len(animation.frames) * animation.width * animation.height
+    stored = decode(encode(animation), "output", max_pixels=pixels)
+    frames = stored.frames if isinstance(stored, Animation) else ()
+    return list(frames) if len(frames) == len(animation.frames) else list(animation.frames)
+
+
 def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Picture | Animation:
     """Bytes -> an Animation when a GIF, APNG or WebP has several frames; otherwise exactly what
     `images.decode` gives (still images, and other multi-frame formats as their first frame).

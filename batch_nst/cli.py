@@ -35,7 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-
     from batch_nst import __version__
 
     parser = argparse.ArgumentParser(prog="batch-nst", description="Neural style transfer for asset libraries.")

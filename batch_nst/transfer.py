@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from batch_nst import distance, prepare, sequence
+from batch_nst import animation, distance, prepare, sequence
 from batch_nst.animation import Animation
 from batch_nst.batch import Batch, batch_precision
 from batch_nst.checkpoint import State
@@ -130,9 +130,9 @@ def stylize_many(
     run = _Run(optimizer, params, style_cache, on_step, resume, checkpoint, checkpoint_every)
     (cells, linked), = units if len(units) == 1 else [([], False)]
     if linked and max_cells is not None and len(cells) > max_cells:
-        written, histories, terms = run.chunked(cells, style_sets[0], keys[0], max_cells)
+        written, histories, terms = run.chunked(contents[0], cells, style_sets[0], keys[0], max_cells)
     else:
-        written, histories, terms = run.together(units, style_sets, keys)
+        written, histories, terms = run.together(contents, units, style_sets, keys)
     optimize_seconds = (time.perf_counter() - started) / len(units)
     parts = _parts([cells for cells, _ in units])
     images_out = [_assemble(content, written[part], params) for content, part in zip(contents, parts)]
@@ -168,17 +168,20 @@ class _Run:
     def batch(self, cells: list[Picture], styles: list[Picture], key, previous: list) -> Batch:
         return Batch.of(self.optimizer, self.params, self.cache, [(cell, styles, key) for cell in cells], previous)
 
-    def together(self, units: list[tuple[list[Picture], bool]], style_sets: list, keys: list) -> tuple:
+    def together(self, contents: Sequence[Any], units: list[tuple[list[Picture], bool]], style_sets: list,
+                 keys: list) -> tuple:
         """Every content's cells in one batch: (written cells, histories, recorded terms per cell)."""
         items = [(cell, st, k) for (cells, _), st, k in zip(units, style_sets, keys) for cell in cells]
         previous = [p for cells, linked in units for p in sequence.links(cells, linked)]
         batch = Batch.of(self.optimizer, self.params, self.cache, items, previous)
         pixels, histories, final = batch.optimize(self.on_step, self.resume, self.checkpoint, self.every)
-        written = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
+        restored = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
+        parts = _parts([cells for cells, _ in units])
+        written = [cell for content, part in zip(contents, parts) for cell in _stored(content, restored[part])]
         # Recorded losses are always fp32 on the images as written, comparable across precisions.
         return written, histories, batch.written_terms(written, final if batch.precision == "fp32" else None)
 
-    def chunked(self, frames: list[Picture], styles: list[Picture], key, chunk: int) -> tuple:
+    def chunked(self, content: Any, frames: list[Picture], styles: list[Picture], key, chunk: int) -> tuple:
         """One animation `chunk` frames at a time (sequence.run_chunks); the recorded terms chunk by
         chunk too, each chunk's first frame tied to the frame before as written, so they equal
         what `evaluate` gives the stored animation whole."""
@@ -188,7 +191,7 @@ class _Run:
             return pixels, histories
 
         pixels, histories = sequence.run_chunks(optimize, frames, chunk, self.on_step, self.resume, self.checkpoint)
-        written = [prepare.restore(cell, px, self.params) for cell, px in zip(frames, pixels)]
+        written = _stored(content, [prepare.restore(cell, px, self.params) for cell, px in zip(frames, pixels)])
         size, terms = prepare.opt_size(frames[0], self.params), []
         for start in range(0, len(frames), chunk):
             before = sequence.Previous(frames[start - 1], prepare.prepared(written[start - 1], self.params, size))
@@ -196,6 +199,12 @@ class _Run:
             batch = self.batch(cells, styles, key, sequence.links(cells, True, before if start else None))
             terms.append(batch.written_terms(written[start:start + chunk]))
         return written, histories, {name: np.concatenate([t[name] for t in terms]) for name in terms[0]}
+
+
+def _stored(content: Any, written: list[Picture]) -> list[Picture]:
+    """An animation's written frames as its container gives them back (a GIF's palette), so the
+    recorded losses are those of the stored file; other cells as they are."""
+    return animation.as_stored(content.with_frames(written)) if isinstance(content, Animation) else written
 
 
 def _assemble(content: Any, written: list[Picture], params: StyleParams) -> Picture | Animation:

@@ -137,12 +137,30 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
     assert records.checkpoint_uri(root, "kl").endswith("checkpoints/kl.npz")
 
 
-def test_an_animated_content_uses_its_first_frame_and_the_record_says_so(worker, tmp_path):
-    frames = [Image.fromarray(smooth_image(32, 32, s)) for s in (1, 2, 3)]
-    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+@pytest.mark.parametrize("fmt, extension", [("GIF", "gif"), ("PNG", "png")])
+def test_an_animation_comes_back_whole_in_its_container_with_recomputable_losses(worker, tmp_path, fmt, extension):
+    """Every frame stylized, written in the input's container with its timing and loop; the record's
+    losses and distance are those of the stored file (a GIF's palette included)."""
+    from batch_nst import animation
+    from batch_nst.transfer import evaluate
+
+    frames = [Image.fromarray(np.dstack([smooth_image(32, 32, s), np.full((32, 32), 255, np.uint8)])) for s in (1, 2, 3)]
+    for frame in frames:
+        frame.putpixel((0, 0), (0, 0, 0, 0))  # a transparent corner
+    frames[0].save(tmp_path / f"anim.{extension}", fmt, save_all=True, append_images=frames[1:],
+                   duration=[100, 200, 300], loop=0)
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
-    (rec,) = worker.process([WorkItem(1, "anim", str(tmp_path / "anim.gif"), style, PARAMS, "ka")])
-    assert rec["status"] == "ok" and rec["note"] == "content: first frame of 3"
+    (rec,) = worker.process([WorkItem(1, "anim", str(tmp_path / f"anim.{extension}"), style, PARAMS, "ka")])
+    assert rec["status"] == "ok" and rec["note"] == "content: 3 frames" and rec["output"].endswith(f"anim.{extension}")
+    stored = animation.decode(open(rec["output"], "rb").read(), rec["output"])
+    assert (stored.durations, stored.loop, stored.format) == ((100, 200, 300), 0, fmt)
+    assert all(frame.alpha[0, 0] == 0 and frame.alpha[1, 1] == 255 for frame in stored.frames)
+    content = animation.decode(open(tmp_path / f"anim.{extension}", "rb").read(), "content")
+    style_picture = images.decode(open(style, "rb").read(), style)
+    losses = evaluate(content, style_picture, stored, params=PARAMS, extractor=worker.optimizer)
+    assert rec["total_loss"] == pytest.approx(losses.total, rel=1e-5) and losses.temporal > 0
+    assert rec["style_distance"] == pytest.approx(
+        style_distance(stored, style_picture, params=PARAMS, extractor=worker.optimizer), rel=1e-5)
 
 
 def test_a_sheet_that_does_not_split_fails_naming_its_file(worker, tmp_path):
