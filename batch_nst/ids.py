@@ -1,4 +1,4 @@
-"""Item ids: the file names of outputs (`images/<id>.png`), derived from paths where a manifest
+"""Item ids: the file names of outputs (`images/<id>.<ext>`), derived from paths where a manifest
 gives none.
 
 A derived id is readable where it can be: "chars/hero.png" with style "ink.jpg" -> "chars__hero--ink".
@@ -23,7 +23,7 @@ from batch_nst import storage
 
 # What a user-written id may be: a file name on every filesystem we write to, under any root.
 PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
-MAX_LENGTH = 120  # derived ids: images/<id>.png and its temporary names stay far below NAME_MAX
+MAX_LENGTH = 120  # derived ids: images/<id>.<ext> and its temporary names stay far below NAME_MAX
 HASH_LENGTH = 10  # hex digits: 40 bits, collisions in a library of millions stay improbable
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 

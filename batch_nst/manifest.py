@@ -41,7 +41,7 @@ class WorkItem:
     """One manifest row, resolved and validated: what a worker needs to make one image."""
 
     row: int  # data row number in the manifest, from 1: for messages
-    id: str  # safe file name: the output is images/<id>.png
+    id: str  # safe file name: the output is images/<id>.<ext> (.png, or an animation's own container)
     content: str  # absolute URI
     style: str  # absolute URI
     params: StyleParams  # effective: defaults, then CLI flags, then the row's overrides

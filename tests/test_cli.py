@@ -37,6 +37,19 @@ def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weigh
     assert summary["weights"].startswith("sha256=")
 
 
+def test_stylize_writes_an_animation_in_its_own_container(pair, tmp_path, legacy_weights_path, capsys):
+    frames = [Image.fromarray(smooth_image(24, 32, seed)) for seed in (3, 4, 5)]
+    frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=[80, 90, 100], loop=0)
+    args = ["stylize", str(tmp_path / "walk.gif"), pair[1], "--weights", legacy_weights_path, "--json", "--quiet", *FAST]
+    assert main([*args, "-o", str(tmp_path / "walk.png")]) == 2  # an animated GIF comes back as a GIF
+    assert "output must be a .gif file" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "out" / "walk.gif")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["losses"]["temporal"] > 0 and summary["style_distance"] > 0
+    with Image.open(tmp_path / "out" / "walk.gif") as out:
+        assert (out.n_frames, out.size) == (3, (32, 24))
+
+
 def test_bool_and_new_style_flags_reach_the_params(pair, tmp_path, legacy_weights_path, capsys):
     content, style = pair
     args = ["stylize", content, f"{style};{style}", "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path,
