@@ -1,9 +1,9 @@
 """What the parity tests compare across backends, computed in a process of one backend.
 
-    python -m tests.backend_probe BACKEND WEIGHTS OUT.npz [--resume CHECKPOINT]
+    python -m tests.backend_probe BACKEND WEIGHTS OUT.npz [--threads N] [--resume CHECKPOINT|-]
 
-Keras fixes its backend at import, so tests/test_backends.py runs this once per backend and
-compares the files: every loss term and its pixel gradient (plain, tileable, masked), a 10-step
+Keras fixes its backend at import, so tests/test_backends.py runs this once per backend, all
+backends at once, and compares the files: every loss term and its pixel gradient (plain, tileable, masked), a 10-step
 stylize of one pair, L-BFGS, a batch of
 two sprite sheets under the multiscale schedule, and a run resumed from a checkpoint (written here, or another backend's).
 """
@@ -37,16 +37,26 @@ def sprite_mask():
     return ((((y - 16) ** 2 + (x - 14) ** 2) < 100) * 1.0)[None, ..., None].astype(np.float32)
 
 
+def read_checkpoint(source: str) -> bytes:
+    """A checkpoint file's bytes, or stdin's for "-": the parity tests start this probe beside
+    TensorFlow's and send TensorFlow's checkpoint when that probe is done, so the resume comes last."""
+    if source == "-":
+        return sys.stdin.buffer.read()
+    with open(source, "rb") as f:
+        return f.read()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("backend")
     parser.add_argument("weights")
     parser.add_argument("out")
-    parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from")
+    parser.add_argument("--threads", type=int, help="CPU threads: this probe's share of the cores")
+    parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from; - reads it from stdin")
     args = parser.parse_args()
     from batch_nst import backend
 
-    backend.use(args.backend)
+    backend.use(args.backend, threads=args.threads)
     import numpy as np
     from keras import ops
 
@@ -93,8 +103,8 @@ def main() -> None:
     optimizer.run(content, targets, params, checkpoint=states.append, checkpoint_every=CHECKPOINT_AT)
     out["checkpoint"] = np.frombuffer(states[0].to_bytes(), np.uint8)
     if args.resume:
-        with open(args.resume, "rb") as f:
-            resumed, (history,) = optimizer.run(content, targets, params, resume=State.from_bytes(f.read()))
+        resume = State.from_bytes(read_checkpoint(args.resume))
+        resumed, (history,) = optimizer.run(content, targets, params, resume=resume)
         out["resumed/pixels"], out["resumed/history"] = resumed, np.asarray(history)
     np.savez(args.out, **out)
 

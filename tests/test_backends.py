@@ -9,8 +9,10 @@ here too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -28,29 +30,63 @@ OTHERS = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(n
           for name in ("jax", "torch")]
 
 
-def _probe(name: str, weights: str, out: str, resume: str | None = None) -> dict[str, np.ndarray]:
-    cmd = [sys.executable, "-m", "tests.backend_probe", name, weights, out, *(["--resume", resume] if resume else [])]
+def _start(name: str, weights: str, folder: pathlib.Path, threads: int, resume: bool) -> subprocess.Popen:
+    """The probe of one backend, started; its output goes to a file (no pipe to fill while the
+    others run). With `resume` it reads a checkpoint from stdin at its end."""
+    cmd = [sys.executable, "-m", "tests.backend_probe", name, weights, str(folder / f"{name}.npz"),
+           "--threads", str(threads), *(["--resume", "-"] if resume else [])]
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": name}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    with np.load(out) as z:
+    with open(folder / f"{name}.log", "w") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE if resume else subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def _finish(name: str, proc: subprocess.Popen, folder: pathlib.Path) -> dict[str, np.ndarray]:
+    """A started probe's results, once it exits; its log's tail if it failed."""
+    code = proc.wait(timeout=600)
+    assert code == 0, (folder / f"{name}.log").read_text()[-4000:]
+    with np.load(folder / f"{name}.npz") as z:
         return dict(z)
 
 
+def _send(proc: subprocess.Popen, checkpoint: bytes) -> None:
+    """The checkpoint to a probe's stdin; one that has died already is reported by `_finish`."""
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.write(checkpoint)
+        proc.stdin.close()
+
+
 @pytest.fixture(scope="module")
-def reference(legacy_weights_path, tmp_path_factory):
-    """TensorFlow's results, and its checkpoint (step 5 of 10) as a file the others resume from."""
+def probes(legacy_weights_path, tmp_path_factory):
+    """Every installed backend's results, their probes run at once on a fair share of the cores
+    each (one after another they were most of this group's time). TensorFlow's checkpoint (step 5
+    of 10) goes to the others' stdin when its probe is done, and they resume from it."""
     folder = tmp_path_factory.mktemp("probe")
-    ref = _probe("tensorflow", legacy_weights_path, str(folder / "tensorflow.npz"))
-    checkpoint = folder / "checkpoint.npz"
-    checkpoint.write_bytes(ref["checkpoint"].tobytes())
-    return ref, str(checkpoint)
+    names = [name for name in ("jax", "torch") if importlib.util.find_spec(name) is not None]
+    threads = max(1, len(os.sched_getaffinity(0)) // (1 + len(names)))
+    others = {name: _start(name, legacy_weights_path, folder, threads, resume=True) for name in names}
+    tensorflow = _start("tensorflow", legacy_weights_path, folder, threads, resume=False)
+    try:
+        ref = _finish("tensorflow", tensorflow, folder)
+        for proc in others.values():
+            _send(proc, ref["checkpoint"].tobytes())
+        return ref, {name: _finish(name, proc, folder) for name, proc in others.items()}
+    finally:
+        for proc in [tensorflow, *others.values()]:  # after a failure, the probes still running: none left behind
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ref(probes):
+    """TensorFlow's results, the reference."""
+    return probes[0]
 
 
 @pytest.fixture(scope="module", params=OTHERS)
-def other(request, reference, legacy_weights_path, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("probe") / f"{request.param}.npz")
-    return _probe(request.param, legacy_weights_path, out, resume=reference[1])
+def other(request, probes):
+    return probes[1][request.param]
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,8 +94,7 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_loss_term_and_its_gradient_match_tensorflows(reference, other, case):
-    ref, _ = reference
+def test_every_loss_term_and_its_gradient_match_tensorflows(ref, other, case):
     for term in WEIGHTED_TERMS:
         np.testing.assert_allclose(other[f"{case}/{term}"], ref[f"{case}/{term}"], rtol=1e-4, err_msg=term)
         assert _relative(other[f"{case}/{term}/grad"], ref[f"{case}/{term}/grad"]) < 1e-4, term
@@ -67,23 +102,20 @@ def test_every_loss_term_and_its_gradient_match_tensorflows(reference, other, ca
     assert np.all(other[f"{case}/tv/grad"][0, 1:7, 1:7] == 0)
 
 
-def test_ten_steps_end_within_half_a_percent_of_tensorflows(reference, other):
-    ref, _ = reference
+def test_ten_steps_end_within_half_a_percent_of_tensorflows(ref, other):
     assert len(other["run/history"]) == len(ref["run/history"]) == 10
     assert other["run/history"][-1] == pytest.approx(ref["run/history"][-1], rel=5e-3)
     assert np.abs(other["run/pixels"] - ref["run/pixels"]).max() < 1.0
 
 
-def test_lbfgs_and_a_multiscale_batch_of_sprite_sheets_match_tensorflows(reference, other):
-    ref, _ = reference
+def test_lbfgs_and_a_multiscale_batch_of_sprite_sheets_match_tensorflows(ref, other):
     assert len(other["lbfgs/history"]) == len(ref["lbfgs/history"])
     assert other["lbfgs/history"][-1] == pytest.approx(ref["lbfgs/history"][-1], rel=5e-3)
     assert other["sheets/history"].shape == ref["sheets/history"].shape == (2, 6)
     np.testing.assert_allclose(other["sheets/total"], ref["sheets/total"], rtol=5e-3)
 
 
-def test_a_tensorflow_checkpoint_resumes_on_another_backend(reference, other):
-    ref, _ = reference
+def test_a_tensorflow_checkpoint_resumes_on_another_backend(ref, other):
     np.testing.assert_allclose(other["resumed/history"][:5], ref["run/history"][:5], rtol=0)  # carried over
     assert other["resumed/history"][-1] == pytest.approx(ref["run/history"][-1], rel=5e-3)
     assert np.abs(other["resumed/pixels"] - ref["run/pixels"]).max() < 1.0
