@@ -128,17 +128,18 @@ def stylize_many(
         raise ValueError(f"one batch needs a style per content, got {len(units)} contents, {len(styles)} styles")
     style_sets = [prepare.style_set(s) for s in styles]
     run = _Run(optimizer, params, style_cache, on_step, resume, checkpoint, checkpoint_every)
-    (cells, linked), = units if len(units) == 1 else [([], False)]
-    if linked and max_cells is not None and len(cells) > max_cells:
+    optimize_started = time.perf_counter()
+    cells, linked = units[0]
+    if len(units) == 1 and linked and max_cells is not None and len(cells) > max_cells:  # a long animation
         written, histories, terms = run.chunked(contents[0], cells, style_sets[0], keys[0], max_cells)
     else:
         written, histories, terms = run.together(contents, units, style_sets, keys)
-    optimize_seconds = (time.perf_counter() - started) / len(units)
+    optimize_seconds = (time.perf_counter() - optimize_started) / len(units)  # with the written images' losses
     parts = _parts([cells for cells, _ in units])
     images_out = [_assemble(content, written[part], params) for content, part in zip(contents, parts)]
     distances = distance.style_distances(images_out, style_sets, params=params, optimizer=optimizer,
                                          cache=style_cache, keys=keys)
-    height, width = prepare.opt_size(units[0][0][0], params)
+    height, width = prepare.opt_size(cells[0], params)
     seconds = (time.perf_counter() - started) / len(units)
     results = []
     for part, image, style_distance in zip(parts, images_out, distances):
