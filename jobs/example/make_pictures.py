@@ -1,6 +1,6 @@
 """Draws README's pictures of each game-asset feature, with the project's own engine.
 
-    python jobs/example/make_pictures.py --weights WEIGHTS [--steps 150]
+    python jobs/example/make_pictures.py --weights WEIGHTS [--steps 150] [--only strength frames ...]
 
 Each picture is a strip of labelled panels (inputs, then results side by side), written to
 jobs/example/pictures/. Transparent pixels are shown over a checkerboard. The committed pictures
@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", required=True)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--only", nargs="+", help="make only these pictures (e.g. strength report)")
     args = parser.parse_args()
     optimizer = Optimizer(Extractor(resolve_weights(args.weights)))
     load = lambda rel: Image.open(os.path.join(HERE, rel))  # noqa: E731
@@ -82,35 +83,51 @@ def main() -> None:
     for i in range(8):  # a 4x2 sprite sheet: the potion, rotated a little more in each cell
         sheet.alpha_composite(potion.convert("RGBA").rotate(i * 12, Image.Resampling.BICUBIC),
                               ((i % 4) * potion.width, (i // 4) * potion.height))
+    flipbook = Image.new("RGB", (crate.width * 4, crate.height))
+    for i in range(4):  # a flipbook: the potion crossing the crate, frame by frame
+        frame = crate.convert("RGBA")
+        frame.alpha_composite(potion.convert("RGBA").resize((crate.width // 2, crate.height // 2)),
+                              (i * crate.width // 6, crate.height // 4))
+        flipbook.paste(frame.convert("RGB"), (i * crate.width, 0))
     pictures = {
-        "alpha_mode": [panel(potion, "content (sprite)"), panel(mosaic, "style"),
+        "alpha_mode": lambda: [panel(potion, "content (sprite)"), panel(mosaic, "style"),
                        panel(run(potion, mosaic), "alpha_mode=restore"),
                        panel(run(potion, mosaic, alpha_mode="mask"), "alpha_mode=mask")],
-        "tileable": [panel(tiled(periodic()), "content (a tile), 2x2"), panel(mosaic, "style"),
+        "tileable": lambda: [panel(tiled(periodic()), "content (a tile), 2x2"), panel(mosaic, "style"),
                      panel(tiled(run(periodic(), mosaic)), "result 2x2: seams"),
                      panel(tiled(run(periodic(), mosaic, tileable=True)), "tileable=true, 2x2")],
-        "preserve_color": [panel(crate, "content"), panel(waves, "style"), panel(run(crate, waves), "default"),
+        "preserve_color": lambda: [panel(crate, "content"), panel(waves, "style"), panel(run(crate, waves), "default"),
                            panel(run(crate, waves, preserve_color=True), "preserve_color=true")],
-        "style_blend": [panel(crate, "content"), panel(waves, "style A"), panel(mosaic, "style B"),
+        "style_blend": lambda: [panel(crate, "content"), panel(waves, "style A"), panel(mosaic, "style B"),
                         *[panel(run(crate, [waves, mosaic], style_blend=b), f"style_blend={b}")
                           for b in ("1;0", "0.5;0.5", "0;1")]],
-        "style_scale": [panel(crate, "content"), panel(mosaic, "style"),
+        "style_scale": lambda: [panel(crate, "content"), panel(mosaic, "style"),
                         *[panel(run(crate, mosaic, style_scale=s), f"style_scale={s}") for s in (0.5, 1.0, 2.0)]],
-        "schedule": [panel(waves, "content"), panel(mosaic, "style"),
+        "schedule": lambda: [panel(waves, "content"), panel(mosaic, "style"),
                      panel(run(waves, mosaic, max_size=256), f"single, {args.steps} @256"),
                      panel(run(waves, mosaic, max_size=256, schedule="multiscale",
                                stage_steps=f"{args.steps};{args.steps // 3}"),
                            f"multiscale {args.steps}@128+{args.steps // 3}@256")],
-        "optimizer": [panel(crate, "content"), panel(mosaic, "style"), panel(run(crate, mosaic), "adam"),
+        "optimizer": lambda: [panel(crate, "content"), panel(mosaic, "style"), panel(run(crate, mosaic), "adam"),
                       panel(run(crate, mosaic, optimizer="lbfgs", steps=args.steps // 3),
                             f"lbfgs, {args.steps // 3} iterations")],
-        "grid": [panel(sheet, "content: 4x2 sheet"), panel(waves, "style"),
+        "grid": lambda: [panel(sheet, "content: 4x2 sheet"), panel(waves, "style"),
                  panel(run(sheet, waves, grid="4x2", alpha_mode="mask"), "grid=4x2")],
+        "strength": lambda: [panel(crate, "content"), panel(mosaic, "style"),
+                     *[panel(run(crate, mosaic, strength=s), f"strength={s}") for s in (0.0, 0.25, 0.5, 0.75, 1.0)]],
+        "loss_scale": lambda: [panel(mosaic, "style"),
+                       *[panel(run(crate.resize((side, side)), mosaic, max_size=side, loss_scale=mode),
+                               f"{mode}, {side} px") for mode in ("seed", "area") for side in (48, 256)]],
+        "frames": lambda: [panel(flipbook, "content: 4 frames"), panel(waves, "style"),
+                   panel(run(flipbook, waves, grid="4x1", frames=True, temporal_weight=0), "independent frames"),
+                   panel(run(flipbook, waves, grid="4x1", frames=True), "frames=true")],
     }
     os.makedirs(os.path.join(HERE, "pictures"), exist_ok=True)
-    for name, panels in pictures.items():
-        strip(panels).save(os.path.join(HERE, "pictures", f"{name}.png"), optimize=True)
-    report_picture(args.weights, base)
+    for name in args.only or [*pictures, "report"]:
+        if name == "report":
+            report_picture(args.weights, base)
+        else:
+            strip(pictures[name]()).save(os.path.join(HERE, "pictures", f"{name}.png"), optimize=True)
 
 
 def report_picture(weights: str, params: StyleParams) -> None:
