@@ -118,7 +118,8 @@ def _grams(optimizer: Optimizer, params: StyleParams, cache: Any, style: Picture
     style_px = prepare.style_pixels(style, long_side, params)
     style_mask = prepare.mask(style, style_px.shape[1:3], params)
     compute = lambda: optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
-    # Everything the pixels and the mask depend on besides the style itself (style_scale and style_size are in the shape).
+    # Everything the pixels and the mask depend on besides the style itself (style_scale and
+    # style_size are in the shape).
     cache_key = (key, style_px.shape, precision, params.alpha_mode, params.preserve_color)
     return compute() if cache is None or key is None else cache.get(cache_key, compute)
 

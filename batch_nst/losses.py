@@ -41,7 +41,9 @@ class Targets:
     def tensors(self) -> tuple:
         """As backend tensors in plain dicts: what compiled steps take (a dataclass would not
         trace; NumPy targets would be copied to the device at every step)."""
-        convert = lambda tensors: None if tensors is None else {n: ops.convert_to_tensor(t) for n, t in tensors.items()}  # noqa: E731
+        def convert(tensors: dict[str, Any] | None) -> dict[str, Any] | None:
+            return None if tensors is None else {n: ops.convert_to_tensor(t) for n, t in tensors.items()}
+
         return ops.convert_to_tensor(self.content), convert(self.grams), convert(self.masks), convert(self.temporal)
 
 

@@ -31,7 +31,9 @@ SCHEDULES = ("single", "multiscale")
 OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
 MAX_STAGES = 6
-TEMPORAL_WEIGHT = 0.1  # default temporal_weight: flicker of a still background fell 5x (0.01: 4x; 1 and 10: no better, content worse)
+# Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
+# no stiller, the content worse); README, "One look".
+TEMPORAL_WEIGHT = 0.1
 # The weighted loss terms, named once: each has a `<name>_weight` field below, and drives the
 # engine's loss dict, the result's `Losses`, the `<name>_loss` record columns, report and CLI summary.
 WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
