@@ -175,7 +175,10 @@ class _Run:
         items = [(cell, st, k) for (cells, _), st, k in zip(units, style_sets, keys) for cell in cells]
         previous = [p for cells, linked in units for p in sequence.links(cells, linked)]
         batch = Batch.of(self.optimizer, self.params, self.cache, items, previous)
-        pixels, histories, final = batch.optimize(self.on_step, self.resume, self.checkpoint, self.every)
+        resume = self.resume
+        if resume is not None and (resume.finished is not None or resume.pixels.shape[0] != len(items)):
+            resume = None  # saved in chunks of another size (the memory bound changed): start over
+        pixels, histories, final = batch.optimize(self.on_step, resume, self.checkpoint, self.every)
         restored = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
         parts = _parts([cells for cells, _ in units])
         written = [cell for content, part in zip(contents, parts) for cell in _stored(content, restored[part])]

@@ -112,3 +112,5 @@ def test_an_animation_longer_than_a_batch_runs_in_anchored_chunks_and_resumes(op
     assert second.finished.shape[0] == 2 and len(second.finished_histories) == 2
     resumed = stylize_many([sheet], [style], params=params, extractor=optimizer, max_cells=2, resume=second)[0]
     np.testing.assert_array_equal(resumed.image.rgb, whole.image.rgb)
+    together = stylize_many([sheet], [style], params=params, extractor=optimizer, resume=second)[0]  # bound raised
+    assert len(together.history) == 6  # the chunk's state does not fit one batch of four: started over
