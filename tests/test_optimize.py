@@ -3,6 +3,7 @@
 import numpy as np
 
 from batch_nst.losses import Targets
+from batch_nst.optimize import Optimizer
 from batch_nst.params import StyleParams
 from tests.conftest import smooth_image
 
@@ -25,6 +26,7 @@ def test_run_lowers_the_total_loss_and_keeps_pixels_in_range(optimizer):
 
 
 def test_step_is_traced_once_per_shape_and_reused_across_items(optimizer):
+    optimizer = Optimizer(optimizer.extractor)  # its own compiled steps: other tests' shapes do not count
     params = StyleParams(steps=2)
     before = optimizer.traces
     for seeds in [(1, 2), (3, 4), (5, 6)]:
