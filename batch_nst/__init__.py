@@ -22,16 +22,16 @@ from batch_nst.params import StyleParams
 __version__ = "0.1.0"
 
 _LAZY = {
-    "stylize": "batch_nst.transfer",
-    "stylize_many": "batch_nst.transfer",
-    "evaluate": "batch_nst.transfer",
-    "style_distance": "batch_nst.transfer",
-    "Result": "batch_nst.transfer",
-    "Losses": "batch_nst.transfer",
-    "StyleCache": "batch_nst.transfer",
-    "Optimizer": "batch_nst.optimize",
-    "Progress": "batch_nst.optimize",
-    "Extractor": "batch_nst.vgg",
+    "stylize": "batch_nst.engine.transfer",
+    "stylize_many": "batch_nst.engine.transfer",
+    "evaluate": "batch_nst.engine.transfer",
+    "style_distance": "batch_nst.engine.transfer",
+    "Result": "batch_nst.engine.transfer",
+    "Losses": "batch_nst.engine.transfer",
+    "StyleCache": "batch_nst.engine.transfer",
+    "Optimizer": "batch_nst.engine.optimize",
+    "Progress": "batch_nst.engine.optimize",
+    "Extractor": "batch_nst.engine.vgg",
     "Weights": "batch_nst.weights",
     "resolve_weights": "batch_nst.weights",
 }

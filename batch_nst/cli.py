@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from batch_nst import quiet
+from batch_nst.job import quiet
 from batch_nst.errors import BatchNSTError
 from batch_nst.params import StyleParams
 
@@ -92,12 +92,12 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         help="'imagenet' (Keras' download and cache) or a weights file path/URI "
         "(default: $BATCH_NST_WEIGHTS or imagenet)",
     )
-    from batch_nst.images import MAX_PIXELS
+    from batch_nst.assets.images import MAX_PIXELS
 
     p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
     p.add_argument("--verbose", action="store_true",
                    help="also show TensorFlow's, CUDA's and Ray's own log lines (hidden by default)")
-    from batch_nst.backend import BACKENDS, DEFAULT
+    from batch_nst.engine.backend import BACKENDS, DEFAULT
 
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help=f"Keras backend the engine runs on (default: $KERAS_BACKEND, else {DEFAULT})")
@@ -142,7 +142,7 @@ def _given(text: str) -> str:
 
 def _add_pool_options(p: argparse.ArgumentParser) -> None:
     """The options of `run` that shape the pool and its retries; defaults are JobConfig's."""
-    from batch_nst.job import JobConfig
+    from batch_nst.job.driver import JobConfig
 
     d = JobConfig(manifest="", output_root="")
     p.add_argument("--workers", type=int, help="workers to start (default: one per GPU; "
@@ -166,9 +166,9 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
 
 def _job_config(args: argparse.Namespace):
     """The JobConfig the flags ask for (`plan` has no pool options: JobConfig's defaults)."""
-    from batch_nst.job import JobConfig
+    from batch_nst.job.driver import JobConfig
 
-    from batch_nst import backend
+    from batch_nst.engine import backend
 
     pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
                                                    "max_attempts", "batch_items", "checkpoint_every", "grace")
@@ -184,13 +184,15 @@ def style_params(args: argparse.Namespace) -> StyleParams:
 
 
 def _cmd_stylize(args: argparse.Namespace) -> int:
-    from batch_nst import animation, backend, console, images, storage, weights
+    from batch_nst.assets import animation, images
+    from batch_nst.engine import backend
+    from batch_nst import console, storage, weights
 
     with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
         engine = backend.use(args.backend)  # before the engine imports Keras
-        from batch_nst.optimize import Optimizer
-        from batch_nst.transfer import batch_key, stylize
-        from batch_nst.vgg import Extractor
+        from batch_nst.engine.optimize import Optimizer
+        from batch_nst.engine.transfer import batch_key, stylize
+        from batch_nst.engine.vgg import Extractor
     params = style_params(args)
     content = animation.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
     extension = animation.extension_of(content)
@@ -220,9 +222,9 @@ def _cmd_weights_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from batch_nst import job
+    from batch_nst.job import driver
 
-    the_plan = job.plan(_job_config(args))
+    the_plan = driver.plan(_job_config(args))
     counts = {"done": len(the_plan.done), "todo": len(the_plan.todo), "invalid": len(the_plan.invalid),
               "steps": the_plan.steps}
     reasons = [{"row": item.row, "id": item.id, "error": why} for item, why in the_plan.invalid[:10]]
@@ -249,11 +251,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from batch_nst import console, job
+    from batch_nst import console
+    from batch_nst.job import driver
 
     bar = console.RunProgress(args.quiet)
     try:
-        summary = job.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
+        summary = driver.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
     finally:
         bar.close()
     console.print_run(summary, args.output_root, args.json)
@@ -261,7 +264,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    from batch_nst import manifest, storage
+    from batch_nst.job import manifest
+    from batch_nst import storage
 
     table = manifest.from_glob(args.glob, args.style)
     if table.num_rows == 0:

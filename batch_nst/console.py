@@ -12,7 +12,7 @@ import signal
 import sys
 
 from batch_nst import storage
-from batch_nst.runs import Summary
+from batch_nst.job.runs import Summary
 
 
 class RunProgress:

@@ -25,7 +25,9 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from batch_nst import images, records, storage
+from batch_nst.assets import images
+from batch_nst.job import records
+from batch_nst import storage
 from batch_nst.errors import BatchNSTError
 from batch_nst.params import WEIGHTED_TERMS, StyleParams
 

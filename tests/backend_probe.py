@@ -54,18 +54,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="CPU threads: this probe's share of the cores")
     parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from; - reads it from stdin")
     args = parser.parse_args()
-    from batch_nst import backend
+    from batch_nst.engine import backend
 
     backend.use(args.backend, threads=args.threads)
     import numpy as np
     from keras import ops
 
-    from batch_nst import losses
-    from batch_nst.checkpoint import State
-    from batch_nst.optimize import Optimizer
+    from batch_nst.engine import losses
+    from batch_nst.engine.checkpoint import State
+    from batch_nst.engine.optimize import Optimizer
     from batch_nst.params import WEIGHTED_TERMS, StyleParams
-    from batch_nst.transfer import stylize_many
-    from batch_nst.vgg import Extractor
+    from batch_nst.engine.transfer import stylize_many
+    from batch_nst.engine.vgg import Extractor
     from batch_nst.weights import Weights
     from tests.conftest import smooth_image
 

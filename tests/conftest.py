@@ -52,14 +52,14 @@ def weights(legacy_weights_path):
 
 @pytest.fixture(scope="session")
 def extractor(weights):
-    from batch_nst.vgg import Extractor
+    from batch_nst.engine.vgg import Extractor
 
     return Extractor(weights)
 
 
 @pytest.fixture(scope="session")
 def optimizer(extractor):
-    from batch_nst.optimize import Optimizer
+    from batch_nst.engine.optimize import Optimizer
 
     return Optimizer(extractor)
 
@@ -73,7 +73,7 @@ def _small_reference_side(request, monkeypatch):
     engine = {"optimizer", "extractor", "weights", "legacy_weights_path"} & set(request.fixturenames)
     if request.module.__name__.endswith("test_distance") or not engine:
         return
-    from batch_nst import distance
+    from batch_nst.engine import distance
 
     monkeypatch.setattr(distance, "REFERENCE_SIDE", 64)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from batch_nst import animation, images
-from batch_nst.animation import Animation, decode, encode
+from batch_nst.assets import animation, images
+from batch_nst.assets.animation import Animation, decode, encode
 from batch_nst.errors import ImageError
-from batch_nst.images import Picture
+from batch_nst.assets.images import Picture
 
 H, W = 24, 32
 DURATIONS = [100, 200, 300, 400]  # multiples of 10: GIF counts in 10 ms units

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from batch_nst import backend
+from batch_nst.engine import backend
 from batch_nst.errors import ParamsError
 from batch_nst.params import WEIGHTED_TERMS
 from tests.backend_probe import CASES
@@ -143,7 +143,7 @@ def test_a_process_cannot_switch_backends_once_keras_runs():
 
 SETTINGS = """
 import json, os, sys
-from batch_nst import backend
+from batch_nst.engine import backend
 settings = backend.use(sys.argv[1], threads=1, gpu_fraction=float(sys.argv[2]) or None)
 started = sorted(m for m in ("jax", "keras") if m in sys.modules)  # XLA reads its settings when jax starts
 import keras

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageFile, features
 
 from batch_nst.errors import ImageError
-from batch_nst.images import MAX_PIXELS, Picture, decode, encode_png, fit, resize, to_picture
+from batch_nst.assets.images import MAX_PIXELS, Picture, decode, encode_png, fit, resize, to_picture
 
 
 def _rgba(height=12, width=16, seed=0) -> np.ndarray:

@@ -9,10 +9,10 @@ import pyarrow.dataset as pads
 import pytest
 from PIL import Image
 
-from batch_nst import images
+from batch_nst.assets import images
 from batch_nst.cli import main
 from batch_nst.params import StyleParams
-from batch_nst.transfer import evaluate
+from batch_nst.engine.transfer import evaluate
 from tests.conftest import smooth_image
 
 FAST = ["--steps", "3", "--max-size", "32", "--workers", "2", "--quiet"]
@@ -132,7 +132,7 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     """Manifest, images, outputs and metadata all in a bucket on a loopback S3 server (moto)."""
     import s3fs
 
-    from batch_nst import records
+    from batch_nst.job import records
 
     s3 = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
     s3.mkdir("studio")
@@ -168,9 +168,9 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     (10, 1, 3, [1] * 10),
 ])
 def test_chunks_keep_every_worker_busy_in_the_last_round(n, batch, workers, sizes):
-    from batch_nst import job
+    from batch_nst.job import driver
 
-    chunks = list(job._chunks(list(range(n)), batch, workers))
+    chunks = list(driver._chunks(list(range(n)), batch, workers))
     assert [len(c) for c in chunks] == sizes
     assert [i for c in chunks for i in c] == list(range(n))  # order (styles together) kept
 
@@ -236,17 +236,17 @@ def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
 
 
 def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_path, library, legacy_weights_path):
-    from batch_nst import job
+    from batch_nst.job import driver
 
     m = tmp_path / "m.csv"
     m.write_text("id,content,style\n"
                  f"two,{library}/art/c1.png,{library}/styles/s1.png;{library}/styles/s2.png\n"
                  f"gone,{library}/art/c1.png,{library}/styles/s1.png;{library}/styles/nope.png\n")
-    config = job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path)
-    planned = job.plan(config)
+    config = driver.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path)
+    planned = driver.plan(config)
     assert [i.id for i in planned.todo] == ["two"]
     assert "nope.png" in planned.invalid[0][1] and "s1.png" not in planned.invalid[0][1]
-    one = job.plan(job.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path,
+    one = driver.plan(driver.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path,
                                  params=StyleParams(style_blend="3;1")))
     assert one.todo[0].key != planned.todo[0].key  # the weights are in the key
 
@@ -286,7 +286,7 @@ def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_p
     with open(os.path.join(temp, "ray", "ray_current_cluster"), "w") as f:
         f.write("127.0.0.1:9")  # nothing listens there
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    script = ("import ray; from batch_nst import job; job._init_ray(job.JobConfig('m.csv', 'out')); "
+    script = ("import ray; from batch_nst.job import driver; driver._init_ray(driver.JobConfig('m.csv', 'out')); "
               "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
     try:
         done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,

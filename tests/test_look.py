@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from batch_nst.params import StyleParams
-from batch_nst.transfer import evaluate, stylize
+from batch_nst.engine.transfer import evaluate, stylize
 from tests.conftest import smooth_image
 
 
@@ -97,7 +97,7 @@ def test_an_animation_longer_than_a_batch_runs_in_anchored_chunks_and_resumes(op
     """Four frames two at a time: the second chunk is tied to the first's last frame (its first
     frame's temporal loss is not zero), and a run resumed from a checkpoint taken in the second
     chunk (which carries the first chunk's frames) ends where the uninterrupted one did."""
-    from batch_nst.transfer import stylize_many
+    from batch_nst.engine.transfer import stylize_many
 
     sheet, _ = _flipbook()
     style = smooth_image(64, 64, 12)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from batch_nst import losses
+from batch_nst.engine import losses
 
 
 def np_gram(f):  # [H, W, C] -> [C, C]

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_nst import ids, manifest
+from batch_nst.job import ids, manifest
 from batch_nst.errors import ManifestError
 from batch_nst.params import StyleParams
 

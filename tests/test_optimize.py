@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from batch_nst.losses import Targets
-from batch_nst.optimize import Optimizer
+from batch_nst.engine.losses import Targets
+from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
 from tests.conftest import smooth_image
 

@@ -7,10 +7,10 @@ import re
 import pytest
 from PIL import Image
 
-from batch_nst import pool
+from batch_nst.job import pool
 from batch_nst.cli import main
 from batch_nst.errors import ParamsError
-from batch_nst.job import JobConfig
+from batch_nst.job.driver import JobConfig
 from tests.conftest import smooth_image
 
 

@@ -6,7 +6,7 @@ import fsspec
 import pyarrow.dataset as pads
 import pytest
 
-from batch_nst import records
+from batch_nst.job import records
 
 
 def _rec(i, status="ok", key=None):
@@ -80,7 +80,7 @@ def test_writer_deletes_pending_copies_it_wrote(tmp_path):
 
 
 def test_each_of_several_styles_is_redacted_on_its_own():
-    from batch_nst.manifest import WorkItem
+    from batch_nst.job.manifest import WorkItem
     from batch_nst.params import StyleParams
 
     style = "https://h/a.png?X-Amz-Signature=abc;s3://b/s.png;https://u:pw@h/b.png"

@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from batch_nst import records, report
+from batch_nst.job import records
+from batch_nst import report
 from batch_nst.cli import main
-from batch_nst.manifest import WorkItem
+from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
-from batch_nst.worker import Worker, WorkerConfig
+from batch_nst.job.worker import Worker, WorkerConfig
 from tests.conftest import smooth_image
 from tests.test_worker import _png
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batch_nst import distance, images
+from batch_nst.engine import distance
+from batch_nst.assets import images
 from batch_nst.params import StyleParams
-from batch_nst.transfer import StyleCache, evaluate, stylize
+from batch_nst.engine.transfer import StyleCache, evaluate, stylize
 from tests.conftest import smooth_image
 
 FAST = StyleParams(steps=8, max_size=32)
@@ -109,7 +110,7 @@ def test_bf16_runs_the_network_only_and_reports_fp32_losses(optimizer):
 
 
 def test_a_batch_gives_each_item_its_solo_result(optimizer):
-    from batch_nst.transfer import stylize_many
+    from batch_nst.engine.transfer import stylize_many
 
     # loss_scale="seed": batching, not scaling, is under test. At 32 px "area" multiplies the content
     # term by 256, and with it the round-off noise of its zero gradient at step 1 (batched and solo
@@ -130,7 +131,7 @@ def test_a_batch_gives_each_item_its_solo_result(optimizer):
 
 
 def test_a_batch_needs_one_optimization_size(optimizer):
-    from batch_nst.transfer import stylize_many
+    from batch_nst.engine.transfer import stylize_many
 
     with pytest.raises(ValueError, match="one optimization size"):
         stylize_many([smooth_image(32, 32, 1), smooth_image(24, 32, 2)], [smooth_image(32, 32, 3)] * 2,
@@ -208,7 +209,7 @@ def test_tileable_textures_stay_tileable(optimizer):
 def test_wrapping_tv_counts_the_edges_across():
     from keras import ops
 
-    from batch_nst.losses import tv_loss
+    from batch_nst.engine.losses import tv_loss
 
     img = ops.convert_to_tensor(np.zeros((1, 4, 4, 1), np.float32) + np.float32([10, 0, 0, 0])[None, :, None, None])
     # a bright first row: 1 edge inside, and 1 more across the wrap
@@ -241,7 +242,7 @@ def test_alpha_mask_changes_nothing_outside_the_sprite(optimizer):
 def test_masked_gram_ignores_transparent_pixels():
     from keras import ops
 
-    from batch_nst.losses import gram_matrix
+    from batch_nst.engine.losses import gram_matrix
 
     rng = np.random.default_rng(3)
     inside = rng.normal(size=(1, 4, 4, 5)).astype(np.float32)
@@ -252,7 +253,7 @@ def test_masked_gram_ignores_transparent_pixels():
 
 
 def test_a_batch_mixing_sprites_and_opaque_items_matches_solo_runs(optimizer):
-    from batch_nst.transfer import stylize_many
+    from batch_nst.engine.transfer import stylize_many
 
     params = StyleParams(steps=5, max_size=32, alpha_mode="mask", precision="fp32")
     contents, style = [_sprite(32), smooth_image(32, 32, 52)], smooth_image(32, 32, 53)
@@ -276,7 +277,7 @@ def test_style_blends_mix_the_grams_by_weight(optimizer):
 
 
 def test_multiscale_runs_coarse_to_fine_each_stage_from_the_last(optimizer, monkeypatch):
-    from batch_nst.optimize import Optimizer
+    from batch_nst.engine.optimize import Optimizer
 
     calls, real = [], Optimizer.run
 
@@ -338,7 +339,7 @@ def test_a_sprite_sheet_is_stylized_cell_by_cell_and_reassembled(optimizer, tmp_
 
 def test_a_sheet_that_does_not_split_evenly_is_refused_by_name(optimizer):
     from batch_nst.errors import ImageError
-    from batch_nst.transfer import batch_key
+    from batch_nst.engine.transfer import batch_key
 
     with pytest.raises(ImageError, match=r"sheet\.png: 100x64 does not split into a 3x2 grid"):
         batch_key(images.to_picture(smooth_image(64, 100, 1)), StyleParams(grid="3x2"), "sheet.png")
@@ -350,8 +351,8 @@ def test_the_package_exports_the_engine_functions_however_imported():
     """`batch_nst.stylize` stays the function on every access, also after its module is imported
     (a submodule named like the function used to replace it on the package)."""
     import batch_nst
-    import batch_nst.transfer
+    import batch_nst.engine.transfer
     from batch_nst import stylize as imported
 
     assert batch_nst.stylize is batch_nst.stylize is imported is stylize and callable(imported)
-    assert batch_nst.stylize_many is batch_nst.transfer.stylize_many
+    assert batch_nst.stylize_many is batch_nst.engine.transfer.stylize_many

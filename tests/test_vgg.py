@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from keras import ops
 
-from batch_nst import losses
+from batch_nst.engine import losses
 from batch_nst.errors import WeightsError
-from batch_nst.vgg import LAYERS, Extractor
+from batch_nst.engine.vgg import LAYERS, Extractor
 from batch_nst.weights import Weights
 from batch_nst.weights import resolve_weights
 from tests.conftest import smooth_image
@@ -88,7 +88,7 @@ def test_imagenet_without_internet_says_how_to_pass_a_copy(monkeypatch, tmp_path
 @pytest.mark.parametrize("name", ["tensorflow", "torch", "jax"])
 def test_auto_precision_follows_the_cpu_flags_where_the_backend_runs_bf16_natively(monkeypatch, name):
     """TF and PyTorch run bf16 convolutions natively with AMX or AVX-512 BF16; XLA on CPU never does."""
-    from batch_nst import backend, vgg
+    from batch_nst.engine import backend, vgg
 
     assert vgg.effective_precision("fp32") == "fp32" and vgg.effective_precision("bf16") == "bf16"
     monkeypatch.setattr("keras.backend.backend", lambda: name)

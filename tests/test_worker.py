@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from batch_nst import images, storage
-from batch_nst.manifest import WorkItem
+from batch_nst.assets import images
+from batch_nst import storage
+from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
-from batch_nst.transfer import style_distance
-from batch_nst.worker import Worker, WorkerConfig
+from batch_nst.engine.transfer import style_distance
+from batch_nst.job.worker import Worker, WorkerConfig
 from tests.conftest import smooth_image
 
 PARAMS = StyleParams(steps=3, max_size=32, precision="fp32")
@@ -76,7 +77,7 @@ class OutOfMemoryError(RuntimeError):
 @pytest.mark.parametrize("error", [OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB"),
                                    RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")])
 def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, monkeypatch, error):
-    from batch_nst import transfer
+    from batch_nst.engine import transfer
 
     real = transfer.stylize_many
 
@@ -101,7 +102,8 @@ def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, mo
 def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_path, monkeypatch, params, size, stage):
     """Killed right after its first checkpoint, the item's retry starts from it, ends with the bytes
     of an uninterrupted run, and the checkpoint is gone once the item is ok."""
-    from batch_nst import optimize, records
+    from batch_nst.engine import optimize
+    from batch_nst.job import records
 
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 98))
     item = WorkItem(1, "long", _png(tmp_path / "c.png", smooth_image(*size, 5)), style, params, "kl")
@@ -141,8 +143,8 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
 def test_an_animation_comes_back_whole_in_its_container_with_recomputable_losses(worker, tmp_path, fmt, extension):
     """Every frame stylized, written in the input's container with its timing and loop; the record's
     losses and distance are those of the stored file (a GIF's palette included)."""
-    from batch_nst import animation
-    from batch_nst.transfer import evaluate
+    from batch_nst.assets import animation
+    from batch_nst.engine.transfer import evaluate
 
     frames = [Image.fromarray(np.dstack([smooth_image(32, 32, s), np.full((32, 32), 255, np.uint8)])) for s in (1, 2, 3)]
     for frame in frames:

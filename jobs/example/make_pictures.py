@@ -137,9 +137,10 @@ def report_picture(weights: str, params: StyleParams) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from batch_nst import records, report
-    from batch_nst.manifest import WorkItem
-    from batch_nst.worker import Worker, WorkerConfig
+    from batch_nst.job import records
+    from batch_nst import report
+    from batch_nst.job.manifest import WorkItem
+    from batch_nst.job.worker import Worker, WorkerConfig
 
     root = tempfile.mkdtemp()
     path = lambda rel: os.path.join(HERE, rel)  # noqa: E731

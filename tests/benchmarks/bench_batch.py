@@ -24,12 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from batch_nst import losses
-from batch_nst.losses import Targets
-from batch_nst.optimize import Optimizer
+from batch_nst.engine import losses
+from batch_nst.engine.losses import Targets
+from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
-from batch_nst.transfer import stylize
-from batch_nst.vgg import Extractor, effective_precision
+from batch_nst.engine.transfer import stylize
+from batch_nst.engine.vgg import Extractor, effective_precision
 from batch_nst.weights import Weights
 from tests import vgg_weights
 from tests.conftest import smooth_image

@@ -23,11 +23,11 @@ import numpy as np
 import tensorflow as tf
 from keras.applications import vgg19
 
-from batch_nst import losses
-from batch_nst.losses import Targets
-from batch_nst.optimize import BETA_1, EPSILON, Optimizer
+from batch_nst.engine import losses
+from batch_nst.engine.losses import Targets
+from batch_nst.engine.optimize import BETA_1, EPSILON, Optimizer
 from batch_nst.params import StyleParams
-from batch_nst.vgg import LAYERS, Extractor
+from batch_nst.engine.vgg import LAYERS, Extractor
 from batch_nst.weights import Weights
 from tests import vgg_weights
 from tests.benchmarks.flops import step_gflop

@@ -28,16 +28,16 @@ SPRITE, SPRITE_BATCHES, ITEM_STEPS = 64, (1, 16, 64), 1000
 
 def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> None:
     """In this process, on `backend`: prints one `ROW {json}` line per (config, precision) as it ends."""
-    from batch_nst import backend as backends
+    from batch_nst.engine import backend as backends
 
     backends.use(backend)
     import numpy as np
     from keras import ops
 
-    from batch_nst.losses import Targets
-    from batch_nst.optimize import Optimizer, loss_weights
+    from batch_nst.engine.losses import Targets
+    from batch_nst.engine.optimize import Optimizer, loss_weights
     from batch_nst.params import StyleParams
-    from batch_nst.vgg import Extractor
+    from batch_nst.engine.vgg import Extractor
     from batch_nst.weights import Weights
     from tests import vgg_weights
     from tests.benchmarks.flops import step_gflop

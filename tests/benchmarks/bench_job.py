@@ -22,7 +22,7 @@ import time
 import pyarrow.dataset as pads
 from PIL import Image
 
-from batch_nst import job, records
+from batch_nst.job import driver, records
 from tests import vgg_weights
 from tests.conftest import smooth_image
 
@@ -74,8 +74,8 @@ def bench_unchanged_rerun(folder: str, weights: str, rows: int) -> None:
     with open(manifest, "w") as f:
         f.write("\n".join(lines) + "\n")
     root = os.path.join(folder, "out-1000")
-    config = job.JobConfig(manifest=manifest, output_root=root, weights=weights)
-    planned = job.plan(config)
+    config = driver.JobConfig(manifest=manifest, output_root=root, weights=weights)
+    planned = driver.plan(config)
     fake = [records.for_item(item, run_id="seed", worker="bench", weights=planned.weights_identity, status=records.OK)
             for item in planned.todo]
     for start in range(0, len(fake), 100):

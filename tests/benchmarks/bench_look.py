@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["sizes", "strengths", "animation"],
                         choices=["sizes", "strengths", "animation"])
     args = parser.parse_args()
-    from batch_nst import backend
+    from batch_nst.engine import backend
 
     used = backend.use(backend.resolve(args.backend))
     optimizer = _optimizer()
@@ -47,8 +47,8 @@ def main() -> None:
 
 
 def _optimizer():
-    from batch_nst.optimize import Optimizer
-    from batch_nst.vgg import Extractor
+    from batch_nst.engine.optimize import Optimizer
+    from batch_nst.engine.vgg import Extractor
     from batch_nst.weights import Weights
     from tests import vgg_weights
 
@@ -63,7 +63,7 @@ def _pair(size: int):
 
     from tests.conftest import smooth_image
 
-    from batch_nst import images
+    from batch_nst.assets import images
 
     base = smooth_image(1024, 1024, 1).astype(np.float32)
     y, x = np.mgrid[0:1024, 0:1024] / 1024.0
@@ -73,9 +73,9 @@ def _pair(size: int):
 
 
 def _sizes(optimizer, sizes: list[int], steps: int) -> None:
-    from batch_nst.losses import REFERENCE_AREA
+    from batch_nst.engine.losses import REFERENCE_AREA
     from batch_nst.params import StyleParams
-    from batch_nst.transfer import evaluate, stylize
+    from batch_nst.engine.transfer import evaluate, stylize
 
     print("| loss_scale | size | style loss removed | content loss per 512x512 | style distance | seconds (with compiling) |")
     print("|---|---|---|---|---|---|")
@@ -100,7 +100,7 @@ def _sizes(optimizer, sizes: list[int], steps: int) -> None:
 
 def _strengths(optimizer, steps: int) -> None:
     from batch_nst.params import StyleParams
-    from batch_nst.transfer import stylize
+    from batch_nst.engine.transfer import stylize
 
     content, style = _pair(256)
     print("| strength | style loss | content loss | style distance |\n|---|---|---|---|")
@@ -116,7 +116,7 @@ def _animation(optimizer, steps: int) -> None:
     import numpy as np
 
     from batch_nst.params import StyleParams
-    from batch_nst.transfer import stylize
+    from batch_nst.engine.transfer import stylize
     from tests.conftest import smooth_image
 
     background = smooth_image(SPRITE, SPRITE, 11)

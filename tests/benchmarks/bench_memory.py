@@ -25,10 +25,10 @@ WORKER_SCRIPT = """
 import os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import numpy as np
-from batch_nst.optimize import Optimizer
+from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
-from batch_nst.transfer import stylize
-from batch_nst.vgg import Extractor
+from batch_nst.engine.transfer import stylize
+from batch_nst.engine.vgg import Extractor
 from batch_nst.weights import Weights
 from tests.conftest import smooth_image
 size, path = int(sys.argv[1]), sys.argv[2]

@@ -22,10 +22,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from batch_nst.optimize import Optimizer
+from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
-from batch_nst.transfer import stylize
-from batch_nst.vgg import Extractor
+from batch_nst.engine.transfer import stylize
+from batch_nst.engine.vgg import Extractor
 from batch_nst.weights import Weights
 from tests import vgg_weights
 from tests.conftest import smooth_image

@@ -14,14 +14,14 @@ from typing import Any, Callable, Hashable
 import numpy as np
 from keras import ops
 
-from batch_nst import losses, prepare, sequence
-from batch_nst.checkpoint import State
-from batch_nst.images import Picture
-from batch_nst.losses import Targets
-from batch_nst.optimize import Optimizer, Progress, ProgressCallback
+from batch_nst.engine import losses, prepare, sequence
+from batch_nst.engine.checkpoint import State
+from batch_nst.assets.images import Picture
+from batch_nst.engine.losses import Targets
+from batch_nst.engine.optimize import Optimizer, Progress, ProgressCallback
 from batch_nst.params import StyleParams
-from batch_nst.sequence import Previous
-from batch_nst.vgg import effective_precision
+from batch_nst.engine.sequence import Previous
+from batch_nst.engine.vgg import effective_precision
 
 
 @dataclass(frozen=True)

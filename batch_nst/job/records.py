@@ -80,7 +80,7 @@ def record(**fields: Any) -> dict[str, Any]:
 
 
 def for_item(item, *, run_id: str, worker: str, weights: str, seconds: float = 0.0, **fields: Any) -> dict[str, Any]:
-    """A record of a WorkItem (`batch_nst.manifest.WorkItem`): its identity plus `fields`."""
+    """A record of a WorkItem (`batch_nst.job.manifest.WorkItem`): its identity plus `fields`."""
     return record(
         id=item.id, key=item.key, content=storage.redact(item.content), style=";".join(storage.redact(uri) for uri in item.styles),
         params=item.params.to_json(), weights=weights, worker=worker, run_id=run_id,

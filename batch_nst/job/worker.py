@@ -15,15 +15,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from batch_nst import animation, backend, images, records, storage
-from batch_nst.checkpoint import State
+from batch_nst.assets import animation, images
+from batch_nst.engine import backend
+from batch_nst.job import records
+from batch_nst import storage
+from batch_nst.engine.checkpoint import State
 from batch_nst.errors import BatchNSTError
-from batch_nst.manifest import WorkItem
+from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
 from batch_nst.weights import resolve_weights
 
 if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's setup in __init__
-    from batch_nst.transfer import Result
+    from batch_nst.engine.transfer import Result
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,9 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, where: dict[str, Any] | None = None):
         self.settings = backend.use(config.backend, config.threads, config.gpu_fraction)  # before Keras loads
-        from batch_nst import transfer
-        from batch_nst.optimize import Optimizer
-        from batch_nst.vgg import Extractor
+        from batch_nst.engine import transfer
+        from batch_nst.engine.optimize import Optimizer
+        from batch_nst.engine.vgg import Extractor
 
         self.config = config
         self.transfer = transfer

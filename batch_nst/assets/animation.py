@@ -18,9 +18,9 @@ from typing import Sequence
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageOps
 
-from batch_nst import images
+from batch_nst.assets import images
 from batch_nst.errors import ImageError
-from batch_nst.images import Picture
+from batch_nst.assets.images import Picture
 
 MAX_FRAMES: int = 1000  # refusal limit on an animation's frame count
 GIF_ALPHA_THRESHOLD: int = 128  # GIF alpha is binary: alpha below this is written transparent

@@ -16,14 +16,15 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from batch_nst import animation, distance, prepare, sequence
-from batch_nst.animation import Animation
-from batch_nst.batch import Batch, batch_precision
-from batch_nst.checkpoint import State
-from batch_nst.images import Picture
-from batch_nst.optimize import Optimizer, ProgressCallback
+from batch_nst.assets import animation
+from batch_nst.engine import distance, prepare, sequence
+from batch_nst.assets.animation import Animation
+from batch_nst.engine.batch import Batch, batch_precision
+from batch_nst.engine.checkpoint import State
+from batch_nst.assets.images import Picture
+from batch_nst.engine.optimize import Optimizer, ProgressCallback
 from batch_nst.params import TERMS, StyleParams
-from batch_nst.vgg import Extractor
+from batch_nst.engine.vgg import Extractor
 
 Losses = dataclasses.make_dataclass(
     "Losses", [(name, float) for name in TERMS], frozen=True,

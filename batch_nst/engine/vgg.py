@@ -15,9 +15,9 @@ import keras
 from keras import ops
 from keras.applications import vgg19
 
-from batch_nst import autodiff, backend
+from batch_nst.engine import autodiff, backend
 from batch_nst.errors import WeightsError
-from batch_nst.losses import CONTENT_LAYER, STYLE_LAYERS
+from batch_nst.engine.losses import CONTENT_LAYER, STYLE_LAYERS
 
 if TYPE_CHECKING:  # resolving weights touches storage; the network only needs the local file
     from batch_nst.weights import Weights

@@ -19,11 +19,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from batch_nst import backend, images, lease, manifest, pool, quiet, records, runs, stopping, storage, weights
+from batch_nst.engine import backend
+from batch_nst.assets import images
+from batch_nst.job import lease, manifest, pool, quiet, records, runs, stopping
+from batch_nst import storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
-from batch_nst.manifest import WorkItem
+from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
-from batch_nst.runs import Summary
+from batch_nst.job.runs import Summary
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class JobConfig:
     wait_timeout: float = 900.0  # seconds without any running worker before the run gives up (exit 2)
     backend: str = field(default_factory=backend.resolve)  # Keras backend of the workers: $KERAS_BACKEND or TF
     grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
-    verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.quiet)
+    verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.job.quiet)
 
     def __post_init__(self) -> None:
         backend.resolve(self.backend)  # ParamsError naming the choices

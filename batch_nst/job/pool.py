@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator
 
-from batch_nst import quiet
+from batch_nst.job import quiet
 from batch_nst.errors import ResourcesError
-from batch_nst.stopping import Stop
+from batch_nst.job.stopping import Stop
 
 POLL_S = 1.0  # how often the pool wakes to refresh its status and check the wait timeout
 
@@ -73,7 +73,7 @@ def shape(workers: int | None, gpus_per_worker: float | None, n_items: int, on_c
 
 
 class WorkerActor:
-    """The Ray actor around `batch_nst.worker.Worker`. This module never imports Keras or a framework: the
+    """The Ray actor around `batch_nst.job.worker.Worker`. This module never imports Keras or a framework: the
     worker (and the framework) is imported here, in the actor's own process, so the driver
     stays light. It also learns where Ray placed it, for every record it writes."""
 
@@ -81,7 +81,7 @@ class WorkerActor:
         quiet.configure(verbose)  # before the framework loads; set here, not in ray.init's runtime_env
         import ray
 
-        from batch_nst.worker import Worker, WorkerConfig
+        from batch_nst.job.worker import Worker, WorkerConfig
 
         context = ray.get_runtime_context()
         where = {"node": context.get_node_id(),
@@ -117,7 +117,7 @@ class Pool:
     """Requested workers, dispatch to the started ones, and the record of where they ran."""
 
     shape: Shape
-    worker_options: dict[str, Any]  # batch_nst.worker.WorkerConfig's fields: built in the worker's process
+    worker_options: dict[str, Any]  # batch_nst.job.worker.WorkerConfig's fields: built in the worker's process
     max_attempts: int
     wait_timeout: float
     log: Callable[[str], None]  # the driver's messages (stderr)

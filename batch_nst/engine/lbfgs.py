@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from batch_nst.checkpoint import State
-from batch_nst.losses import Targets
-from batch_nst.optimize import Checkpoint, Optimizer, Progress, ProgressCallback, loss_weights, record
+from batch_nst.engine.checkpoint import State
+from batch_nst.engine.losses import Targets
+from batch_nst.engine.optimize import Checkpoint, Optimizer, Progress, ProgressCallback, loss_weights, record
 from batch_nst.params import StyleParams
 
 

@@ -49,7 +49,7 @@ class Picture:
 
 def decode(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> Picture:
     """Bytes in any format Pillow reads -> an upright Picture (an animation's first frame;
-    `batch_nst.animation.decode` keeps every frame of a GIF, APNG or animated WebP).
+    `batch_nst.assets.animation.decode` keeps every frame of a GIF, APNG or animated WebP).
 
     `name` (the file's URI, redacted) starts every error message; inputs over `max_pixels`
     are refused from their header alone.

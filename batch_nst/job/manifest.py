@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from batch_nst import ids, storage
+from batch_nst.job import ids
+from batch_nst import storage
 from batch_nst.errors import BatchNSTError, ManifestError
 from batch_nst.params import StyleParams, param_names
 

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from batch_nst import prepare
-from batch_nst.checkpoint import State
-from batch_nst.images import Picture
-from batch_nst.optimize import ProgressCallback
+from batch_nst.engine import prepare
+from batch_nst.engine.checkpoint import State
+from batch_nst.assets.images import Picture
+from batch_nst.engine.optimize import ProgressCallback
 
 # Content change (RMS over channels and alpha, in 0..255 levels) at which a pixel's tie has fallen
 # to 1/e: the change of a moving edge is tens to hundreds of levels, resampling noise a few.

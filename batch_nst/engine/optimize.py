@@ -16,11 +16,11 @@ from typing import Any, Callable
 import numpy as np
 from keras import ops
 
-from batch_nst import autodiff, losses, vgg
-from batch_nst.checkpoint import State
-from batch_nst.losses import Targets
+from batch_nst.engine import autodiff, losses, vgg
+from batch_nst.engine.checkpoint import State
+from batch_nst.engine.losses import Targets
 from batch_nst.params import StyleParams
-from batch_nst.vgg import Extractor
+from batch_nst.engine.vgg import Extractor
 
 # The tutorial's Adam settings carried from [0, 1] pixels to [0, 255] (epsilon scales with pixels).
 BETA_1, BETA_2 = 0.99, 0.999
@@ -85,7 +85,7 @@ class Optimizer:
         continues exactly where that one stood.
         """
         if params.optimizer == "lbfgs":
-            from batch_nst import lbfgs
+            from batch_nst.engine import lbfgs
 
             return lbfgs.run(self, init, targets, params, on_step, precision, resume, checkpoint, checkpoint_every)
         return _Adam(self, init, targets, params, precision, resume).run(on_step, checkpoint, checkpoint_every)

@@ -11,12 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from batch_nst import images
-from batch_nst.animation import Animation
+from batch_nst.assets import images
+from batch_nst.assets.animation import Animation
 from batch_nst.errors import ImageError, ParamsError
-from batch_nst.images import Picture
+from batch_nst.assets.images import Picture
 from batch_nst.params import StyleParams
-from batch_nst.vgg import MIN_SIDE
+from batch_nst.engine.vgg import MIN_SIDE
 
 
 def content_cells(content: Any, params: StyleParams, name: str = "content") -> tuple[list[Picture], bool]:

@@ -15,10 +15,10 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 from keras import ops
 
-from batch_nst import losses, prepare
-from batch_nst.batch import style_grams
-from batch_nst.images import Picture
-from batch_nst.optimize import Optimizer
+from batch_nst.engine import losses, prepare
+from batch_nst.engine.batch import style_grams
+from batch_nst.assets.images import Picture
+from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
 
 REFERENCE_SIDE = 256  # the long side both images are brought to, in pixels

@@ -16,7 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch_nst import backend, manifest, records, storage
+from batch_nst.engine import backend
+from batch_nst.job import manifest, records
+from batch_nst import storage
 from batch_nst.errors import BatchNSTError
 
 RUNNING, OK, FAILED, INTERRUPTED, CRASHED = "running", "ok", "failed", "interrupted", "crashed"
