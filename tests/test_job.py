@@ -91,7 +91,7 @@ def test_run_then_incremental_reruns(ray_session, library, tmp_path, legacy_weig
 
     # A parameter changed: every item it touches is redone.
     before = len(_records(root))
-    assert _run(manifest, root, legacy_weights_path, "--tv-weight", "0.5") == 1
+    assert _run(manifest, root, legacy_weights_path, "--tv-weight", "0.25") == 1
     new_ok = sorted(r["id"] for r in _records(root)[before:] if r["status"] == "ok")
     assert new_ok == GOOD
 

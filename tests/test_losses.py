@@ -60,6 +60,25 @@ def test_loss_terms_weighting_and_layer_mean(rng):
     assert terms["temporal"] == 0.0  # a still image has no frame before it
 
 
+def test_style_norm_target_takes_each_layer_relative_to_its_target_and_is_scale_free(rng):
+    """style_norm="target": mean over layers of mean((G - Gt)^2) / mean(Gt^2); a layer whose
+    features are 1000x larger (as block4's are on ImageNet VGG19) counts no more than the others."""
+    feats = {n: rng.normal(size=(2, 4, 4, 3)).astype(np.float32) * (1000.0 if n == "block4_conv1" else 1.0)
+             for n in losses.STYLE_LAYERS}
+    other = {n: rng.normal(size=(2, 4, 4, 3)).astype(np.float32) * (1000.0 if n == "block4_conv1" else 1.0)
+             for n in losses.STYLE_LAYERS}
+    grams = {n: losses.gram_matrix(ops.convert_to_tensor(f)) for n, f in feats.items()}
+    targets = {n: losses.gram_matrix(ops.convert_to_tensor(f)) for n, f in other.items()}
+    relative = np.asarray(losses.style_term(grams, targets, "target"))
+    seed = np.asarray(losses.style_term(grams, targets, "seed"))
+    for b in range(2):
+        per_layer = [(np_gram(feats[n][b]) - np_gram(other[n][b]), np_gram(other[n][b])) for n in losses.STYLE_LAYERS]
+        assert relative[b] == pytest.approx(np.mean([np.mean(d ** 2) / np.mean(t ** 2) for d, t in per_layer]), rel=1e-4)
+        assert seed[b] == pytest.approx(np.mean([np.mean(d ** 2) for d, _ in per_layer]), rel=1e-4)
+    scaled = {n: g * 4.0 for n, g in grams.items()}, {n: t * 4.0 for n, t in targets.items()}
+    np.testing.assert_allclose(losses.style_term(*scaled, "target"), relative, rtol=1e-5)
+
+
 def test_area_scale_multiplies_the_pixel_sums_by_the_reference_area(rng):
     """loss_scale="area" at H x W: content and temporal times 512*512/(H*W), TV times its root; style as it is."""
     shapes = {n: (1, 4, 4, 3) for n in losses.STYLE_LAYERS} | {losses.CONTENT_LAYER: (1, 2, 2, 5)}

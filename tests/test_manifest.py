@@ -29,7 +29,7 @@ def test_csv_relative_uris_overrides_and_derived_ids(mem):
 
 @pytest.mark.parametrize("ext", [".parquet", ".jsonl"])
 def test_parquet_and_json_lines(mem, ext):
-    rows = [{"content": "a.png", "style": "s.png", "tv_weight": 0.5}]
+    rows = [{"content": "a.png", "style": "s.png", "tv_weight": 0.75}]
     if ext == ".parquet":
         import io
 
@@ -39,7 +39,7 @@ def test_parquet_and_json_lines(mem, ext):
     else:
         _put(mem, "/m" + ext, "".join(json.dumps(r) + "\n" for r in rows))
     (item,) = manifest.load("memory://m" + ext)
-    assert item.params.tv_weight == 0.5 and item.content == "memory://a.png"
+    assert item.params.tv_weight == 0.75 and item.content == "memory://a.png"
 
 
 @pytest.mark.parametrize(

@@ -2,19 +2,27 @@ import json
 
 import pytest
 
-from batch_nst.params import StyleParams, param_names
+from batch_nst.params import SEED, StyleParams, param_names
 from batch_nst.errors import ParamsError
 
 
 def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
-    assert (p.style_weight, p.content_weight, p.tv_weight) == (1e-2, 4e-2, 0.12)
-    assert (p.loss_scale, p.strength, p.style_size, p.frames) == ("area", 0.5, 0, False)
+    assert (p.style_weight, p.content_weight, p.tv_weight) == (1e7, 4e-2, 1.0)
+    assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
+                                                                                            False)
+
+
+def test_the_seed_overrides_give_the_seeds_arithmetic():
+    seed = StyleParams(**SEED)
+    assert (seed.style_norm, seed.loss_scale, seed.min_size, seed.style_weight, seed.tv_weight) == (
+        "seed", "seed", 0, 1e-2, 0.12)
+    assert (seed.content_weight, seed.learning_rate, seed.steps) == (4e-2, 5.0, 1000)  # unchanged from the seed
 
 
 def test_strength_moves_the_style_to_content_odds_monotonically():
-    weights = {s: StyleParams(strength=s).loss_weights() for s in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    weights = {s: StyleParams(strength=s, **SEED).loss_weights() for s in (0.0, 0.25, 0.5, 0.75, 1.0)}
     assert weights[0.5] == {"style": 1e-2, "content": 4e-2, "tv": 0.12, "temporal": StyleParams().temporal_weight}
     assert weights[0.0]["style"] == weights[0.0]["tv"] == weights[0.0]["temporal"] == 0.0  # content alone
     assert weights[1.0]["content"] == 0.0  # style alone (with its regularizers)
@@ -41,6 +49,8 @@ def test_coerces_strings_and_integral_floats_from_tables():
         ({"init": "zeros"}, "init must be one of content, noise"),
         ({"strength": 1.5}, "strength must be <= 1"),
         ({"loss_scale": "pixels"}, "loss_scale must be one of area, seed"),
+        ({"style_norm": "layers"}, "style_norm must be one of target, seed"),
+        ({"min_size": -1}, "min_size must be >= 0"),
         ({"style_size": 256, "style_scale": 0.5}, "style_size and style_scale cannot both be set"),
         ({"frames": True}, "frames needs a grid"),
         ({"frames": True, "grid": "4x1", "optimizer": "lbfgs"}, "frames needs optimizer=adam and stop_tol=0"),

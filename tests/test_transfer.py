@@ -30,9 +30,16 @@ def test_output_keeps_content_size_and_restores_alpha_exactly(optimizer):
     assert len(result.history) == FAST.steps == result.steps
 
 
-def test_never_upscales_small_images(optimizer):
-    result = stylize(smooth_image(20, 24, 3), smooth_image(32, 32, 4), params=FAST, extractor=optimizer)
-    assert (result.height, result.width) == (20, 24) == (result.image.height, result.image.width)
+def test_small_assets_are_optimized_at_min_size_and_written_at_their_own(optimizer):
+    """min_size (capped by max_size) is the long side small assets are optimized at; 0 never upscales."""
+    sprite = _rgba(20, 24, 3)
+    result = stylize(sprite, smooth_image(32, 32, 4), params=FAST.with_overrides({"min_size": 28}), extractor=optimizer)
+    assert (result.height, result.width) == (23, 28) and (result.image.height, result.image.width) == (20, 24)
+    np.testing.assert_array_equal(result.image.alpha, sprite[..., 3])
+    capped = stylize(sprite, smooth_image(32, 32, 4), params=FAST, extractor=optimizer)  # min_size 256 > max_size 32
+    assert (capped.height, capped.width) == (27, 32)
+    seed = stylize(sprite, smooth_image(32, 32, 4), params=FAST.with_overrides({"min_size": 0}), extractor=optimizer)
+    assert (seed.height, seed.width) == (20, 24) == (seed.image.height, seed.image.width)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 200), (200, 2), (15, 15)])
@@ -92,7 +99,7 @@ def test_style_cache_computes_each_style_once_per_size(optimizer):
         stylize(smooth_image(32, 32, seed), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
                 extractor=optimizer, style_cache=cache, style_key="style-a")
     assert cache.misses == 2  # the targets, and the Grams at the style distance's reference size
-    stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32, precision="fp32"),
+    stylize(smooth_image(16, 16, 16), style, params=StyleParams(steps=1, max_size=32, min_size=0, precision="fp32"),
             extractor=optimizer, style_cache=cache, style_key="style-a")
     assert cache.misses == 3  # another size, other targets (the reference Grams are reused)
 

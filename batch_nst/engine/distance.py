@@ -62,15 +62,14 @@ def _cell_distances(optimizer: Optimizer, params: StyleParams, cells: list[tuple
 
 def _distances(optimizer: Optimizer, params: StyleParams, size: tuple[int, int],
                cells: list[tuple[Picture, dict]]) -> np.ndarray:
-    """Mean per-layer style loss of same-size cells against their style Grams, [B]: the losses'
-    own path (luminance with preserve_color, opacity-weighted with alpha_mode="mask", wrapped
-    padding when tileable), in fp32."""
+    """The style term of same-size cells against their style Grams, [B]: the losses' own path
+    (layers weighed by params.style_norm, luminance with preserve_color, opacity-weighted with
+    alpha_mode="mask", wrapped padding when tileable), in fp32."""
     pixels = np.concatenate([prepare.prepared(cell, params, size) for cell, _ in cells])
     masks = [prepare.mask(cell, size, params) for cell, _ in cells]
     mask = None
     if any(m is not None for m in masks):  # cells without alpha count as opaque
         mask = np.concatenate([np.ones((1, *size, 1), np.float32) if m is None else m for m in masks])
     grams = optimizer.style_grams(pixels, "fp32", mask, params.tileable)
-    per_layer = [losses.style_loss(grams[name], ops.concatenate([g[name] for _, g in cells], axis=0))
-                 for name in losses.STYLE_LAYERS]
-    return ops.convert_to_numpy(sum(per_layer) / len(losses.STYLE_LAYERS)).astype(np.float64)
+    targets = {name: ops.concatenate([g[name] for _, g in cells], axis=0) for name in losses.STYLE_LAYERS}
+    return ops.convert_to_numpy(losses.style_term(grams, targets, params.style_norm)).astype(np.float64)

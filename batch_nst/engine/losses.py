@@ -68,6 +68,23 @@ def style_loss(gram: Any, target: Any) -> Any:
     return ops.mean(ops.square(gram - target), axis=(1, 2))
 
 
+def style_term(grams: dict[str, Any], targets: dict[str, Any], style_norm: str = "seed") -> Any:
+    """The style term per item [B]: the mean over STYLE_LAYERS of each layer's `style_loss`.
+
+    style_norm="target" (a departure from the seed) divides each layer's loss by its target Gram's
+    mean square, so every layer counts by its relative error. On ImageNet VGG19 the raw losses
+    span five orders of magnitude (block4_conv1's ~1e11, block1_conv1's ~1e6 on the example crate):
+    the seed's mean is block4 alone, and the shallow layers, which hold colours and fine
+    texture, go unconstrained and come out as colour speckle. The target's mean square is a
+    constant of the targets; recomputing it in a step costs a C x C sum per layer (<0.1% of the network).
+    """
+    per_layer = [style_loss(grams[n], targets[n]) for n in STYLE_LAYERS]
+    if style_norm == "target":
+        per_layer = [loss / ops.maximum(ops.mean(ops.square(targets[n]), axis=(1, 2)), 1e-12)
+                     for loss, n in zip(per_layer, STYLE_LAYERS)]
+    return sum(per_layer) / len(STYLE_LAYERS)
+
+
 def content_loss(features: Any, target: Any, mask: Any | None = None) -> Any:
     """Half the summed squared feature difference per item: [B, H, W, C] -> [B]; with a `mask`
     (on the features' grid), each pixel's difference weighted by its opacity."""
@@ -130,16 +147,16 @@ def style_targets(features: dict[str, Any], masks: dict[str, Any] | None = None)
     return {name: gram_matrix(features[name], None if masks is None else masks[name]) for name in STYLE_LAYERS}
 
 
-def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any],
-               wrap: bool = False, loss_scale: str = "seed") -> dict[str, Any]:
+def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any], *,
+               wrap: bool = False, loss_scale: str = "seed", style_norm: str = "seed") -> dict[str, Any]:
     """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted (the pixel sums scaled by
-    `area_scale`), and `total`, their sum weighted by `weights` (term name -> float32 scalar),
-    which the optimizer descends."""
+    `area_scale`, the style layers by `style_term`), and `total`, their sum weighted by `weights`
+    (term name -> float32 scalar), which the optimizer descends."""
     masks = targets.masks or {}
-    per_layer = [style_loss(gram_matrix(features[n], masks.get(n)), targets.grams[n]) for n in STYLE_LAYERS]
+    grams = {n: gram_matrix(features[n], masks.get(n)) for n in STYLE_LAYERS}
     scale = area_scale(image.shape[1], image.shape[2], loss_scale)
     terms = {
-        "style": sum(per_layer) / len(STYLE_LAYERS),
+        "style": style_term(grams, targets.grams, style_norm),
         "content": scale * content_loss(features[CONTENT_LAYER], targets.content, masks.get(CONTENT_LAYER)),
         "tv": math.sqrt(scale) * tv_loss(image, wrap),
         "temporal": scale * temporal_loss(image, targets.temporal),

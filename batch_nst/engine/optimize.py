@@ -43,7 +43,7 @@ Checkpoint = Callable[[State], None]
 
 class Optimizer:
     """Runs the seed's Adam loop (or L-BFGS) on an extractor; compiles one step per (shape,
-    precision, tileable, loss_scale) and reuses it across items."""
+    precision, loss options) and reuses it across items."""
 
     def __init__(self, extractor: Extractor):
         self.extractor = extractor
@@ -69,7 +69,7 @@ class Optimizer:
         """
         image = ops.convert_to_tensor(pixels, "float32")
         features = self.extractor(image, "fp32", params.tileable)
-        terms = losses.loss_terms(features, image, targets, loss_weights(params), params.tileable, params.loss_scale)
+        terms = losses.loss_terms(features, image, targets, loss_weights(params), **loss_options(params))
         return {k: ops.convert_to_numpy(v) for k, v in terms.items()}
 
     def run(self, init: np.ndarray, targets: Targets, params: StyleParams, on_step: ProgressCallback | None = None,
@@ -111,16 +111,16 @@ class Optimizer:
     def _compile(self, kind: str, shape: tuple[int, ...], precision: str, params: StyleParams,
                  wrap: Callable) -> Callable:
         """The step for what shapes its graph: the shape, the arithmetic, the padding and the loss
-        scale (a constant of the shape). Weights and targets are arguments: changing them never retraces."""
-        tileable, loss_scale = params.tileable, params.loss_scale
-        key = (kind, tuple(shape), precision, tileable, loss_scale)
+        options (constants of the graph). Weights and targets are arguments: changing them never retraces."""
+        tileable, options = params.tileable, loss_options(params)
+        key = (kind, tuple(shape), precision, *sorted(options.items()))
         if key not in self._compiled:
             model = self.extractor.model(precision, tileable)  # built eagerly, never while tracing
             backend = autodiff.current()
 
             def objective(image, variables, targets, weights):
                 features = vgg.features(model, variables, image)
-                terms = losses.loss_terms(features, image, Targets(*targets), weights, tileable, loss_scale)
+                terms = losses.loss_terms(features, image, Targets(*targets), weights, **options)
                 return ops.sum(terms["total"]), terms
 
             self._compiled[key] = backend.compile(wrap(backend.value_and_grad(objective)), self._traced)
@@ -219,6 +219,11 @@ def record(history: list[float], total: float, params: StyleParams) -> bool:
         return False
     before = history[-params.stop_window - 1]
     return before - total < params.stop_tol * abs(before)
+
+
+def loss_options(params: StyleParams) -> dict[str, Any]:
+    """The parameters that shape `losses.loss_terms`' graph, as its keyword arguments."""
+    return {"wrap": params.tileable, "loss_scale": params.loss_scale, "style_norm": params.style_norm}
 
 
 def loss_weights(params: StyleParams) -> dict[str, Any]:

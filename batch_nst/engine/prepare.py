@@ -49,9 +49,14 @@ def style_set(style: Any) -> list[Picture]:
 
 
 def opt_size(content: Picture, params: StyleParams) -> tuple[int, int]:
-    """Content's size scaled down to `max_size` on its long side, never up, except that each side
-    is at least the network's MIN_SIDE (tiny and thin sprites are stretched for the optimization only)."""
-    height, width = images.fit(content.height, content.width, params.max_size)
+    """Content's size scaled down to `max_size` on its long side, or up to `min_size` (at most
+    max_size) where it is smaller, each side at least the network's MIN_SIDE (tiny and thin sprites
+    are stretched for the optimization only; `restore` brings every output back to its own size)."""
+    floor = min(params.min_size, params.max_size)
+    if max(content.height, content.width) < floor:
+        height, width = scaled(content, floor)
+    else:
+        height, width = images.fit(content.height, content.width, params.max_size)
     return max(height, MIN_SIDE), max(width, MIN_SIDE)
 
 

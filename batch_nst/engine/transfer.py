@@ -16,7 +16,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
-from batch_nst.assets import animation
+from batch_nst.assets import animation, images, quality
 from batch_nst.engine import distance, prepare, sequence
 from batch_nst.assets.animation import Animation
 from batch_nst.engine.batch import Batch, batch_precision
@@ -39,6 +39,7 @@ class Result:
     image: Picture  # content's exact width and height, alpha restored
     losses: Losses  # of `image` as written (8-bit)
     style_distance: float  # of `image` to its style at distance.REFERENCE_SIDE (see `style_distance`)
+    quality: quality.Figures  # speckle of `image` and of the content, edges kept (assets.quality)
     history: tuple[float, ...]  # total loss at each step, before its update
     steps: int  # steps run: params.steps, or fewer where stop_tol ended the item early
     height: int  # size the optimization ran at
@@ -143,11 +144,15 @@ def stylize_many(
     height, width = prepare.opt_size(cells[0], params)
     seconds = (time.perf_counter() - started) / len(units)
     results = []
-    for part, image, style_distance in zip(parts, images_out, distances):
+    for content, part, image, style_distance in zip(contents, parts, images_out, distances):
         history = prepare.mean_history(histories[part])
+        source = content if isinstance(content, Animation) else images.to_picture(content)
         results.append(Result(
-            image, Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}), style_distance,
-            history, len(history), height, width, seconds, optimize_seconds, run.precision))
+            image=image, losses=Losses(**{k: float(np.mean(v[part])) for k, v in terms.items()}),
+            style_distance=style_distance, quality=quality.figures(source, image), history=history,
+            steps=len(history),
+            height=height, width=width, seconds=seconds, optimize_seconds=optimize_seconds,
+            precision=run.precision))
     return results
 
 

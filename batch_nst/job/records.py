@@ -46,6 +46,9 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
         *((f"{term}_loss", pa.float64()) for term in TERMS),  # total weighted, the others unweighted
         ("style_distance", pa.float64()),  # to the style at one reference size (distance.py); null before it
+        ("speckle", pa.float64()),  # of the image: mean |pixel - 3x3 median| over opaque pixels (assets/quality.py)
+        ("content_speckle", pa.float64()),  # the content's, what `speckle` is read against
+        ("edges", pa.float64()),  # correlation of the image's edge strength with the content's (1 kept, 0 gone)
         ("loss_history", pa.list_(pa.float32())),
         ("steps", pa.int32()),
         ("height", pa.int32()),  # of the written image (the content's own size)

@@ -155,6 +155,7 @@ class Worker:
         return self._record(
             item, result.seconds, status=records.OK, output=storage.redact(output), note=note or None,
             **{f"{name}_loss": value for name, value in losses.items()}, style_distance=result.style_distance,
+            **dataclasses.asdict(result.quality),
             loss_history=list(result.history), steps=result.steps,
             height=result.image.height, width=result.image.width,
             opt_height=result.height, opt_width=result.width, optimize_seconds=result.optimize_seconds,
