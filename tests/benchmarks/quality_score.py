@@ -46,13 +46,15 @@ def read_frames(paths: list[Path], content: list) -> tuple[list, list[str]]:
     notes, frames = set(), []
     for path, (rgb, alpha) in zip(paths, content):
         image = Image.open(path)
+        kept_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        image = image.convert("RGBA")
         if image.size != (rgb.shape[1], rgb.shape[0]):
             notes.add(f"resized from {image.width}x{image.height}")
-            image = image.convert("RGBA").resize((rgb.shape[1], rgb.shape[0]), Image.LANCZOS)
-        out_alpha = np.asarray(image.convert("RGBA"))[..., 3] if "A" in image.mode else None
-        if alpha is not None and out_alpha is None:
+            image = image.resize((rgb.shape[1], rgb.shape[0]), Image.LANCZOS)
+        if alpha is not None and not kept_alpha:
             notes.add("alpha lost")
-        frames.append((np.asarray(image.convert("RGB")), alpha if out_alpha is None or alpha is None else out_alpha))
+        pixels = np.asarray(image)
+        frames.append((pixels[..., :3], pixels[..., 3] if kept_alpha and alpha is not None else alpha))
     return frames, sorted(notes)
 
 
