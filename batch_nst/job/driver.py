@@ -76,7 +76,7 @@ class JobConfig:
 @dataclass(frozen=True)
 class Plan:
     todo: list[WorkItem]  # in dispatch order: grouped by style
-    done: list[WorkItem]  # an `ok` record with the same key exists
+    done: list[WorkItem]  # an `ok` record with the same key exists, and the image it wrote
     invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time, with the reason
     weights_identity: str
 
@@ -93,6 +93,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
     weights_id = weights_id or weights.identity(config.weights)
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
     current = {} if config.force else records.current_ok(config.output_root)
+    stored = records.stored_ids(config.output_root) if current else set()
     todo, done, invalid = [], [], []
     for item in items:
         missing = [u for u in (item.content, *item.styles) if u not in prints]
@@ -100,7 +101,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
             invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
         item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
-        (done if current.get(item.id) == item.key else todo).append(item)
+        (done if current.get(item.id) == item.key and item.id in stored else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)
 

@@ -191,6 +191,13 @@ def image_uris(root: str, item_id: str) -> list[str]:
     return [image_uri(root, item_id, extension) for extension in IMAGE_EXTENSIONS]
 
 
+def stored_ids(root: str) -> set[str]:
+    """The ids that have an image under the root, from one listing of images/: a record says an
+    item is done only while its image is still there (someone may have deleted it)."""
+    names = (uri.rsplit("/", 1)[-1] for uri in storage.glob(storage.join(root, "images", "*")))
+    return {name.rsplit(".", 1)[0] for name in names if name.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS}
+
+
 def checkpoint_uri(root: str, key: str) -> str:
     """Where an item's optimization state waits while it runs (keys are hex: under the root)."""
     return storage.join(root, "checkpoints", f"{key}.npz")
