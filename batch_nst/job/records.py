@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -189,6 +190,15 @@ def image_uri(root: str, item_id: str, extension: str = "png") -> str:
 def image_uris(root: str, item_id: str) -> list[str]:
     """Every name an item's image may have (to remove a stale one, whatever it was)."""
     return [image_uri(root, item_id, extension) for extension in IMAGE_EXTENSIONS]
+
+
+def output_uri(root: str, output: str) -> str:
+    """Where a record's image is, read from any folder. Records store an absolute URI; older ones
+    stored the path as the run was given it (`out/images/x.png`, relative to where it started):
+    every image lives in the root's images/, so a relative one is found there by its name."""
+    if "://" in output or os.path.isabs(output):
+        return output
+    return storage.join(root, "images", output.replace("\\", "/").rsplit("/", 1)[-1])
 
 
 def stored_ids(root: str) -> set[str]:

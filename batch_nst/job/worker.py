@@ -153,7 +153,8 @@ class Worker:
     def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> dict[str, Any]:
         losses = dataclasses.asdict(result.losses)
         return self._record(
-            item, result.seconds, status=records.OK, output=storage.redact(output), note=note or None,
+            # absolute: a relative root would only mean something from the folder the run started in
+            item, result.seconds, status=records.OK, output=storage.redact(storage.resolve(output)), note=note or None,
             **{f"{name}_loss": value for name, value in losses.items()}, style_distance=result.style_distance,
             loss_history=list(result.history), steps=result.steps,
             height=result.image.height, width=result.image.width,
