@@ -180,3 +180,17 @@ def test_a_relative_root_is_recorded_as_an_absolute_output(worker, tmp_path, mon
     relative.__dict__.update(worker.__dict__, config=dataclasses.replace(worker.config, output_root="out"))
     rec = relative.process(_items(tmp_path, 1))[0]
     assert rec["status"] == "ok" and rec["output"] == str(tmp_path / "out" / "images" / "item0.png")
+
+
+def test_an_unexpected_error_reading_an_item_is_its_recorded_reason(worker, tmp_path, monkeypatch):
+    """A decoder bug (an AssertionError on a GIF past its canvas) escaped process(): the actor's task
+    failed, the driver counted a dead worker 3 times and recorded 'the worker process died'."""
+    from batch_nst.assets import animation
+
+    def broken(data, name, max_pixels):
+        raise AssertionError("frames differ in size")
+
+    monkeypatch.setattr(animation, "decode", broken)
+    rec = worker.process(_items(tmp_path, 1))[0]
+    assert rec["status"] == "failed"
+    assert rec["error"] == f"{tmp_path / 'c0.png'}: AssertionError: frames differ in size"
