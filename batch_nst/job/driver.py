@@ -11,6 +11,7 @@ deep-learning framework: only the workers do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -178,7 +179,11 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_reco
 
 def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
          stop: stopping.Stop) -> None:
-    """Write what is buffered (or keep it pending, saying why), then the final summary."""
+    """Write what is buffered and what workers left pending (or keep it pending, saying why), then
+    the final summary."""
+    with contextlib.suppress(BatchNSTError, OSError, ValueError):  # unreadable: the next run's recover gathers them
+        for rec in writer.gather_pending():
+            summary.add(rec)
     unwritten = writer.close()
     if unwritten:
         summary.metadata_error = (f"{unwritten} record(s) could not be written to the metadata ({writer.error}); "

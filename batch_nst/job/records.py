@@ -222,11 +222,13 @@ class Writer:
         self.root, self.run_id, self.every, self.seconds = root, run_id, every, seconds
         self.error: str | None = None  # why the last write failed; None once one succeeds
         self._buffer: list[dict[str, Any]] = []
+        self._ids: set[str] = set()  # every id added: a pending copy of one of them is no news
         self._seq = 0
         self._last = _monotonic()
 
     def add(self, rec: dict[str, Any]) -> None:
         self._buffer.append(rec)
+        self._ids.add(rec["id"])
         if len(self._buffer) >= self.every or _monotonic() - self._last >= self.seconds:
             self.flush()
 
@@ -244,6 +246,16 @@ class Writer:
         with contextlib.suppress(BatchNSTError):  # a copy left behind is dropped by the next `recover`
             storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in written if r["worker"] != DRIVER)
 
+    def gather_pending(self) -> list[dict[str, Any]]:
+        """This run's pending records the driver never received (a stop signal or a crash ended the
+        run while workers were writing them), added like any other: each is a finished item whose
+        image is written, so the summary counts it and the part holds it."""
+        table = _dataset(storage.join(metadata_dir(self.root), PENDING, self.run_id))
+        news = [rec for rec in table.to_pylist() if rec["id"] not in self._ids]
+        for rec in news:
+            self.add(rec)
+        return news
+
     def close(self) -> int:
         """The last flush; records that still cannot be written are kept under _pending (each
         that can be) for the next run to gather. Returns how many were not written (`error` says why)."""
@@ -251,6 +263,8 @@ class Writer:
         for rec in self._buffer:
             with contextlib.suppress(BatchNSTError):
                 write_pending(self.root, rec)
+        if not self._buffer:  # its pending folder is empty now: no run leaves one behind
+            storage.remove_empty_folder(storage.join(metadata_dir(self.root), PENDING, self.run_id))
         return len(self._buffer)
 
 
