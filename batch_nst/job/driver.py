@@ -181,7 +181,7 @@ def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Wr
          stop: stopping.Stop) -> None:
     """Write what is buffered and what workers left pending (or keep it pending, saying why), then
     the final summary."""
-    with contextlib.suppress(BatchNSTError, OSError, ValueError):  # unreadable: the next run's recover gathers them
+    with contextlib.suppress(BatchNSTError, OSError, ValueError):  # unreadable: the next run recovers them
         for rec in writer.gather_pending():
             summary.add(rec)
     unwritten = writer.close()
@@ -254,6 +254,7 @@ def _init_ray(config: JobConfig) -> None:
 
     if ray.is_initialized():
         return
+    quiet.hush_ray_errors(config.verbose)
     options = quiet.ray_options(config.verbose)
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
