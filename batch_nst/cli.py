@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from batch_nst.job import quiet
-from batch_nst.errors import BatchNSTError
+from batch_nst.errors import BatchNSTError, DivergedError
 from batch_nst.params import StyleParams
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_NOT_RUN = 0, 1, 2
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet.configure(getattr(args, "verbose", False))
     try:
         return args.command(args)
+    except DivergedError as err:  # the item ran and failed: like a run's failed row
+        print(f"batch-nst: error: {err}", file=sys.stderr)
+        return EXIT_FAILED_ITEMS
     except BatchNSTError as err:
         print(f"batch-nst: error: {err}", file=sys.stderr)
         return EXIT_NOT_RUN

@@ -8,9 +8,11 @@
     +-- ManifestError    a manifest that is not a valid table of work
     +-- LockedError      another live run holds the output root
     +-- ResourcesError   the workers' resources never came (the cluster did not have or add them)
+    +-- DivergedError    an item's loss or gradient became inf or NaN (weights too large for float32)
 
 They are raised where the problem is found and caught only at the edges: the CLI (exit code 2)
-and a work item's record (status `failed`, the message as its `error`).
+and a work item's record (status `failed`, the message as its `error`). A DivergedError concerns
+one item, never the run: `stylize` exits 1 on it, as a run does for its failed rows.
 """
 
 from __future__ import annotations
@@ -46,3 +48,7 @@ class LockedError(BatchNSTError):
 
 class ResourcesError(BatchNSTError):
     """No worker could start: the resources it asks for do not exist and never came."""
+
+
+class DivergedError(BatchNSTError):
+    """An item's optimization reached an inf or NaN loss or pixel: its image would be meaningless."""

@@ -34,6 +34,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
 STYLE_NORMS = ("target", "seed")
 MAX_STAGES = 6
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(float32).max, without importing numpy here
 # Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
 # no stiller, the content worse); README, "One look".
 TEMPORAL_WEIGHT = 0.1
@@ -276,7 +277,10 @@ def _checked(f: dataclasses.Field, value: Any) -> Any:
     try:
         value = _coerce(kind, value)
     except (TypeError, ValueError):
-        raise ParamsError(f"{f.name} must be {kind.__name__}, got {value!r}") from None
+        finite = " (a finite number)" if kind is float else ""
+        raise ParamsError(f"{f.name} must be {kind.__name__}{finite}, got {value!r}") from None
+    if kind is float and abs(value) > FLOAT32_MAX:  # the losses and the optimizer run in float32
+        raise ParamsError(f"{f.name} must be at most {FLOAT32_MAX:.4g} (float32's largest), got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         raise ParamsError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
     low, high = meta.get("low"), meta.get("high")

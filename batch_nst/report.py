@@ -71,7 +71,7 @@ def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "d
     current = {r["id"]: r["key"] for r in _latest([r for r in table if r["status"] == records.OK])}
     folder = storage.join(root, "report")
     existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
-    wanted = {name: uri for row in rows for name, uri in _thumbnails(row, current)}
+    wanted = {name: uri for row in rows for name, uri in _thumbnails(row, current, root)}
     todo = {name: uri for name, uri in wanted.items() if name not in existing}
     with ThreadPoolExecutor(threads) as pool:  # reading and writing storage: I/O bound
         made = dict(zip(todo, pool.map(lambda item: _thumbnail(folder, *item), todo.items())))
@@ -141,13 +141,13 @@ def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _thumbnails(row: dict[str, Any], current: dict[str, str]) -> list[tuple[str, str]]:
+def _thumbnails(row: dict[str, Any], current: dict[str, str], root: str) -> list[tuple[str, str]]:
     """(thumbnail file name, source URI) of an item's content, styles and result. A result is
     made only while its image is still this record's: a later run with another key overwrote it."""
     names = [(_content_thumb(row), row["content"])]
     names += [(_style_thumb(uri), uri) for uri in row["style"].split(";")]
     if row["status"] == records.OK and row["output"] and current.get(row["id"]) == row["key"]:
-        names.append((_result_thumb(row), row["output"]))
+        names.append((_result_thumb(row), records.output_uri(root, row["output"])))
     return names
 
 

@@ -161,6 +161,14 @@ def remove(uris: Iterable[str]) -> None:
                         fs.rm_file(path)
 
 
+def remove_empty_folder(uri: str) -> None:
+    """Delete a local folder if it is empty (object stores have no folders to leave behind)."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, LocalFileSystem):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     with _errors("check", uri):

@@ -50,6 +50,15 @@ def test_stylize_writes_an_animation_in_its_own_container(pair, tmp_path, legacy
         assert (out.n_frames, out.size) == (3, (32, 24))
 
 
+def test_stylize_whose_loss_overflows_fails_with_a_reason_and_writes_nothing(pair, tmp_path, legacy_weights_path,
+                                                                          capsys):
+    out = tmp_path / "black.png"
+    code = main(["stylize", *pair, "-o", str(out), "--weights", legacy_weights_path, "--quiet", *FAST,
+                 "--style-weight", "1e20", "--style-norm", "seed"])
+    assert code == 1 and not out.exists()
+    assert "the loss became" in capsys.readouterr().err
+
+
 def test_bool_and_new_style_flags_reach_the_params(pair, tmp_path, legacy_weights_path, capsys):
     content, style = pair
     args = ["stylize", content, f"{style};{style}", "-o", str(tmp_path / "o.png"), "--weights", legacy_weights_path,

@@ -51,3 +51,23 @@ def test_cached_reference_grams_are_per_style_and_preparation(optimizer):
         (cached,) = style_distances([output], [style], params=params, optimizer=optimizer, cache=cache, keys=["s"])
         assert cached == style_distance(output, style, params=params, extractor=optimizer)
     assert cache.misses == 2
+
+
+def test_a_long_animation_s_distance_takes_a_bounded_sample_of_its_frames(optimizer, monkeypatch):
+    """30 frames through the network at the reference side cost more than their optimization: the
+    distance takes SAMPLED_FRAMES evenly spaced frames, first and last included."""
+    from batch_nst.assets.animation import Animation
+    from batch_nst.engine import distance
+
+    frames = tuple(images.to_picture(smooth_image(16, 16, seed)) for seed in range(30))
+    moving = Animation(frames=frames, durations=(100,) * 30, loop=0, format="GIF", disposal=(1,) * 30)
+    seen = []
+    real = distance._distances
+    monkeypatch.setattr(distance, "_distances", lambda o, p, size, cells: seen.extend(cells) or real(o, p, size, cells))
+    style = smooth_image(16, 16, 99)
+    got = style_distance(moving, style, params=PARAMS, extractor=optimizer)
+    assert len(seen) == distance.SAMPLED_FRAMES
+    picked = [frames[i] for i in (0, 4, 8, 12, 17, 21, 25, 29)]
+    assert [cell for cell, _ in seen] == picked
+    alone = [style_distance(f, style, params=PARAMS, extractor=optimizer) for f in picked]
+    assert got == pytest.approx(sum(alone) / len(alone), rel=1e-5)

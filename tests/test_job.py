@@ -251,6 +251,23 @@ def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_p
     assert one.todo[0].key != planned.todo[0].key  # the weights are in the key
 
 
+def test_an_item_whose_image_was_deleted_is_planned_again(tmp_path, library, legacy_weights_path):
+    from batch_nst.job import driver, records
+
+    m = tmp_path / "m.csv"
+    m.write_text(f"id,content,style\nhero,{library}/art/c1.png,{library}/styles/s1.png\n")
+    config = driver.JobConfig(manifest=str(m), output_root=str(tmp_path / "out"), weights=legacy_weights_path)
+    item = driver.plan(config).todo[0]
+    records.write_part(config.output_root, "part-r1-00000", [records.record(
+        id="hero", key=item.key, status="ok", run_id="r1", finished_at=records.now())])
+    image = tmp_path / "out" / "images" / "hero.png"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"png")
+    assert [i.id for i in driver.plan(config).done] == ["hero"]
+    image.unlink()
+    assert [i.id for i in driver.plan(config).todo] == ["hero"]
+
+
 def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_record(ray_session, tmp_path,
                                                                                      legacy_weights_path):
     """Defect 2 (steps 5 -> 8 -> 5) and defect 9's stale image: the image on disk is always the

@@ -56,6 +56,9 @@ def test_coerces_strings_and_integral_floats_from_tables():
         ({"frames": True, "grid": "4x1", "optimizer": "lbfgs"}, "frames needs optimizer=adam and stop_tol=0"),
         ({"frames": True, "grid": "4x1", "stop_tol": 0.01}, "frames needs optimizer=adam and stop_tol=0"),
         ({"temporal_weight": -1}, "temporal_weight must be >= 0"),
+        ({"strength": "nan"}, r"strength must be float \(a finite number\)"),
+        ({"style_weight": 1e39}, r"style_weight must be at most 3.403e\+38 \(float32's largest\)"),
+        ({"content_weight": 1e300}, "content_weight must be at most"),
     ],
 )
 def test_bad_values_name_the_parameter(values, message):

@@ -104,3 +104,20 @@ def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path):
     rows = {r["id"]: r for r in records.read(root).to_pylist()}
     assert rows["item1"]["style_distance"] is None and rows["item2"]["style_distance"] == 0.5
     assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
+
+
+def test_writer_gathers_what_workers_left_pending_and_leaves_no_empty_folder(tmp_path):
+    """SIGINT while a worker wrote an image and its pending record the driver never received: the
+    summary said '0 finished and recorded'. The writer takes such records in, once."""
+    root = str(tmp_path)
+    received, unreceived = _rec(1), _rec(2)
+    for rec in (received, unreceived):
+        rec["worker"] = "host:1"
+        records.write_pending(root, rec)
+    writer = records.Writer(root, "r1")
+    writer.add(received)
+    assert [r["id"] for r in writer.gather_pending()] == ["item2"]
+    assert writer.gather_pending() == []
+    assert writer.close() == 0
+    assert sorted(r["id"] for r in records.read(root).to_pylist()) == ["item1", "item2"]
+    assert not (tmp_path / "metadata" / "_pending" / "r1").exists()

@@ -172,3 +172,17 @@ def test_noisy_items_and_lost_assets_are_flagged_and_listed_first(root, tmp_path
     assert "2 noisy" in page and "1 with the asset lost" in page
     assert main(["report", str(copy), "--run", "run-c"]) == 0
     assert "0 outliers, 2 noisy, 1 with the asset lost to review" in capsys.readouterr().out
+
+
+def test_older_records_with_outputs_relative_to_the_run_s_folder_report_from_anywhere(root, tmp_path, monkeypatch):
+    """Before absolute outputs, `run -o out` recorded `out/images/x.png`: found under the root."""
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "images", copy / "images")
+    rows = records.read(str(root)).to_pylist()
+    for row in rows:
+        row["output"] = row["output"] and f"out/images/{os.path.basename(row['output'])}"
+    records.write_part(str(copy), "part-run-a-00000", rows)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert report.write(str(copy)).thumbnails == 5
+    assert (copy / "report" / "index.html").read_text().count('class="thumb result"') == 2

@@ -6,6 +6,7 @@ from PIL import Image
 
 from batch_nst.engine import distance
 from batch_nst.assets import images
+from batch_nst.errors import DivergedError
 from batch_nst.params import StyleParams
 from batch_nst.engine.transfer import StyleCache, evaluate, stylize
 from tests.conftest import smooth_image
@@ -363,3 +364,13 @@ def test_the_package_exports_the_engine_functions_however_imported():
 
     assert batch_nst.stylize is batch_nst.stylize is imported is stylize and callable(imported)
     assert batch_nst.stylize_many is batch_nst.engine.transfer.stylize_many
+
+
+# Under style_norm="seed" the raw Gram losses are ~1e6-1e11 (style_norm="target" keeps them ~1, so
+# a style weight of 1e20 stays finite there).
+@pytest.mark.parametrize("overrides", [{"style_weight": 1e20, "style_norm": "seed"},
+                                       {"style_weight": 1e38, "style_norm": "seed"}, {"content_weight": 1e38}])
+def test_a_loss_overflowing_float32_fails_the_item_instead_of_writing_black(optimizer, overrides):
+    params = StyleParams(steps=3, max_size=32, **overrides)
+    with pytest.raises(DivergedError, match="lower style_weight"):
+        stylize(smooth_image(24, 24, 1), smooth_image(24, 24, 2), params=params, extractor=optimizer)

@@ -1,5 +1,6 @@
 """The actor body without Ray: a chunk of items in, one record per item out, failures kept apart."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -169,3 +170,27 @@ def test_a_sheet_that_does_not_split_fails_naming_its_file(worker, tmp_path):
     (item,) = _items(tmp_path, 1, size=(32, 30))
     (rec,) = worker.process([WorkItem(1, "sheet", item.content, item.style, StyleParams(grid="4x4"), "ks")])
     assert rec["status"] == "failed" and f"{item.content}: 30x32 does not split into a 4x4 grid" in rec["error"]
+
+
+def test_a_relative_root_is_recorded_as_an_absolute_output(worker, tmp_path, monkeypatch):
+    """`run -o out` from one folder, `report out` from another: the record's output must not be
+    `out/images/...` relative to where the run started."""
+    monkeypatch.chdir(tmp_path)
+    relative = Worker.__new__(Worker)
+    relative.__dict__.update(worker.__dict__, config=dataclasses.replace(worker.config, output_root="out"))
+    rec = relative.process(_items(tmp_path, 1))[0]
+    assert rec["status"] == "ok" and rec["output"] == str(tmp_path / "out" / "images" / "item0.png")
+
+
+def test_an_unexpected_error_reading_an_item_is_its_recorded_reason(worker, tmp_path, monkeypatch):
+    """A decoder bug (an AssertionError on a GIF past its canvas) escaped process(): the actor's task
+    failed, the driver counted a dead worker 3 times and recorded 'the worker process died'."""
+    from batch_nst.assets import animation
+
+    def broken(data, name, max_pixels):
+        raise AssertionError("frames differ in size")
+
+    monkeypatch.setattr(animation, "decode", broken)
+    rec = worker.process(_items(tmp_path, 1))[0]
+    assert rec["status"] == "failed"
+    assert rec["error"] == f"{tmp_path / 'c0.png'}: AssertionError: frames differ in size"

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from PIL import GifImagePlugin, Image, ImageOps
 
-from batch_nst.assets import images
+from batch_nst.assets import compose, images
 from batch_nst.errors import ImageError
 from batch_nst.assets.images import Picture
 
@@ -26,8 +25,11 @@ MAX_FRAMES: int = 1000  # refusal limit on an animation's frame count
 GIF_ALPHA_THRESHOLD: int = 128  # GIF alpha is binary: alpha below this is written transparent
 
 _EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp"}
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _APNG_BLEND_SOURCE = 0
+_ORIENTATION = 0x0112  # the EXIF tag; its values 2..8 as the transposition that makes the frame upright
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Pictu
             return images.decode(data, name, max_pixels)
         images.check_size(image.width, image.height, name, max_pixels)
         _check_frames(count, image.width, image.height, name, max_pixels)
-        return _read(image, count)
+        return _read(image, count, data, name)
 
 
 def encode(animation: Animation) -> bytes:
@@ -125,20 +127,21 @@ def _check_frames(count: int, width: int, height: int, name: str, max_pixels: in
                          f"exceeds the limit of {max_pixels} pixels")
 
 
-def _read(image: Image.Image, count: int) -> Animation:
-    """Seek through the frames: Pillow composites each one (GIF frames after the first come as RGB
-    or RGBA, APNG and WebP as the file's mode), so each is already what a viewer shows. Except one
-    GIF case: when the first frame has no transparent index, Pillow reads every frame as RGB and
-    fills disposed areas with the background colour where browsers show them transparent."""
+def _read(image: Image.Image, count: int, data: bytes, name: str) -> Animation:
+    """Seek through the frames for their timing and disposal. The pixels of a GIF or APNG are
+    composited by `compose` as browsers and the APNG spec do (Pillow's own compositing differs);
+    a WebP's come from Pillow, whose libwebp composites them already."""
     loop = image.info.get("loop")  # before seeking: Pillow keeps it from the header
-    frames, durations, disposal, blend = [], [], [], []
+    pillow_frames, durations, disposal, blend = [], [], [], []
     for index in range(count):
         image.seek(index)
         image.load()  # WebP sets its duration on load
-        frames.append(Picture(*images.rgb_alpha(ImageOps.exif_transpose(image))))
+        if image.format == "WEBP":
+            pillow_frames.append(Picture(*images.rgb_alpha(ImageOps.exif_transpose(image))))
         durations.append(round(image.info.get("duration") or 0))  # APNG's is a float; none: 0
         disposal.append(getattr(image, "disposal_method", getattr(image, "dispose_op", None)))
         blend.append(getattr(image, "blend_op", None))
+    frames = pillow_frames if image.format == "WEBP" else _composited(image, data, count, name)
     return Animation(
         frames=_same_alpha(frames), durations=tuple(durations), loop=loop, format=image.format,
         disposal=None if image.format == "WEBP" else tuple(d or 0 for d in disposal),
@@ -146,6 +149,19 @@ def _read(image: Image.Image, count: int) -> Animation:
         default_image=bool(image.info.get("default_image")),
         background=image.info.get("background") if image.format == "WEBP" else None,
     )
+
+
+def _composited(image: Image.Image, data: bytes, count: int, name: str) -> list[Picture]:
+    """`compose`'s canvases as Pictures, upright per the file's EXIF orientation; no alpha when
+    every pixel of every frame is opaque."""
+    canvases = (compose.gif_frames if image.format == "GIF" else compose.apng_frames)(data)
+    if len(canvases) != count:
+        raise ImageError(f"{name}: {len(canvases)} frames found where the file announces {count}")
+    turn = _TURNS.get(image.getexif().get(_ORIENTATION, 1))
+    canvases = [np.asarray(Image.fromarray(c).transpose(turn)) if turn is not None else c for c in canvases]
+    opaque = all((c[..., 3] == 255).all() for c in canvases)
+    return [Picture(np.ascontiguousarray(c[..., :3]), None if opaque else np.ascontiguousarray(c[..., 3]))
+            for c in canvases]
 
 
 def _same_alpha(frames: list[Picture]) -> tuple[Picture, ...]:
@@ -236,37 +252,24 @@ def _encode_apng(animation: Animation) -> bytes:
     frames to deltas and merges identical consecutive frames. Delays are exact in ms."""
     count = len(animation.frames) - animation.default_image
     disposal = animation.disposal or (0,) * len(animation.frames)
-    parts, sequence = [_PNG_SIGNATURE], 0
+    parts, sequence = [compose.PNG_SIGNATURE], 0
     for index, frame in enumerate(animation.frames):
-        chunks = _png_chunks(images.encode_png(frame))
+        chunks = compose.png_chunks(images.encode_png(frame))
         data = b"".join(body for kind, body in chunks if kind == b"IDAT")
         if index == 0:
-            parts += [_chunk(b"IHDR", chunks[0][1]), _chunk(b"acTL", struct.pack(">II", count, animation.loop or 0))]
+            parts += [compose.chunk(b"IHDR", chunks[0][1]),
+                      compose.chunk(b"acTL", struct.pack(">II", count, animation.loop or 0))]
         if index or not animation.default_image:
             numerator, denominator = _delay(animation.durations[index])
-            parts.append(_chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, frame.width, frame.height, 0, 0,
+            parts.append(compose.chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, frame.width, frame.height, 0, 0,
                                                      numerator, denominator, disposal[index], _APNG_BLEND_SOURCE)))
             sequence += 1
         if index == 0:
-            parts.append(_chunk(b"IDAT", data))
+            parts.append(compose.chunk(b"IDAT", data))
         else:
-            parts.append(_chunk(b"fdAT", struct.pack(">I", sequence) + data))
+            parts.append(compose.chunk(b"fdAT", struct.pack(">I", sequence) + data))
             sequence += 1
-    return b"".join(parts + [_chunk(b"IEND", b"")])
-
-
-def _png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, body) of each chunk of a PNG, IHDR first."""
-    chunks, offset = [], len(_PNG_SIGNATURE)
-    while offset < len(png):
-        (length,), kind = struct.unpack(">I", png[offset:offset + 4]), png[offset + 4:offset + 8]
-        chunks.append((kind, png[offset + 8:offset + 8 + length]))
-        offset += 12 + length
-    return chunks
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return b"".join(parts + [compose.chunk(b"IEND", b"")])
 
 
 def _delay(ms: int) -> tuple[int, int]:

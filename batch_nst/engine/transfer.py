@@ -25,6 +25,7 @@ from batch_nst.assets.images import Picture
 from batch_nst.engine.optimize import Optimizer, ProgressCallback
 from batch_nst.params import TERMS, StyleParams
 from batch_nst.engine.vgg import Extractor
+from batch_nst.errors import DivergedError
 
 Losses = dataclasses.make_dataclass(
     "Losses", [(name, float) for name in TERMS], frozen=True,
@@ -185,6 +186,7 @@ class _Run:
         if resume is not None and (resume.finished is not None or resume.pixels.shape[0] != len(items)):
             resume = None  # saved in chunks of another size (the memory bound changed): start over
         pixels, histories, final = batch.optimize(self.on_step, resume, self.checkpoint, self.every)
+        _check_finite(pixels, histories)
         restored = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
         parts = _parts([cells for cells, _ in units])
         written = [cell for content, part in zip(contents, parts) for cell in _stored(content, restored[part])]
@@ -198,6 +200,7 @@ class _Run:
         def optimize(cells, previous, on_step, resume, checkpoint):
             pixels, histories, _ = self.batch(cells, styles, key, previous).optimize(on_step, resume, checkpoint,
                                                                                       self.every)
+            _check_finite(pixels, histories)
             return pixels, histories
 
         pixels, histories = sequence.run_chunks(optimize, frames, chunk, self.on_step, self.resume, self.checkpoint)
@@ -209,6 +212,22 @@ class _Run:
             batch = self.batch(cells, styles, key, sequence.links(cells, True, before if start else None))
             terms.append(batch.written_terms(written[start:start + chunk]))
         return written, histories, {name: np.concatenate([t[name] for t in terms]) for name in terms[0]}
+
+
+def _check_finite(pixels: Sequence[np.ndarray], histories: Sequence[Sequence[float]]) -> None:
+    """DivergedError when a loss or a final pixel is inf or NaN. Quantizing would turn such pixels
+    into a black image whose written losses look fine: the item must fail instead, and say why.
+    (A non-finite gradient shows here too: the step after it gives non-finite pixels and loss.)"""
+    for cell, history in enumerate(histories):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(history, np.float64)))
+        if bad.size:
+            raise DivergedError(f"the loss became {history[bad[0]]} at step {bad[0] + 1} (cell {cell}): a weight "
+                                "too large for float32 arithmetic; lower style_weight, content_weight, tv_weight "
+                                "or temporal_weight")
+    if not all(np.isfinite(p).all() for p in pixels):
+        raise DivergedError("the optimization's pixels became inf or NaN (a non-finite gradient): a weight too "
+                            "large for float32 arithmetic; lower style_weight, content_weight, tv_weight or "
+                            "temporal_weight")
 
 
 def _stored(content: Any, written: list[Picture]) -> list[Picture]:

@@ -11,6 +11,7 @@ deep-learning framework: only the workers do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -76,7 +77,7 @@ class JobConfig:
 @dataclass(frozen=True)
 class Plan:
     todo: list[WorkItem]  # in dispatch order: grouped by style
-    done: list[WorkItem]  # an `ok` record with the same key exists
+    done: list[WorkItem]  # an `ok` record with the same key exists, and the image it wrote
     invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time, with the reason
     weights_identity: str
 
@@ -93,6 +94,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
     weights_id = weights_id or weights.identity(config.weights)
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
     current = {} if config.force else records.current_ok(config.output_root)
+    stored = records.stored_ids(config.output_root) if current else set()
     todo, done, invalid = [], [], []
     for item in items:
         missing = [u for u in (item.content, *item.styles) if u not in prints]
@@ -100,7 +102,7 @@ def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str
             invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
             continue
         item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
-        (done if current.get(item.id) == item.key else todo).append(item)
+        (done if current.get(item.id) == item.key and item.id in stored else todo).append(item)
     todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
     return Plan(todo, done, invalid, weights_id)
 
@@ -177,7 +179,11 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_reco
 
 def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
          stop: stopping.Stop) -> None:
-    """Write what is buffered (or keep it pending, saying why), then the final summary."""
+    """Write what is buffered and what workers left pending (or keep it pending, saying why), then
+    the final summary."""
+    with contextlib.suppress(BatchNSTError, OSError, ValueError):  # unreadable: the next run recovers them
+        for rec in writer.gather_pending():
+            summary.add(rec)
     unwritten = writer.close()
     if unwritten:
         summary.metadata_error = (f"{unwritten} record(s) could not be written to the metadata ({writer.error}); "
@@ -248,6 +254,7 @@ def _init_ray(config: JobConfig) -> None:
 
     if ray.is_initialized():
         return
+    quiet.hush_ray_errors(config.verbose)
     options = quiet.ray_options(config.verbose)
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:

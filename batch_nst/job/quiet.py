@@ -34,6 +34,26 @@ def ray_options(verbose: bool) -> dict[str, Any]:
     return {"logging_level": "INFO" if verbose else "ERROR", "log_to_driver": verbose}
 
 
+def hush_ray_errors(verbose: bool) -> None:
+    """Unless verbose, drop the error notices Ray prints in every driver (`(raylet) Task
+    WorkerActor.process failed ...`, the OOM killer's paragraph after a killed worker or a SIGINT).
+    Ray 2.60 prints them from a thread of its own (`ray._private.worker.listen_error_messages`, via
+    the module's `print_to_stdstream`) whatever `log_to_driver` says; batch-nst reports the same
+    events itself: items' errors in their records, lost workers in the summary."""
+    if verbose:
+        return
+    from ray._private import worker
+
+    shown = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
+
+    def printing(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            shown(data, *args, **kwargs)
+
+    printing.__wrapped__ = shown  # type: ignore[attr-defined]
+    worker.print_to_stdstream = printing
+
+
 @contextlib.contextmanager
 def native_stderr(verbose: bool) -> Iterator[None]:
     """File descriptor 2 captured for the block unless verbose; replayed when the block raises."""

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -194,6 +195,22 @@ def image_uris(root: str, item_id: str) -> list[str]:
     return [image_uri(root, item_id, extension) for extension in IMAGE_EXTENSIONS]
 
 
+def output_uri(root: str, output: str) -> str:
+    """Where a record's image is, read from any folder. Records store an absolute URI; older ones
+    stored the path as the run was given it (`out/images/x.png`, relative to where it started):
+    every image lives in the root's images/, so a relative one is found there by its name."""
+    if "://" in output or os.path.isabs(output):
+        return output
+    return storage.join(root, "images", output.replace("\\", "/").rsplit("/", 1)[-1])
+
+
+def stored_ids(root: str) -> set[str]:
+    """The ids that have an image under the root, from one listing of images/: a record says an
+    item is done only while its image is still there (someone may have deleted it)."""
+    names = (uri.rsplit("/", 1)[-1] for uri in storage.glob(storage.join(root, "images", "*")))
+    return {name.rsplit(".", 1)[0] for name in names if name.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS}
+
+
 def checkpoint_uri(root: str, key: str) -> str:
     """Where an item's optimization state waits while it runs (keys are hex: under the root)."""
     return storage.join(root, "checkpoints", f"{key}.npz")
@@ -208,11 +225,13 @@ class Writer:
         self.root, self.run_id, self.every, self.seconds = root, run_id, every, seconds
         self.error: str | None = None  # why the last write failed; None once one succeeds
         self._buffer: list[dict[str, Any]] = []
+        self._ids: set[str] = set()  # every id added: a pending copy of one of them is no news
         self._seq = 0
         self._last = _monotonic()
 
     def add(self, rec: dict[str, Any]) -> None:
         self._buffer.append(rec)
+        self._ids.add(rec["id"])
         if len(self._buffer) >= self.every or _monotonic() - self._last >= self.seconds:
             self.flush()
 
@@ -230,6 +249,16 @@ class Writer:
         with contextlib.suppress(BatchNSTError):  # a copy left behind is dropped by the next `recover`
             storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in written if r["worker"] != DRIVER)
 
+    def gather_pending(self) -> list[dict[str, Any]]:
+        """This run's pending records the driver never received (a stop signal or a crash ended the
+        run while workers were writing them), added like any other: each is a finished item whose
+        image is written, so the summary counts it and the part holds it."""
+        table = _dataset(storage.join(metadata_dir(self.root), PENDING, self.run_id))
+        news = [rec for rec in table.to_pylist() if rec["id"] not in self._ids]
+        for rec in news:
+            self.add(rec)
+        return news
+
     def close(self) -> int:
         """The last flush; records that still cannot be written are kept under _pending (each
         that can be) for the next run to gather. Returns how many were not written (`error` says why)."""
@@ -237,6 +266,8 @@ class Writer:
         for rec in self._buffer:
             with contextlib.suppress(BatchNSTError):
                 write_pending(self.root, rec)
+        if not self._buffer:  # its pending folder is empty now: no run leaves one behind
+            storage.remove_empty_folder(storage.join(metadata_dir(self.root), PENDING, self.run_id))
         return len(self._buffer)
 
 

@@ -74,8 +74,10 @@ class Worker:
             try:
                 pictures = self._content(item.content), [self._style(uri) for uri in item.styles]
                 key = self.transfer.batch_key(pictures[0], item.params, storage.redact(item.content))
-            except BatchNSTError as err:
-                records_out.append(self._failed(item, str(err), time.perf_counter() - started))
+            except Exception as err:  # a reading bug fails its item with its reason; raised, it read as a death
+                reason = _describe(err) if isinstance(err, BatchNSTError) else \
+                    f"{storage.redact(item.content)}: {_describe(err)}"
+                records_out.append(self._failed(item, reason, time.perf_counter() - started))
                 continue
             resume = self._resume(item)  # a preempted item continues alone from its checkpoint
             groups.setdefault(("resume", item.id) if resume else key, []).append((item, *pictures, resume))
@@ -153,7 +155,8 @@ class Worker:
     def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> dict[str, Any]:
         losses = dataclasses.asdict(result.losses)
         return self._record(
-            item, result.seconds, status=records.OK, output=storage.redact(output), note=note or None,
+            # absolute: a relative root would only mean something from the folder the run started in
+            item, result.seconds, status=records.OK, output=storage.redact(storage.resolve(output)), note=note or None,
             **{f"{name}_loss": value for name, value in losses.items()}, style_distance=result.style_distance,
             **dataclasses.asdict(result.quality),
             loss_history=list(result.history), steps=result.steps,
