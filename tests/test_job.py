@@ -235,6 +235,25 @@ def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
     assert subprocess.run([sys.executable, "-c", code, *argv], timeout=300).returncode == 0
 
 
+def test_the_driver_never_loads_the_framework_with_imagenet_weights(tmp_path):
+    """`--weights imagenet` is Keras' download: the workers' business. Offline here, every worker
+    fails to start with the download's reason, and the driver never imported TensorFlow."""
+    import subprocess
+    import sys
+
+    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
+    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
+    (tmp_path / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
+    argv = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", "imagenet",
+            "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
+    code = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
+            "sys.exit(10 if 'tensorflow' in sys.modules else code)")
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", code, *argv], timeout=300, env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot download the ImageNet VGG19 weights" in done.stderr
+
+
 def test_plan_with_several_styles_keys_every_style_and_names_a_missing_one(tmp_path, library, legacy_weights_path):
     from batch_nst.job import driver
 

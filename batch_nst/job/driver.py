@@ -130,7 +130,11 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
     items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
-    weights_id = weights.resolve_weights(config.weights).identity  # unreachable: exit 2 now, not N failures later
+    # A file or URI is fetched and hashed here, and the 8-bit copy checked: unreachable weights are
+    # exit 2 now, not N failures later. `imagenet` is Keras' download, which would load the framework
+    # in the driver: each node's workers fetch it, and if they cannot, every worker fails to start
+    # with that reason (exit 2 as well).
+    weights_id = weights.identity(config.weights)
     run_id = _new_run_id()
     stop = stopping.Stop(config.grace)
     with stop.handling(), lease.hold(config.output_root, run_id) as dead_run:
