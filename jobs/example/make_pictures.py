@@ -3,8 +3,9 @@
     python jobs/example/make_pictures.py --weights WEIGHTS [--steps 150] [--only strength frames ...]
 
 Each picture is a strip of labelled panels (inputs, then results side by side), written to
-jobs/example/pictures/. Transparent pixels are shown over a checkerboard. The committed pictures
-were made with the seeded VGG19 of the tests (`python -c "from tests import vgg_weights;
+jobs/example/pictures/. Transparent pixels are shown over a checkerboard. `look.png` was made on
+the real ImageNet weights (`--weights imagenet-q8 --steps 300 --only look`); the other committed
+pictures were made with the seeded VGG19 of the tests (`python -c "from tests import vgg_weights;
 vgg_weights.write_legacy_h5('seeded.h5')"`), because the ImageNet weights cannot be downloaded
 where they were made: they show what each option does to an image's structure (sizes, alpha,
 seams, colour, cells), not what ImageNet features make of a style.
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from batch_nst import Extractor, Optimizer, StyleParams, resolve_weights, stylize
+from batch_nst.params import SEED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PANEL = 160  # each panel's box
@@ -90,6 +92,12 @@ def main() -> None:
                               (i * crate.width // 6, crate.height // 4))
         flipbook.paste(frame.convert("RGB"), (i * crate.width, 0))
     pictures = {
+        "look": lambda: [panel(crate, "content"), panel(waves, "style"),
+                         panel(run(crate, waves, max_size=256, **SEED), "the seed's recipe"),
+                         panel(run(crate, waves, max_size=256), "defaults (version 3)"),
+                         panel(potion, "content (sprite)"), panel(mosaic, "style"),
+                         panel(run(potion, mosaic, max_size=256, **SEED), "the seed's recipe"),
+                         panel(run(potion, mosaic, max_size=256), "defaults (version 3)")],
         "alpha_mode": lambda: [panel(potion, "content (sprite)"), panel(mosaic, "style"),
                        panel(run(potion, mosaic), "alpha_mode=restore"),
                        panel(run(potion, mosaic, alpha_mode="mask"), "alpha_mode=mask")],
