@@ -181,7 +181,7 @@ def test_derived_ids_are_bounded_in_length(mem):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("content,style,style_weight\na.png,s.png,NaN\n", r"row 1: style_weight must be float, got 'NaN'"),
+        ("content,style,style_weight\na.png,s.png,NaN\n", r"row 1: style_weight must be float \(a finite number\), got 'NaN'"),
         ("content,style,steps\na.png,s.png,N/A\n", r"row 1: steps must be int, got 'N/A'"),
         ('{"content": "a.png", "style": "s.png", "id": null}\n', r"row 1: null in column id"),
         ('{"content": "a.png", "style": "s.png"}\n{"content": "b.png", "style": "s.png", "steps": null}\n',
