@@ -84,3 +84,13 @@ def test_style_blend_weights():
             StyleParams(style_blend=bad)
     with pytest.raises(ParamsError, match="has 2 weights for 3 style"):
         StyleParams(style_blend="1;2").blend_weights(3)
+
+
+def test_readme_lists_every_option_as_a_manifest_column():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    manifests = readme.split("### Manifests", 1)[1].split("###", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+)`", manifests.split("every one of them", 1)[1].split(")", 1)[0]))
+    assert listed == set(param_names())
