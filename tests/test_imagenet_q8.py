@@ -150,3 +150,19 @@ def test_a_short_stylization_on_the_real_weights(q8):
     assert result.history[0] == pytest.approx(1.58598e7, rel=1e-3)  # the content's own loss: style and TV
     assert result.history[-1] < 0.95 * result.history[0]
     assert result.image.rgb.shape == crate.shape
+
+
+@real
+def test_weights_fetch_stores_the_dequantized_copy_for_nodes_without_the_wheel(q8, tmp_path, monkeypatch, capsys):
+    """The stored file is byte for byte the cache's (the HDF5 writing is deterministic)."""
+    import hashlib
+
+    from batch_nst import storage
+    from batch_nst.cli import main
+
+    monkeypatch.setenv("BATCH_NST_CACHE", str(tmp_path))
+    assert main(["weights", "fetch", "memory://bucket/vgg19-q8.h5", "--source", "imagenet-q8"]) == 0
+    stored = storage.read_bytes("memory://bucket/vgg19-q8.h5")
+    with open(q8.path, "rb") as f:
+        assert stored == f.read()
+    assert f"sha256 {hashlib.sha256(stored).hexdigest()}" in capsys.readouterr().out
