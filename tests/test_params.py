@@ -94,3 +94,19 @@ def test_readme_lists_every_option_as_a_manifest_column():
     manifests = readme.split("### Manifests", 1)[1].split("###", 1)[0]
     listed = set(re.findall(r"`([a-z_]+)`", manifests.split("every one of them", 1)[1].split(")", 1)[0]))
     assert listed == set(param_names())
+
+
+def test_readme_defaults_table_states_the_defaults_of_the_code():
+    """README's recipe table gives each number's default; it must be the one copy in StyleParams
+    (it once said tv_weight 0.5 while the code said 1.0)."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("## The recipe (defaults)", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \|", table, re.MULTILINE))
+    numbers = {name: value for name, value in rows.items() if re.fullmatch(r"[0-9.e+-]+", value)}
+    assert {"steps", "max_size", "style_weight", "content_weight", "tv_weight", "min_size", "strength"} <= set(numbers)
+    defaults = StyleParams()
+    for name, value in numbers.items():
+        assert float(value) == getattr(defaults, name), name
