@@ -65,7 +65,7 @@ def main() -> None:
     from batch_nst.engine.optimize import Optimizer
     from batch_nst.params import SEED, WEIGHTED_TERMS, StyleParams
     from batch_nst.engine.transfer import stylize_many
-    from batch_nst.engine.vgg import Extractor
+    from batch_nst.engine.vgg import Extractor, Variant
     from batch_nst.weights import Weights
     from tests.conftest import smooth_image
 
@@ -74,14 +74,15 @@ def main() -> None:
     style = smooth_image(SIZE, SIZE, 2)[None].astype(np.float32)
     image, out = probe_image(), {}
     for case in CASES:
-        tileable, mask = case == "tileable", sprite_mask() if case == "masked" else None
-        targets = losses.Targets(optimizer.content_features(content, tileable=tileable),
-                                 optimizer.style_grams(style, mask=mask),
+        params, mask = StyleParams(tileable=case == "tileable"), sprite_mask() if case == "masked" else None
+        variant = Variant.of(params)
+        targets = losses.Targets(optimizer.content_features(content, variant=variant),
+                                 optimizer.style_grams(style, mask=mask, variant=Variant(pooling=params.pooling)),
                                  None if mask is None else losses.layer_masks(mask))
-        gradient = optimizer.gradient(image.shape, "fp32", StyleParams(tileable=tileable))
+        gradient = optimizer.gradient(image.shape, "fp32", params)
         for term in WEIGHTED_TERMS:
             weights = {name: ops.convert_to_tensor(float(name == term)) for name in WEIGHTED_TERMS}
-            (_, terms), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", tileable),
+            (_, terms), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", variant),
                                         targets.tensors(), weights)
             out[f"{case}/{term}"] = ops.convert_to_numpy(terms[term])
             out[f"{case}/{term}/grad"] = ops.convert_to_numpy(grad)

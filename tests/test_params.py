@@ -12,12 +12,13 @@ def test_defaults_are_the_documented_recipe():
     assert (p.style_weight, p.content_weight, p.tv_weight) == (1e7, 4e-2, 1.0)
     assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
                                                                                             False)
+    assert p.pooling == "avg"
 
 
 def test_the_seed_overrides_give_the_seeds_arithmetic():
     seed = StyleParams(**SEED)
-    assert (seed.style_norm, seed.loss_scale, seed.min_size, seed.style_weight, seed.tv_weight) == (
-        "seed", "seed", 0, 1e-2, 0.12)
+    assert (seed.style_norm, seed.loss_scale, seed.min_size, seed.style_weight, seed.tv_weight, seed.pooling) == (
+        "seed", "seed", 0, 1e-2, 0.12, "max")
     assert (seed.content_weight, seed.learning_rate, seed.steps) == (4e-2, 5.0, 1000)  # unchanged from the seed
 
 
@@ -110,3 +111,15 @@ def test_readme_defaults_table_states_the_defaults_of_the_code():
     defaults = StyleParams()
     for name, value in numbers.items():
         assert float(value) == getattr(defaults, name), name
+    words = {name: value.strip("`") for name, value in rows.items() if value.startswith("`")}
+    assert words["pooling"] == defaults.pooling and words["style_norm"] == defaults.style_norm
+
+
+def test_readme_names_the_flags_that_give_the_seed():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    flags = readme.split("` reproduces it exactly**", 1)[0].rsplit("**`", 1)[1]
+    named = {k.replace("-", "_"): v for k, v in re.findall(r"--([a-z-]+) (\S+)", flags)}
+    assert named.keys() == SEED.keys() and StyleParams.from_mapping(named) == StyleParams(**SEED)

@@ -8,7 +8,8 @@ from keras import ops
 
 from batch_nst.engine import losses
 from batch_nst.errors import WeightsError
-from batch_nst.engine.vgg import LAYERS, Extractor
+from batch_nst.engine.vgg import LAYERS, Extractor, Variant
+from batch_nst.params import SEED, StyleParams
 from batch_nst.weights import Weights
 from batch_nst.weights import resolve_weights
 from tests.conftest import smooth_image
@@ -22,6 +23,35 @@ def test_extractor_is_cut_at_the_content_layer(extractor):
     assert set(feats) == set(LAYERS)
     assert feats["block1_conv1"].shape == (1, 32, 48, 64)
     assert feats[losses.CONTENT_LAYER].shape == (1, 2, 3, 512)
+
+
+def test_average_pooling_is_the_same_network_with_each_max_pooling_averaged(extractor):
+    """Variant(pooling="avg") keeps every convolution and its weights; only block1..4_pool change,
+    and a block1_pool window's output is the mean of its four inputs (the max under "max")."""
+    plain, avg = extractor.model(), extractor.model("fp32", Variant(pooling="avg"))
+    kinds = lambda m: [(layer.name, type(layer).__name__) for layer in m.layers[1:]]  # noqa: E731
+    assert [n for n, _ in kinds(plain)] == [n for n, _ in kinds(avg)]
+    changed = {n: (a, b) for (n, a), (_, b) in zip(kinds(plain), kinds(avg)) if a != b}
+    assert changed == {f"block{i}_pool": ("MaxPooling2D", "AveragePooling2D") for i in range(1, 5)}
+    for a, b in zip(plain.weights, avg.weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
+    x = ops.convert_to_tensor(smooth_image(32, 32, 3)[None].astype(np.float32))
+    first = ops.convert_to_numpy(_upto(plain, "block1_conv2", x))
+    pooled = lambda m: ops.convert_to_numpy(_upto(m, "block1_pool", x))  # noqa: E731
+    windows = first.reshape(1, 16, 2, 16, 2, 64)
+    np.testing.assert_allclose(pooled(avg), windows.mean(axis=(2, 4)), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(pooled(plain), windows.max(axis=(2, 4)), rtol=1e-6)
+    assert Variant.of(StyleParams()) == Variant(pooling="avg")
+    assert Variant.of(StyleParams(**SEED)) == Variant() and Variant.of(StyleParams(tileable=True, **SEED)).tileable
+
+
+def _upto(model, name, x):
+    """The model's layers applied in turn to `x`, up to and including `name` (VGG is a chain)."""
+    for layer in model.layers[1:]:
+        x = layer(x)
+        if layer.name == name:
+            return x
+    raise KeyError(name)
 
 
 def test_legacy_and_keras3_files_give_the_same_network(extractor, keras3_weights_path):

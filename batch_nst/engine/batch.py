@@ -21,7 +21,7 @@ from batch_nst.engine.losses import Targets
 from batch_nst.engine.optimize import Optimizer, Progress, ProgressCallback
 from batch_nst.params import StyleParams
 from batch_nst.engine.sequence import Previous
-from batch_nst.engine.vgg import effective_precision
+from batch_nst.engine.vgg import Variant, effective_precision
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Batch:
         side = prepare.style_side(self.params, size, content)
         grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
         features = self.optimizer.content_features(prepare.prepared(content, self.params, size), precision,
-                                                   self.params.tileable)
+                                                   Variant.of(self.params))
         mask = prepare.mask(content, size, self.params)
         return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
 
@@ -117,10 +117,10 @@ def _grams(optimizer: Optimizer, params: StyleParams, cache: Any, style: Picture
            precision: str) -> dict[str, Any]:
     style_px = prepare.style_pixels(style, long_side, params)
     style_mask = prepare.mask(style, style_px.shape[1:3], params)
-    compute = lambda: optimizer.style_grams(style_px, precision, style_mask)  # noqa: E731
+    compute = lambda: optimizer.style_grams(style_px, precision, style_mask, Variant(pooling=params.pooling))  # noqa: E731
     # Everything the pixels and the mask depend on besides the style itself (style_scale and
     # style_size are in the shape).
-    cache_key = (key, style_px.shape, precision, params.alpha_mode, params.preserve_color)
+    cache_key = (key, style_px.shape, precision, params.alpha_mode, params.preserve_color, params.pooling)
     return compute() if cache is None or key is None else cache.get(cache_key, compute)
 
 

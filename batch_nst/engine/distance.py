@@ -19,6 +19,7 @@ from batch_nst.engine import losses, prepare
 from batch_nst.engine.batch import style_grams
 from batch_nst.assets.images import Picture
 from batch_nst.engine.optimize import Optimizer
+from batch_nst.engine.vgg import Variant
 from batch_nst.params import StyleParams
 
 REFERENCE_SIDE = 256  # the long side both images are brought to, in pixels
@@ -81,6 +82,6 @@ def _distances(optimizer: Optimizer, params: StyleParams, size: tuple[int, int],
     mask = None
     if any(m is not None for m in masks):  # cells without alpha count as opaque
         mask = np.concatenate([np.ones((1, *size, 1), np.float32) if m is None else m for m in masks])
-    grams = optimizer.style_grams(pixels, "fp32", mask, params.tileable)
+    grams = optimizer.style_grams(pixels, "fp32", mask, Variant.of(params))
     targets = {name: ops.concatenate([g[name] for _, g in cells], axis=0) for name in losses.STYLE_LAYERS}
     return ops.convert_to_numpy(losses.style_term(grams, targets, params.style_norm)).astype(np.float64)

