@@ -70,7 +70,7 @@ def use(name: str | None = None, threads: int | None = None, gpu_fraction: float
     name = resolve(name)
     loaded = sys.modules.get("keras.src.backend.config")
     if name == AUTO:
-        name = loaded.backend() if loaded is not None else choose(found or device.probe())
+        name = loaded.backend() if loaded is not None else choose(device.probe() if found is None else found)
     if loaded is not None and loaded.backend() != name:
         raise ParamsError(f"this process already runs Keras on {loaded.backend()}; cannot switch to {name}")
     os.environ[_ENV] = name
