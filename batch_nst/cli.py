@@ -103,10 +103,11 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=_positive, default=MAX_PIXELS, help="refuse larger inputs (default %(default)s)")
     p.add_argument("--verbose", action="store_true",
                    help="also show TensorFlow's, CUDA's and Ray's own log lines (hidden by default)")
-    from batch_nst.engine.backend import BACKENDS, DEFAULT
+    from batch_nst.engine.backend import CHOICES, DEFAULT
 
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help=f"Keras backend the engine runs on (default: $KERAS_BACKEND, else {DEFAULT})")
+    p.add_argument("--backend", choices=CHOICES, default=None,
+                   help="Keras backend the engine runs on; auto: JAX where a GPU and JAX's CUDA build are present, "
+                   f"else TensorFlow, else the one installed (default: $KERAS_BACKEND, else {DEFAULT})")
     defaults = StyleParams()
     group = p.add_argument_group("style parameters")
     for f in dataclasses.fields(StyleParams):
@@ -163,6 +164,12 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
                    help="tries per item when its worker dies (default %(default)s)")
     p.add_argument("--batch-items", type=int, default=d.batch_items,
                    help="items of one size and parameters optimized together in one batch (default %(default)s)")
+    from batch_nst.engine.device import CPU_BATCH_PIXELS
+
+    p.add_argument("--batch-pixels", type=_positive, default=d.batch_pixels,
+                   help="most pixels optimized together in one batch, a sheet's cells and an animation's frames "
+                   f"each counted (default: each worker's device decides: {CPU_BATCH_PIXELS} on a CPU, on a GPU "
+                   "from its memory)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="save each item's optimization state every N steps under the output root, so a "
                    "preempted item resumes instead of starting over (default %(default)s: off)")
@@ -177,7 +184,8 @@ def _job_config(args: argparse.Namespace):
     from batch_nst.engine import backend
 
     pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
-                                                   "max_attempts", "batch_items", "checkpoint_every", "grace")
+                                                   "max_attempts", "batch_items", "batch_pixels", "checkpoint_every",
+                                                   "grace")
             if hasattr(args, name)}
     return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
                      params=style_params(args), force=args.force, max_pixels=args.max_pixels,
@@ -195,7 +203,7 @@ def _cmd_stylize(args: argparse.Namespace) -> int:
     from batch_nst import console, storage, weights
 
     with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
-        engine = backend.use(args.backend)  # before the engine imports Keras
+        engine = backend.use(args.backend)  # before the engine imports Keras; `auto` probes this machine
         from batch_nst.engine.optimize import Optimizer
         from batch_nst.engine.transfer import batch_key, stylize
         from batch_nst.engine.vgg import Extractor

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from batch_nst.engine import backend
+from batch_nst.engine import backend, device
 from batch_nst.errors import ParamsError
 from batch_nst.params import WEIGHTED_TERMS
 from tests.backend_probe import CASES
@@ -128,11 +128,11 @@ def test_a_tensorflow_checkpoint_resumes_on_another_backend(ref, other):
 
 def test_backend_comes_from_the_flag_then_the_environment(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    assert backend.resolve() == "tensorflow" and backend.resolve("torch") == "torch"
+    assert backend.resolve() == "auto" and backend.resolve("torch") == "torch"  # auto: chosen by the worker
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert backend.resolve() == "jax"
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
-    with pytest.raises(ParamsError, match=r"\$KERAS_BACKEND 'mxnet'.*tensorflow, jax, torch"):
+    with pytest.raises(ParamsError, match=r"\$KERAS_BACKEND 'mxnet'.*auto, tensorflow, jax, torch"):
         backend.resolve()
     with pytest.raises(ParamsError, match="--backend 'theano'"):
         backend.resolve("theano")
@@ -144,6 +144,21 @@ def test_a_process_cannot_switch_backends_once_keras_runs():
     other = "jax" if keras.backend.backend() != "jax" else "torch"
     with pytest.raises(ParamsError, match=f"already runs Keras on {keras.backend.backend()}"):
         backend.use(other)
+    gpu = device.Device(1, 2**34)  # auto would pick JAX on it, but this process's Keras is fixed
+    assert backend.use("auto", found=gpu)["backend"] == keras.backend.backend()
+
+
+def test_auto_is_chosen_in_the_process_that_runs_the_engine():
+    """Probed there, before Keras loads: on this machine (no GPU, TensorFlow installed) TensorFlow."""
+    import json
+
+    code = ("import json, sys; from batch_nst.engine import backend; settings = backend.use('auto'); "
+            "import keras; print(json.dumps([settings['backend'], keras.backend.backend()]))")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": ROOT}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["tensorflow", "tensorflow"]
 
 
 SETTINGS = """

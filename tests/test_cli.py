@@ -35,6 +35,9 @@ def test_stylize_writes_png_and_prints_json_summary(pair, tmp_path, legacy_weigh
     assert summary["steps"] == 3 and summary["params"]["max_size"] == 32
     assert set(summary["losses"]) == {"total", "style", "content", "tv", "temporal"}
     assert summary["weights"].startswith("sha256=")
+    import keras
+
+    assert summary["backend"] == keras.backend.backend()  # `auto` resolved to the backend that ran
 
 
 def test_stylize_writes_an_animation_in_its_own_container(pair, tmp_path, legacy_weights_path, capsys):
@@ -164,6 +167,8 @@ def test_version_and_help_texts(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "m.csv", "-o", "out", "--max-pixels", "-1"], "--max-pixels: must be >= 1, got -1"),
+    (["run", "m.csv", "-o", "out", "--batch-pixels", "0"], "--batch-pixels: must be >= 1, got 0"),
+    (["stylize", "c.png", "s.png", "-o", "o.png", "--backend", "theano"], "--backend: invalid choice: 'theano'"),
     (["run", "m.csv", "-o", ""], "--output-root: must not be empty"),
     (["manifest", "*.png", "--style", "s.png", "-o", " "], "--output: must not be empty"),
 ])

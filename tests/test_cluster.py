@@ -46,7 +46,7 @@ def test_kuberay_manifests_run_the_nightly_entry_point():
     cronjob = _yaml("jobs/k8s/cronjob-nightly.yaml")
     assert rayjob["kind"] == "RayJob" and rayjob["spec"]["shutdownAfterJobFinishes"] is True
     assert "jobs/nightly.py" in rayjob["spec"]["entrypoint"]
-    assert cron["kind"] == "RayCronJob" and cron["spec"]["jobTemplate"]["entrypoint"] == rayjob["spec"]["entrypoint"]
+    assert cron["kind"] == "RayCronJob" and cron["spec"]["jobTemplate"] == rayjob["spec"]  # the same job, whole
     assert cronjob["kind"] == "CronJob" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     workers = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["minReplicas"] == 0 and workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -69,3 +69,33 @@ def test_shipped_cluster_and_jobs_ask_for_the_gpu_workers_the_cluster_can_grow_t
     flags = re.findall(r"--(workers|gpus-per-worker) (\S+)", rayjob["spec"]["entrypoint"])
     limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert dict(flags) == {"workers": str(group["maxReplicas"]), "gpus-per-worker": str(limits["nvidia.com/gpu"])}
+
+
+def test_the_cluster_image_is_built_from_rays_gpu_image_with_the_measured_backend():
+    """jobs/Dockerfile builds the image that cluster.yaml and the KubeRay manifests run: FROM Ray's
+    GPU image of the Ray version they pin (its tag says which), installing batch-nst with extras
+    pyproject.toml defines, `gpu` being JAX's CUDA build (the backend measured on GPUs); cluster.yaml
+    installs its synced checkout with the same extras."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    with open(os.path.join(ROOT, "jobs", "Dockerfile")) as f:
+        docker = f.read()
+    ((version, python),) = re.findall(r"^FROM rayproject/ray:(\d+\.\d+\.\d+)-(py\d+)-gpu$", docker, re.M)
+    (extras,) = re.findall(r'pip install [^\n]*"/home/ray/batch-nst\[([\w,-]+)\]"', docker)
+    cluster = _yaml("cluster.yaml")
+    (setup,) = [c for c in cluster["setup_commands"] if "pip install" in c]
+    assert f'"/home/ray/batch-nst[{extras}]"' in setup
+
+    rayjob = _yaml("jobs/k8s/rayjob-nightly.yaml")["spec"]
+    cron = _yaml("jobs/k8s/raycronjob-nightly.yaml")["spec"]["jobTemplate"]
+    pods = [group["template"]["spec"] for spec in (rayjob, cron) for group in
+            (spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"])]
+    images = {cluster["docker"]["image"]} | {c["image"] for pod in pods for c in pod["containers"]}
+    assert images == {f"ghcr.io/studio/batch-nst:ray{version}-{python}-gpu"}
+    assert {rayjob["rayClusterSpec"]["rayVersion"], cron["rayClusterSpec"]["rayVersion"]} == {version}
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        defined = tomllib.load(f)["project"]["optional-dependencies"]
+    assert set(extras.split(",")) <= set(defined) and "gpu" in extras.split(",")
+    assert [dep for dep in defined["gpu"] if dep.startswith("jax[cuda")], defined["gpu"]

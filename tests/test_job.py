@@ -221,7 +221,8 @@ def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_ses
 
 def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
     """Planning and dispatch run in the driver; TensorFlow (~500 MB) belongs in the workers only:
-    a whole `run` (its own local Ray, one item) leaves the driver without it."""
+    a whole `run` (its own local Ray, one item) leaves the driver without it, and without any
+    framework or Keras: `--backend auto` is chosen in the workers."""
     import subprocess
     import sys
 
@@ -231,8 +232,9 @@ def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
     argv = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", legacy_weights_path,
             "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
     code = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
-            "sys.exit(10 if 'tensorflow' in sys.modules else code)")
-    assert subprocess.run([sys.executable, "-c", code, *argv], timeout=300).returncode == 0
+            "sys.exit(10 if {'tensorflow', 'jax', 'torch', 'keras'} & set(sys.modules) else code)")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # the default: auto
+    assert subprocess.run([sys.executable, "-c", code, *argv], timeout=300, env=env).returncode == 0
 
 
 def test_the_driver_never_loads_the_framework_with_imagenet_weights(tmp_path):

@@ -18,7 +18,7 @@ from tests.conftest import smooth_image
     ("max_attempts", 0, "--max-attempts must be >= 1"), ("batch_items", 0, "--batch-items must be >= 1"),
     ("workers", 0, "--workers must be >= 1"), ("gpus_per_worker", -1, "--gpus-per-worker must be >= 0"),
     ("checkpoint_every", -2, "--checkpoint-every must be >= 0"), ("wait_timeout", 0, "--wait-timeout must be > 0"),
-    ("max_pixels", 0, "--max-pixels must be >= 1"),
+    ("max_pixels", 0, "--max-pixels must be >= 1"), ("batch_pixels", 0, "--batch-pixels must be >= 1"),
 ])
 def test_job_config_refuses_what_cannot_work(field, value, flag):
     """Built by the CLI or by code alike: max_attempts=0 once meant infinite Ray retries."""
@@ -123,3 +123,32 @@ def test_the_job_ends_when_the_items_are_done_though_a_worker_never_started(ray_
     pool_summary = summary["pool"]
     assert (pool_summary["requested"], pool_summary["started"]) == (3, 2)
     assert all(w["accelerators"] == [] for w in pool_summary["workers"])  # CPU workers: no GPU ids
+
+
+@pytest.mark.parametrize("assigned, visible", [([], ""), (["1"], "1")])
+def test_a_worker_ray_gave_no_gpu_sees_none(monkeypatch, assigned, visible):
+    """Ray 2.60 leaves $CUDA_VISIBLE_DEVICES alone for an actor of no GPU: the actor empties it,
+    so on a GPU node a CPU worker's `auto` picks no GPU backend and its framework takes no card."""
+    import ray
+
+    from batch_nst.job import worker
+
+    class Context:
+        def get_node_id(self):
+            return "node"
+
+        def get_accelerator_ids(self):
+            return {"GPU": assigned}
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, config, where):
+            seen.update(where, visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+            self.name = "w"
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # as Ray sets it for an actor given GPU 1; restored after
+    monkeypatch.setattr(ray, "get_runtime_context", Context)
+    monkeypatch.setattr(worker, "Worker", Recorder)
+    pool.WorkerActor({"output_root": "out", "weights": "w.h5", "run_id": "r"})
+    assert seen == {"node": "node", "accelerators": assigned, "visible": visible}

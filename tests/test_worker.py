@@ -194,3 +194,21 @@ def test_an_unexpected_error_reading_an_item_is_its_recorded_reason(worker, tmp_
     rec = worker.process(_items(tmp_path, 1))[0]
     assert rec["status"] == "failed"
     assert rec["error"] == f"{tmp_path / 'c0.png'}: AssertionError: frames differ in size"
+
+
+def test_batch_pixels_come_from_the_device_unless_given(legacy_weights_path, tmp_path, monkeypatch):
+    """A GPU worker batches from its memory (its Ray share of it), a CPU worker keeps its bound,
+    and an explicit value wins; the record names the backend `auto` chose."""
+    from batch_nst.engine import device
+
+    h200 = device.Device(1, 143771 * 2**20)
+    monkeypatch.setattr(device, "probe", lambda: h200)
+    config = WorkerConfig(output_root=str(tmp_path / "out"), weights=legacy_weights_path, run_id="r1", gpu_fraction=0.5)
+    gpu = Worker(config)
+    ran = gpu.settings["backend"]  # auto: this test process's Keras, whatever auto would pick on an H200
+    assert gpu.config.batch_pixels == device.batch_pixels(h200, ran, 0.5) > 16 * 512 * 512
+    assert Worker(dataclasses.replace(config, batch_pixels=1000)).config.batch_pixels == 1000
+    monkeypatch.setattr(device, "probe", lambda: device.CPU)
+    assert Worker(dataclasses.replace(config, gpu_fraction=None)).config.batch_pixels == device.CPU_BATCH_PIXELS
+    (rec,) = gpu.process(_items(tmp_path, 1))
+    assert rec["status"] == "ok" and rec["backend"] == ran != "auto"

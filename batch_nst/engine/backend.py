@@ -5,6 +5,11 @@ once: `use()` sets the variable and the settings each framework reads at start-u
 engine modules import Keras. This module imports no framework itself (the driver uses it to
 validate `--backend`), except inside the functions that configure one.
 
+`auto` (the default) is resolved by `use()`, in the process that runs the engine, from what that
+process was given (device.py): JAX where a GPU and JAX's CUDA build are present (the backend
+measured on GPUs: README, "On a GPU"), else TensorFlow (the fastest on CPU), else whichever
+backend is installed. The driver passes `auto` on unresolved; records name the backend that ran.
+
 Why the device settings matter: Ray's fractional GPUs (`--gpus-per-worker 0.5`) do not cap
 memory, so several actors share one card and none may take all of it. TensorFlow takes the whole
 card unless memory growth is on; JAX preallocates 75% unless told otherwise; PyTorch's caching
@@ -14,35 +19,58 @@ allocator takes only what it uses, so it is left as it is.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
+from batch_nst.engine import device
 from batch_nst.errors import ParamsError
 
-BACKENDS = ("tensorflow", "jax", "torch")
-DEFAULT = "tensorflow"  # fastest on CPU (README, Benchmarks); the others on GPU machines without TF
+BACKENDS = ("tensorflow", "jax", "torch")  # auto's order where no GPU decides: TF is fastest on CPU
+AUTO = "auto"
+CHOICES = (AUTO, *BACKENDS)
+DEFAULT = AUTO
+JAX_CUDA = ("jax_cuda12_plugin", "jax_cuda13_plugin")  # jax[cuda12] / jax[cuda13]: JAX that can use a GPU
 _ENV = "KERAS_BACKEND"
 
 
 def resolve(name: str | None = None) -> str:
-    """The backend to use: `name`, else $KERAS_BACKEND, else TensorFlow; ParamsError if unknown."""
+    """The backend asked for: `name`, else $KERAS_BACKEND, else `auto`; ParamsError if unknown."""
     chosen = name or os.environ.get(_ENV) or DEFAULT
-    if chosen not in BACKENDS:
+    if chosen not in CHOICES:
         source = "--backend" if name else f"${_ENV}"
-        raise ParamsError(f"{source} {chosen!r} is not a backend batch-nst runs on: choose one of {', '.join(BACKENDS)}")
+        raise ParamsError(f"{source} {chosen!r} is not a backend batch-nst runs on: choose one of {', '.join(CHOICES)}")
     return chosen
 
 
-def use(name: str | None = None, threads: int | None = None, gpu_fraction: float | None = None) -> dict[str, Any]:
+def choose(found: device.Device, installed: Callable[[str], bool] | None = None) -> str:
+    """`auto`'s backend on `found`: JAX on a GPU where JAX's CUDA build is installed, else the
+    first of BACKENDS installed (`installed(module)`, default: importable, nothing imported)."""
+    has = installed or (lambda module: importlib.util.find_spec(module) is not None)
+    if found.gpus and has("jax") and any(has(plugin) for plugin in JAX_CUDA):
+        return "jax"
+    for name in BACKENDS:
+        if has(name):
+            return name
+    raise ParamsError("--backend auto found no Keras backend installed: pip install tensorflow, jax or torch "
+                      "(batch-nst's own dependencies bring TensorFlow)")
+
+
+def use(name: str | None = None, threads: int | None = None, gpu_fraction: float | None = None,
+        found: device.Device | None = None) -> dict[str, Any]:
     """Choose this process's backend and configure its devices; call before the engine is imported.
 
     `threads` sizes the CPU thread pools to the cores this process was given (two workers on two
     cores must not each spin up a pool for the whole machine); `gpu_fraction` is the share of a GPU
-    this process was given. Returns the settings applied, which the worker records and tests read.
+    this process was given; `found` is its device (default: probed), which `auto` chooses by.
+    A process whose Keras already runs keeps its backend under `auto`. Returns the settings
+    applied, which the worker records and tests read.
     """
     name = resolve(name)
     loaded = sys.modules.get("keras.src.backend.config")
+    if name == AUTO:
+        name = loaded.backend() if loaded is not None else choose(device.probe() if found is None else found)
     if loaded is not None and loaded.backend() != name:
         raise ParamsError(f"this process already runs Keras on {loaded.backend()}; cannot switch to {name}")
     os.environ[_ENV] = name

@@ -45,9 +45,10 @@ class JobConfig:
     max_pixels: int = images.MAX_PIXELS
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
+    batch_pixels: int | None = None  # memory bound of a batch; None: each worker sizes it to its device
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
     wait_timeout: float = 900.0  # seconds without any running worker before the run gives up (exit 2)
-    backend: str = field(default_factory=backend.resolve)  # Keras backend of the workers: $KERAS_BACKEND or TF
+    backend: str = field(default_factory=backend.resolve)  # the workers': $KERAS_BACKEND, else auto (in each worker)
     grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
     verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.job.quiet)
 
@@ -59,6 +60,7 @@ class JobConfig:
             ("max_pixels", self.max_pixels, 1, "the largest input accepted"),
             ("max_attempts", self.max_attempts, 1, "tries per item when its worker dies"),
             ("batch_items", self.batch_items, 1, "items optimized together"),
+            ("batch_pixels", self.batch_pixels, 1, "pixels optimized together; leave it out to size it to the device"),
             ("checkpoint_every", self.checkpoint_every, 0, "0 turns checkpoints off"),
             ("grace", self.grace, 0, "seconds items in flight get after SIGINT/SIGTERM"),
         ):
@@ -209,7 +211,8 @@ def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
     worker_config = {"output_root": config.output_root, "weights": config.weights, "run_id": summary.run_id,
                      "max_pixels": config.max_pixels, "backend": config.backend, "threads": max(1, int(shape.cpus)),
                      "gpu_fraction": shape.gpus or None,
-                     "batch_items": config.batch_items, "checkpoint_every": config.checkpoint_every}
+                     "batch_items": config.batch_items, "batch_pixels": config.batch_pixels,
+                     "checkpoint_every": config.checkpoint_every}
     workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool,
                         verbose=config.verbose)
     try:
@@ -280,7 +283,7 @@ def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
         "weights": storage.redact(config.weights), "weights_identity": the_plan.weights_identity,
         "params": config.params, "backend": config.backend, "workers": config.workers,
         "gpus_per_worker": config.gpus_per_worker, "force": config.force, "max_pixels": config.max_pixels,
-        "max_attempts": config.max_attempts, "batch_items": config.batch_items,
+        "max_attempts": config.max_attempts, "batch_items": config.batch_items, "batch_pixels": config.batch_pixels,
         "checkpoint_every": config.checkpoint_every, "grace": config.grace, "wait_timeout": config.wait_timeout,
     }
 

@@ -12,6 +12,7 @@ waited for: never a silent hang.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator
@@ -86,6 +87,8 @@ class WorkerActor:
         context = ray.get_runtime_context()
         where = {"node": context.get_node_id(),
                  "accelerators": [str(a) for a in context.get_accelerator_ids().get("GPU", [])]}
+        if not where["accelerators"]:  # Ray 2.60 leaves CUDA_VISIBLE_DEVICES as it was for an actor given no GPU
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # so a CPU worker on a GPU node neither picks nor takes the card
         self.worker = Worker(WorkerConfig(**options), where)
         self.placement = {"name": self.worker.name, **where}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from batch_nst.assets import animation, images
-from batch_nst.engine import backend
+from batch_nst.engine import backend, device
 from batch_nst.job import records
 from batch_nst import storage
 from batch_nst.engine.checkpoint import State
@@ -39,7 +39,7 @@ class WorkerConfig:
     threads: int | None = None  # CPU thread pools; None = the framework's default (whole machine)
     gpu_fraction: float | None = None  # this actor's share of a GPU (Ray's num_gpus), memory capped to it
     batch_items: int = 16  # most items optimized together in one batch
-    batch_pixels: int = 16 * 128 * 128  # memory bound of a batch: 16 sprites of 128 px, 4 of 256, 1 of 512
+    batch_pixels: int | None = None  # memory bound of a batch, in pixels; None: sized to the device (device.py)
     checkpoint_every: int = 0  # steps between checkpoints under the output root; 0 = none
 
 
@@ -47,7 +47,11 @@ class Worker:
     """Stylizes chunks of WorkItems; built once per process (its __init__ loads the weights)."""
 
     def __init__(self, config: WorkerConfig, where: dict[str, Any] | None = None):
-        self.settings = backend.use(config.backend, config.threads, config.gpu_fraction)  # before Keras loads
+        found = device.probe()  # the GPU Ray gave this process, if any: `auto`'s backend and the batch's size
+        self.settings = backend.use(config.backend, config.threads, config.gpu_fraction, found)  # before Keras loads
+        if config.batch_pixels is None:
+            config = dataclasses.replace(config, batch_pixels=device.batch_pixels(
+                found, self.settings["backend"], config.gpu_fraction))
         from batch_nst.engine import transfer
         from batch_nst.engine.optimize import Optimizer
         from batch_nst.engine.vgg import Extractor
