@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -137,8 +138,8 @@ def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
 
 
 def _json_lines(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
-    """JSON lines parsed as written: a key left out is not given, an explicit null is refused
-    (pyarrow's reader would turn both into nulls). Blank lines are skipped."""
+    """JSON lines parsed as written (pyarrow's reader would guess column types from the first
+    rows): a key left out, a `null` and a `NaN` are not given (`_missing`). Blank lines are skipped."""
     rows = []
     for line_no, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
@@ -168,10 +169,7 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
 
 
 def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
-    nulls = [name for name, value in values.items() if value is None]
-    if nulls:
-        raise ManifestError(f"null in column {', '.join(nulls)}: write a value (for the default, leave the "
-                            "cell empty in a CSV, the key out in JSON lines, the column out in Parquet)")
+    values = {name: value for name, value in values.items() if not _missing(value)}
     content = sys.intern(_uri_cell(values.get("content"), "content", folder))
     style = values.get("style")
     parts = style.split(";") if isinstance(style, str) else [style]
@@ -187,6 +185,13 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shar
     params = base.with_overrides({name: value for name, value in values.items() if value != ""})
     params.blend_weights(len(parts))  # as many weights as styles
     return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
+
+
+def _missing(value: Any) -> bool:
+    """Whether a cell is not given, so its column takes the default: a null (JSON `null`, a Parquet
+    null) or a NaN number, which is how pandas writes a missing number (NaN, a null in Parquet) and
+    a missing string (None). CSV text is never missing (`_read`): there an empty cell is."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _uri_cell(value: Any, name: str, folder: str) -> str:
