@@ -202,6 +202,21 @@ def test_text_that_looks_null_is_taken_as_written_and_empty_cells_mean_the_defau
     assert [i.params.steps for i in manifest.load("memory://m.jsonl")] == [1000, 4]
 
 
+def test_skip_invalid_keeps_bad_rows_as_items_with_their_problem_and_ids_of_their_own(mem):
+    """`run --skip-invalid`: bad rows are recorded failed under ids no valid row uses."""
+    _put(mem, "/m.csv", "id,content,style,steps\na,a.png,s.png,\nb,b.png,s.png,-1\n,c.png,s.png,x\n"
+                        "a,d.png,s.png,\n,,s.png,\n")
+    with pytest.raises(ManifestError, match="4 problem"):
+        manifest.load("memory://m.csv")
+    items = manifest.load("memory://m.csv", skip_invalid=True)
+    assert [(i.row, i.id, i.content) for i in items if not i.problem] == [(1, "a", "memory://a.png")]
+    bad = [i for i in items if i.problem]
+    assert [(i.row, i.id, i.content) for i in bad] == [
+        (2, "b", "b.png"), (3, "c--s", "c.png"), (4, "d--s", "memory://d.png"), (5, "row-5--s", "")]
+    assert [i.problem.split(":")[0] for i in bad] == ["row 2", "row 3", "row 4", "row 5"]
+    assert "duplicate id 'a'" in bad[2].problem and "content is empty" in bad[3].problem
+
+
 def test_null_overrides_in_parquet_mean_the_default(mem):
     """Issue 20: pandas writes a missing number as NaN (a Parquet null) and a missing string as None."""
     import io

@@ -3,7 +3,8 @@
 Formats by extension: .csv, .parquet/.pq, .jsonl/.ndjson. Columns: `content`, `style` (URIs;
 relative ones resolve against the manifest's folder), optional `id`, and optional per-row
 overrides named like the StyleParams fields. Every schema problem is collected and raised as one
-ManifestError naming the rows (row numbers count data rows from 1), so a user fixes them in one go.
+ManifestError naming the rows (row numbers count data rows from 1), so a user fixes them in one go;
+or, with `skip_invalid` (`run --skip-invalid`), each bad row is kept as an item carrying its problem.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class WorkItem:
     style: str  # absolute URI
     params: StyleParams  # effective: defaults, then CLI flags, then the row's overrides
     key: str = ""  # content-addressed; set once fingerprints are known (`keyed`)
+    problem: str = ""  # why the row is invalid (`load(skip_invalid=True)`): the run records it failed
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -64,25 +66,30 @@ class WorkItem:
                         hashlib.sha256(payload.encode()).hexdigest()[:32])
 
 
-def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
-    """Read and validate a manifest; ManifestError listing every bad row, or the items."""
+def load(uri: str, base: StyleParams = StyleParams(), skip_invalid: bool = False) -> list[WorkItem]:
+    """Read and validate a manifest: its items, or one ManifestError listing every bad row. With
+    `skip_invalid`, a bad row becomes an item carrying its `problem` instead (the run records it
+    failed and runs the rest); an unreadable manifest or a bad column still refuses the whole."""
     names, rows = _read(uri)
     _check_columns(uri, names)
     folder = storage.parent(uri)
-    items, problems = [], []
+    items, rejected = [], []
     shared: dict[Any, Any] = {}  # equal params and URIs shared by all rows: memory per row stays small
     for row, values in enumerate(rows, start=1):
         try:
             items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
-            problems.append(f"row {row}: {err}")
+            rejected.append(_rejected(row, values, base, f"row {row}: {err}"))
     items = _with_derived_ids(items, folder)
-    problems += _duplicate_ids(items)
-    if problems:
+    duplicates = _duplicate_ids(items)
+    rejected += [dataclasses.replace(items[n], problem=problem) for n, problem in duplicates.items()]
+    if rejected and not skip_invalid:
+        problems = [item.problem for item in rejected]
         shown = "\n  ".join(problems[:MAX_REPORTED])
         more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         raise ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
-    return items
+    items = [item for n, item in enumerate(items) if n not in duplicates]
+    return items + _rejected_ids(rejected, folder, {item.id for item in items})
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
@@ -212,15 +219,41 @@ def _with_derived_ids(items: list[WorkItem], folder: str) -> list[WorkItem]:
     return items
 
 
-def _duplicate_ids(items: list[WorkItem]) -> list[str]:
+def _duplicate_ids(items: list[WorkItem]) -> dict[int, str]:
+    """The positions of the rows repeating an earlier row's id, each with its problem."""
     first: dict[str, int] = {}
-    problems = []
-    for item in items:
+    problems = {}
+    for n, item in enumerate(items):
         if item.id in first:
-            problems.append(f"row {item.row}: duplicate id {item.id!r} (first used in row {first[item.id]})")
+            problems[n] = f"row {item.row}: duplicate id {item.id!r} (first used in row {first[item.id]})"
         else:
             first[item.id] = item.row
     return problems
+
+
+def _rejected(row: int, values: dict[str, Any], base: StyleParams, problem: str) -> WorkItem:
+    """An invalid row as an item to record failed: its cells as written (text only), the base
+    params, and its written id when that is a safe one (else `_rejected_ids` derives one)."""
+    text = {name: values.get(name) if isinstance(values.get(name), str) else "" for name in ("id", "content", "style")}
+    item_id = text["id"] if ids.PATTERN.fullmatch(text["id"]) else ""
+    return WorkItem(row, item_id, text["content"], text["style"], base, problem=problem)
+
+
+def _rejected_ids(rejected: list[WorkItem], folder: str, taken: set[str]) -> list[WorkItem]:
+    """Invalid rows' items with ids no valid row has, so their failed records never stand for a
+    valid item's state: a written id where still free, else one derived from the row's cells (the
+    id the row gets once fixed, when its id was derived) or from its row number."""
+    out, derive = [], []
+    for item in sorted(rejected, key=lambda item: item.row):
+        if item.id and item.id not in taken:
+            taken.add(item.id)
+            out.append(item)
+        else:
+            derive.append(item)
+    pairs = [(item.content or f"row-{item.row}", item.style) for item in derive]
+    derived = ids.derive_all(pairs, folder, taken=taken)
+    return sorted(out + [dataclasses.replace(item, id=new) for item, new in zip(derive, derived)],
+                  key=lambda item: item.row)
 
 
 def _outputs(files: list[str], root: str) -> set[str]:
