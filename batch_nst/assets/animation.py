@@ -22,6 +22,7 @@ from batch_nst.assets.images import Picture
 MAX_FRAMES: int = 1000  # refusal limit on an animation's frame count
 
 _EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp"}
+_HIDES_COLOUR = frozenset({"GIF", "WEBP"})  # containers that store no colour under alpha 0
 _WEBP_ANIMATED = 0x02  # the animation flag of a WebP's VP8X header
 _ORIENTATION = 0x0112  # the EXIF tag; its values 2..8 as the transposition that makes the frame upright
 _TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -90,6 +91,24 @@ def as_stored(animation: Animation) -> list[Picture]:
     stored = decode(encode(animation), "output", max_pixels=pixels)
     frames = stored.frames if isinstance(stored, Animation) else ()
     return list(frames) if len(frames) == len(animation.frames) else list(animation.frames)
+
+
+def hidden_as_content(frames: Sequence[Picture], content: Animation) -> list[Picture]:
+    """An output's frames as the losses see them: where the content's container keeps no colour
+    under alpha 0, the content's colour there. A GIF gives every transparent pixel its one
+    transparent palette colour and libwebp clears them, so the file cannot say what they were;
+    they are invisible, and an invisible difference must cost nothing (issue 20: a transparent
+    GIF at strength 0 recorded a content loss of 2e7). The content's colour, not the one the
+    optimization left there (under `alpha_mode=restore` it optimizes every pixel's colour): that
+    one never reaches the file, so only the content's keeps the losses recomputable from it. The
+    recorded losses (`transfer._stored`) and `transfer.evaluate` both take this, so they agree.
+    PNG and APNG keep the colour under alpha 0 as written: under `alpha_mode=restore` the seed's
+    arithmetic on the optimized image, under `mask` the content's already (`prepare.restore`)."""
+    if content.format not in _HIDES_COLOUR:
+        return list(frames)
+    return [frame if frame.alpha is None or frame.alpha.all() or frame.rgb.shape != source.rgb.shape else
+            Picture(np.where((frame.alpha == 0)[..., None], source.rgb, frame.rgb), frame.alpha, frame.note)
+            for frame, source in zip(frames, content.frames)]
 
 
 def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Picture | Animation:

@@ -233,12 +233,13 @@ def _check_finite(pixels: Sequence[np.ndarray], histories: Sequence[Sequence[flo
 
 
 def _stored(content: Any, written: list[Picture], params: StyleParams) -> list[Picture]:
-    """An animation's written cells as its container gives them back (a GIF's palette), so the
-    recorded losses are those of the stored file; other cells as they are."""
+    """An animation's written cells as its container gives them back (a GIF's palette) and the
+    losses see them (`animation.hidden_as_content`), so the recorded losses are those of the
+    stored file; other cells as they are."""
     if not isinstance(content, Animation):
         return written
     frames = animation.as_stored(content.with_frames(prepare.frames_of(content, written, params)))
-    return prepare.cells_of(content, frames, params)
+    return prepare.cells_of(content, animation.hidden_as_content(frames, content), params)
 
 
 def _assemble(content: Any, written: list[Picture], params: StyleParams) -> Picture | Animation:
@@ -265,9 +266,13 @@ def batch_key(content: Picture | Animation, params: StyleParams, name: str = "co
 def evaluate(
     content: Any, style: Any, output: Any, *, params: StyleParams, extractor: Extractor | Optimizer
 ) -> Losses:
-    """Losses of `output` (e.g. a stored result) against content and style under `params`."""
+    """Losses of `output` (e.g. a stored result) against content and style under `params`; an
+    animation's colour under alpha 0 as the recorded losses see it (`animation.hidden_as_content`)."""
     cells, linked = prepare.content_cells(content, params)
     outputs, _ = prepare.content_cells(output, params, "output")
+    if isinstance(content, Animation) and len(outputs) == len(cells):
+        frames = animation.hidden_as_content(prepare.frames_of(content, outputs, params), content)
+        outputs = prepare.cells_of(content, frames, params)
     styles = prepare.style_set(style)
     batch = Batch.of(_as_optimizer(extractor), params, None, [(cell, styles, None) for cell in cells],
                      sequence.links(cells, linked))
