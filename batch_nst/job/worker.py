@@ -159,7 +159,7 @@ class Worker:
             **{f"{name}_loss": value for name, value in losses.items()}, style_distance=result.style_distance,
             **dataclasses.asdict(result.quality),
             loss_history=list(result.history), steps=result.steps,
-            height=result.image.height, width=result.image.width,
+            height=result.image.height, width=result.image.width, frames=_frame_count(result.image),
             opt_height=result.height, opt_width=result.width, optimize_seconds=result.optimize_seconds,
             precision=result.precision,
         )
@@ -199,3 +199,8 @@ def _frames_note(content: images.Picture | animation.Animation) -> str:
     if isinstance(content, animation.Animation):
         return f"{len(content.frames)} frames" if len(content.frames) > 1 else ""
     return content.note
+
+
+def _frame_count(image: images.Picture | animation.Animation) -> int:
+    """The written file's frames: 1 for a still (a one-frame GIF too), the report shows more."""
+    return len(image.frames) if isinstance(image, animation.Animation) else 1
