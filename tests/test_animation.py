@@ -171,6 +171,19 @@ def test_a_one_frame_apng_keeps_its_container():
     _assert_shows(anim.frames[0], frame, "PNG")
 
 
+@WEBP
+def test_a_one_frame_webp_keeps_its_container_timing_loop_and_transparency():
+    """Pillow writes one frame as a still WebP, dropping the duration and loop: written by hand."""
+    frame = _picture(_rgba(2))
+    anim = Animation(frames=(frame,), durations=(130,), loop=2, format="WEBP", background=(1, 2, 3, 4))
+    again = decode(encode(anim), "one.webp")
+    assert isinstance(again, Animation) and len(again.frames) == 1
+    assert (again.format, again.durations, again.loop, again.background) == ("WEBP", (130,), 2, (1, 2, 3, 4))
+    _assert_shows(again.frames[0], frame, "WEBP")
+    opaque = decode(encode(Animation((Picture(frame.rgb, None),), (70,), 0, "WEBP")), "opaque.webp")
+    assert opaque.frames[0].alpha is None and (opaque.frames[0].rgb == frame.rgb).all()
+
+
 @pytest.mark.parametrize("fmt", ["PNG", pytest.param("WEBP", marks=WEBP)])
 def test_a_still_png_or_webp_is_the_picture_images_gives(fmt):
     """No acTL chunk, no VP8X animation flag: a still (Pillow writes one frame so, even from save_all)."""

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # animation imports this module to encode
 
 GIF_ALPHA_THRESHOLD: int = 128  # GIF alpha is binary: alpha below this is written transparent
 _APNG_BLEND_SOURCE = 0
+_WEBP_ANIMATION, _WEBP_ALPHA, _WEBP_NO_BLEND = 0x02, 0x10, 0x02  # VP8X flags; ANMF's "do not blend" bit
 
 
 # --- GIF ----------------------------------------------------------------------------------------
@@ -141,8 +142,40 @@ def webp(animation: Animation) -> bytes:
     consecutive frames into one with the summed duration, with no option to stop it; and it does
     not keep the colour under alpha 0."""
     frames = [Image.fromarray(f.rgb if f.alpha is None else np.dstack([f.rgb, f.alpha])) for f in animation.frames]
+    if len(frames) == 1:
+        return _one_frame_webp(frames[0], animation)
     buf = io.BytesIO()
     extra = {} if animation.background is None else {"background": tuple(animation.background)}
     frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=list(animation.durations),
                    loop=animation.loop or 0, lossless=True, **extra)
     return buf.getvalue()
+
+
+def _one_frame_webp(frame: Image.Image, animation: Animation) -> bytes:
+    """An animated WebP of one frame, its duration, loop and background kept: Pillow writes one
+    frame as a still, which would drop them (and `animation.decode` would read a still back).
+    Its lossless still's VP8L bitstream (alpha included) goes into one ANMF frame (WebP container
+    spec: VP8X with the animation flag, ANIM, ANMF)."""
+    buf = io.BytesIO()
+    frame.save(buf, "WEBP", lossless=True)
+    still = buf.getvalue()
+    assert still[12:16] == b"VP8L", still[12:16]  # the simple lossless format: one chunk after the header
+    bitstream = still[12:]
+    width, height = frame.size
+    flags = _WEBP_ANIMATION | (_WEBP_ALPHA if frame.mode == "RGBA" else 0)
+    red, green, blue, alpha = animation.background or (0, 0, 0, 0)
+    chunks = [_riff_chunk(b"VP8X", bytes([flags, 0, 0, 0]) + _u24(width - 1) + _u24(height - 1)),
+              _riff_chunk(b"ANIM", bytes([blue, green, red, alpha]) + struct.pack("<H", animation.loop or 0)),
+              _riff_chunk(b"ANMF", _u24(0) + _u24(0) + _u24(width - 1) + _u24(height - 1)
+                          + _u24(min(animation.durations[0], 0xFFFFFF)) + bytes([_WEBP_NO_BLEND]) + bitstream)]
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A RIFF chunk: fourcc, little-endian size, payload padded to an even length."""
+    return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) % 2)
+
+
+def _u24(value: int) -> bytes:
+    return value.to_bytes(3, "little")
