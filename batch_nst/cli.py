@@ -126,6 +126,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output-root", required=True, type=_given,
                    help="output root URI: images/, metadata/, runs/")
     p.add_argument("--force", action="store_true", help="redo every item, even those already done")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="record invalid manifest rows as failed (with their reasons) and run the rest (exit 1), "
+                        "instead of refusing the whole manifest (exit 2)")
     _add_engine_options(p)
 
 
@@ -188,7 +191,8 @@ def _job_config(args: argparse.Namespace):
                                                    "grace")
             if hasattr(args, name)}
     return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
-                     params=style_params(args), force=args.force, max_pixels=args.max_pixels,
+                     params=style_params(args), force=args.force, skip_invalid=args.skip_invalid,
+                     max_pixels=args.max_pixels,
                      backend=backend.resolve(args.backend), verbose=args.verbose, **pool)
 
 

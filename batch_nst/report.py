@@ -1,37 +1,32 @@
 """`batch-nst report`: a static HTML page of an output root, readable from storage with no server.
 
 The page (`report/index.html`, or `report/<run_id>.html` for one run) is a contact sheet:
-content | style | result thumbnails, each item's loss curve (inline SVG) and style distance, the
-parameters that differ from the defaults, and errors. Items far from the others sharing their style
+content | style | result thumbnails (an animation's play, its frame count below; each result links
+to the full image), each item's loss curve (inline SVG) and style distance, the parameters that
+differ from the defaults, and errors. Items far from the others sharing their style
 (distance over OUTLIER times their style's median) are flagged and listed first, so a reviewer
-looks at the outliers, not the whole library. Thumbnails are files beside it in `report/thumbs/`, named
-by what they show (an item's key, a style's URI), so a later report reuses those it already made
-and the page links them relatively: the folder works as it is, locally, synced or from a bucket
-served as a static site.
+looks at the outliers, not the whole library. Thumbnails are files beside it in `report/thumbs/`
+(`batch_nst.thumbnails`), and the page links them and the results relatively: the folder works as
+it is, locally, synced or from a bucket served as a static site.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import io
 import json
 import math
+import posixpath
 import statistics
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import numpy as np
-from PIL import Image
-
-from batch_nst.assets import images
 from batch_nst.job import records
-from batch_nst import storage
+from batch_nst import storage, thumbnails
 from batch_nst.errors import BatchNSTError
 from batch_nst.params import WEIGHTED_TERMS, StyleParams
 
-THUMB = 160  # thumbnails' long side, in pixels (never more than the source's)
 BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scale up
 CURVE_POINTS = 200  # a loss curve's points at most
 OUTLIER = 2.0  # an item whose style distance is over this many times its style's median is flagged
@@ -71,14 +66,15 @@ def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "d
     current = {r["id"]: r["key"] for r in _latest([r for r in table if r["status"] == records.OK])}
     folder = storage.join(root, "report")
     existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
-    wanted = {name: uri for row in rows for name, uri in _thumbnails(row, current, root)}
+    wanted = {name: uri for row in rows for name, uri in thumbnails.for_row(row, current, root)}
     todo = {name: uri for name, uri in wanted.items() if name not in existing}
     with ThreadPoolExecutor(threads) as pool:  # reading and writing storage: I/O bound
-        made = dict(zip(todo, pool.map(lambda item: _thumbnail(folder, *item), todo.items())))
+        made = dict(zip(todo, pool.map(lambda item: thumbnails.make(folder, *item), todo.items())))
     available = (existing & set(wanted)) | {name for name, ok in made.items() if ok}
     page = storage.join(folder, f"{run_id}.html" if run_id else "index.html")
     title = f"batch-nst run {run_id}" if run_id else "batch-nst: every item's latest record"
-    storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current, ratios).encode())
+    links = {id(r): _href(folder, records.output_uri(root, r["output"])) for r in rows if r["output"]}
+    storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current, ratios, links).encode())
     ok = sum(r["status"] == records.OK for r in rows)
     outliers = sum(_outlier(r, ratios) for r in rows)
     noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
@@ -141,52 +137,21 @@ def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _thumbnails(row: dict[str, Any], current: dict[str, str], root: str) -> list[tuple[str, str]]:
-    """(thumbnail file name, source URI) of an item's content, styles and result. A result is
-    made only while its image is still this record's: a later run with another key overwrote it."""
-    names = [(_content_thumb(row), row["content"])]
-    names += [(_style_thumb(uri), uri) for uri in row["style"].split(";")]
-    if row["status"] == records.OK and row["output"] and current.get(row["id"]) == row["key"]:
-        names.append((_result_thumb(row), records.output_uri(root, row["output"])))
-    return names
-
-
-def _content_thumb(row: dict[str, Any]) -> str:
-    """By key (it changes with the content's bytes) and URI (rows refused before keying have none)."""
-    return f"content-{_digest(row['key'] + row['content'])}.png"
-
-
-def _style_thumb(uri: str) -> str:
-    return f"style-{_digest(uri)}.png"
-
-
-def _result_thumb(row: dict[str, Any]) -> str:
-    return f"{row['key']}-result.png"
-
-
-def _thumbnail(folder: str, name: str, uri: str) -> bool:
-    """Write one thumbnail (alpha kept); False when its source cannot be read (the page says so)."""
-    try:
-        picture = images.decode(storage.read_bytes(uri), uri)
-    except BatchNSTError:
-        return False
-    height, width = images.fit(picture.height, picture.width, THUMB)
-    mode = "RGB" if picture.alpha is None else "RGBA"
-    pixels = picture.rgb if picture.alpha is None else np.dstack([picture.rgb, picture.alpha])
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode).resize((width, height), Image.Resampling.LANCZOS).save(buf, "PNG")
-    storage.write_bytes(storage.join(folder, "thumbs", name), buf.getvalue())
-    return True
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _href(folder: str, uri: str) -> str | None:
+    """A link from the report's folder to `uri`: relative where both lie on one filesystem (one
+    bucket), so the page's links hold wherever the root is copied, synced or served; an http(s)
+    URI as it is; None elsewhere (no browser reaches s3:// from a page in another bucket)."""
+    here, there = (storage.resolve(u).split("://", 1) if "://" in u else ["", storage.resolve(u)] for u in (folder, uri))
+    if here[0] != there[0] or (here[0] and here[1].split("/")[0] != there[1].split("/")[0]):
+        return storage.redact(uri) if there[0] in ("http", "https") else None
+    return urllib.parse.quote(posixpath.relpath(there[1], here[1]))
 
 
 def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], current: dict[str, str],
-          ratios: dict[int, float]) -> str:
+          ratios: dict[int, float], links: dict[int, str | None]) -> str:
     ok = sum(r["status"] == records.OK for r in rows)
-    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"], ratios.get(id(r))) for r in rows)
+    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"], ratios.get(id(r)), links.get(id(r)))
+                     for r in rows)
     noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
     return _TEMPLATE.format(
         title=html.escape(title), root=html.escape(root), items=len(rows), ok=ok, failed=len(rows) - ok, rows=body,
@@ -209,12 +174,14 @@ def _quality(row: dict[str, Any]) -> str:
     return f"speckle {row['speckle']:.2f} (content {row['content_speckle']:.2f}) · edges kept {row['edges']:.2f}"
 
 
-def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | None = None) -> str:
-    pictures = [_img(_content_thumb(row), "content", row["content"], thumbs)]
-    pictures.append("".join(_img(_style_thumb(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
+def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | None = None,
+         link: str | None = None) -> str:
+    pictures = [_img(thumbnails.content_name(row), "content", row["content"], thumbs)]
+    pictures.append("".join(_img(thumbnails.style_name(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
     if row["status"] == records.OK:
         gone = "unreadable" if current else "replaced by a later run"
-        pictures.append(_img(_result_thumb(row), "result", row["output"], thumbs, gone))
+        pictures.append(_img(thumbnails.result_name(row), "result", row["output"], thumbs, gone, link if current else None)
+                        + _frames(row))
         terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
         ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
         outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>{_quality(row)}<br>"
@@ -232,11 +199,19 @@ def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | No
             f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
 
 
-def _img(name: str, role: str, uri: str, thumbs: set[str], missing: str = "unreadable") -> str:
+def _img(name: str, role: str, uri: str, thumbs: set[str], missing: str = "unreadable",
+         link: str | None = None) -> str:
+    """A thumbnail (an animation's plays), linked to the full image where `link` is given."""
     label = html.escape(uri or "")
     if name not in thumbs:
         return f'<div class="missing" title="{label}">{role}: {missing}</div>'
-    return f'<img class="thumb {role}" src="thumbs/{html.escape(name)}" alt="{role}" title="{label}" loading="lazy">'
+    img = f'<img class="thumb {role}" src="thumbs/{html.escape(name)}" alt="{role}" title="{label}" loading="lazy">'
+    return img if link is None else f'<a href="{html.escape(link)}">{img}</a>'
+
+
+def _frames(row: dict[str, Any]) -> str:
+    """An animation's frame count under its result (records before issue 20 have none)."""
+    return f'<div class="frames">▶ {row["frames"]} frames</div>' if (row.get("frames") or 1) > 1 else ""
 
 
 def _curve(history: Iterable[float]) -> str:
@@ -269,6 +244,8 @@ body {{ font: 13px system-ui, sans-serif; margin: 16px; color: #222; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 6px; vertical-align: top; text-align: left; }}
 th {{ min-width: 6em; max-width: 14em; overflow-wrap: anywhere; }}
+td > a {{ display: block; }}
+.frames {{ color: #555; font-size: 11px; }}
 .thumb {{ display: block; width: {box}px; height: {box}px; object-fit: contain; margin-bottom: 2px;
   image-rendering: pixelated; /* small sprites scaled up stay crisp */
   background: repeating-conic-gradient(#ccc 0% 25%, #fff 0% 50%) 50% / 16px 16px; }}

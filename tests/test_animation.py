@@ -152,8 +152,41 @@ def test_apng_default_image_stays_out_of_the_animation():
 
 # --- stills and refusals ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_one_frame_is_a_still_picture_as_images_gives_it(fmt):
+def test_a_one_frame_gif_keeps_its_container_timing_loop_and_transparency():
+    """Issue 20, defect 11: a one-frame GIF was decoded as a still and written back as a PNG."""
+    data = _file("GIF", [_rgba(0, semi=False)], duration=70, loop=2)
+    anim = decode(data, "one.gif")
+    assert isinstance(anim, Animation) and len(anim.frames) == 1
+    assert (anim.format, anim.durations, anim.loop, animation.extension_of(anim)) == ("GIF", (70,), 2, "gif")
+    again = decode(encode(anim), "out.gif")
+    assert (again.format, again.durations, again.loop, len(again.frames)) == ("GIF", (70,), 2, 1)
+    _assert_shows(again.frames[0], _picture(_rgba(0, semi=False)), "GIF")
+
+
+def test_a_one_frame_apng_keeps_its_container():
+    frame = _picture(_rgba(1))
+    data = encode(Animation(frames=(frame,), durations=(120,), loop=3, format="PNG", disposal=(0,), blend=(0,)))
+    anim = decode(data, "one.png")
+    assert isinstance(anim, Animation) and (anim.format, anim.durations, anim.loop) == ("PNG", (120,), 3)
+    _assert_shows(anim.frames[0], frame, "PNG")
+
+
+@WEBP
+def test_a_one_frame_webp_keeps_its_container_timing_loop_and_transparency():
+    """Pillow writes one frame as a still WebP, dropping the duration and loop: written by hand."""
+    frame = _picture(_rgba(2))
+    anim = Animation(frames=(frame,), durations=(130,), loop=2, format="WEBP", background=(1, 2, 3, 4))
+    again = decode(encode(anim), "one.webp")
+    assert isinstance(again, Animation) and len(again.frames) == 1
+    assert (again.format, again.durations, again.loop, again.background) == ("WEBP", (130,), 2, (1, 2, 3, 4))
+    _assert_shows(again.frames[0], frame, "WEBP")
+    opaque = decode(encode(Animation((Picture(frame.rgb, None),), (70,), 0, "WEBP")), "opaque.webp")
+    assert opaque.frames[0].alpha is None and (opaque.frames[0].rgb == frame.rgb).all()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", pytest.param("WEBP", marks=WEBP)])
+def test_a_still_png_or_webp_is_the_picture_images_gives(fmt):
+    """No acTL chunk, no VP8X animation flag: a still (Pillow writes one frame so, even from save_all)."""
     data = _file(fmt, [_rgba(0)], duration=100)
     got, want = decode(data, "still"), images.decode(data, "still")
     assert isinstance(got, Picture) and got.note == ""

@@ -53,6 +53,17 @@ def test_stylize_writes_an_animation_in_its_own_container(pair, tmp_path, legacy
         assert (out.n_frames, out.size) == (3, (32, 24))
 
 
+def test_stylize_keeps_a_one_frame_gif_a_gif(pair, tmp_path, legacy_weights_path, capsys):
+    """Issue 20, defect 11: `-o x.gif` was refused for a one-frame GIF (taken for a still PNG)."""
+    Image.fromarray(smooth_image(24, 32, 3)).save(tmp_path / "still.gif", duration=70, loop=0)
+    args = ["stylize", str(tmp_path / "still.gif"), pair[1], "--weights", legacy_weights_path, "--quiet", *FAST]
+    assert main([*args, "-o", str(tmp_path / "still.png")]) == 2
+    assert "output must be a .gif file" in capsys.readouterr().err
+    assert main([*args, "-o", str(tmp_path / "still.gif"), "--optimizer", "lbfgs"]) == 0  # optimized as a still
+    with Image.open(tmp_path / "still.gif") as out:
+        assert (out.format, out.n_frames, out.size, out.info["duration"], out.info["loop"]) == ("GIF", 1, (32, 24), 70, 0)
+
+
 def test_stylize_whose_loss_overflows_fails_with_a_reason_and_writes_nothing(pair, tmp_path, legacy_weights_path,
                                                                           capsys):
     out = tmp_path / "black.png"

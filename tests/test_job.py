@@ -121,6 +121,25 @@ def test_bad_manifest_exits_2_before_any_work(ray_session, tmp_path, legacy_weig
     assert not (tmp_path / "out").exists()
 
 
+def test_skip_invalid_records_bad_rows_failed_and_runs_the_rest(ray_session, tmp_path, legacy_weights_path, capsys):
+    """Issue 20: with --skip-invalid a bad row fails alone, its record naming the row; exit 1."""
+    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
+    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
+    (tmp_path / "m.csv").write_text("id,content,style,steps\nhero,c.png,s.png,\nbad,c.png,s.png,-1\n"
+                                    "hero,c.png,s.png,2\n")
+    root = str(tmp_path / "out")
+    assert main(["run", str(tmp_path / "m.csv"), "-o", root, "--weights", legacy_weights_path, "--steps", "1",
+                 "--max-size", "16", "--workers", "1", "--quiet", "--skip-invalid", "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["status"], summary["ok"], summary["invalid"]) == ("failed", 1, 2)
+    found = {r["id"]: (r["status"], r["error"]) for r in _records(root)}
+    assert found["hero"] == ("ok", None) and found["bad"][0] == "failed"
+    assert found["bad"][1].startswith("row 2: steps must be >= 1")
+    (duplicate,) = [v for k, v in found.items() if k not in ("hero", "bad")]
+    assert duplicate == ("failed", "row 3: duplicate id 'hero' (first used in row 1)")
+    assert os.listdir(os.path.join(root, "images")) == ["hero.png"]
+
+
 def test_missing_weights_exit_2_before_any_work(ray_session, library, tmp_path, capsys):
     code = _run(str(library / "manifest.csv"), str(tmp_path / "out"), str(tmp_path / "none.h5"))
     assert code == 2

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(batch_nst.__file__).parent
 FLOOR, ASSETS, ENGINE, JOB, TOP = range(5)
 LAYERS = {"errors": FLOOR, "params": FLOOR, "storage": FLOOR, "weights": FLOOR, "imagenet_q8": FLOOR,
           "assets": ASSETS, "engine": ENGINE, "job": JOB,
-          "cli": TOP, "console": TOP, "report": TOP, "__init__": TOP, "__main__": TOP}
+          "cli": TOP, "console": TOP, "report": TOP, "thumbnails": TOP, "__init__": TOP, "__main__": TOP}
 NO_STORAGE = (ASSETS, ENGINE)  # pixels and the optimization touch no fsspec (weights come as a local file)
 
 

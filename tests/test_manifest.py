@@ -183,13 +183,12 @@ def test_derived_ids_are_bounded_in_length(mem):
     [
         ("content,style,style_weight\na.png,s.png,NaN\n", r"row 1: style_weight must be float \(a finite number\), got 'NaN'"),
         ("content,style,steps\na.png,s.png,N/A\n", r"row 1: steps must be int, got 'N/A'"),
-        ('{"content": "a.png", "style": "s.png", "id": null}\n', r"row 1: null in column id"),
-        ('{"content": "a.png", "style": "s.png"}\n{"content": "b.png", "style": "s.png", "steps": null}\n',
-         r"row 2: null in column steps"),
+        ('{"content": "a.png", "style": "s.png"}\n{"content": null, "style": "s.png"}\n', r"row 2: content is empty"),
     ],
 )
-def test_null_cells_are_errors_naming_row_and_column(mem, text, message):
-    """Defect 6: NaN, NA, null and N/A were read as null and silently became defaults."""
+def test_null_looking_text_and_null_inputs_are_errors_naming_row_and_column(mem, text, message):
+    """Defect 6: NaN, NA and N/A in a CSV were read as null and silently became defaults; a
+    row without its content has nothing to stylize."""
     _put(mem, "/m.jsonl" if text.startswith("{") else "/m.csv", text)
     with pytest.raises(ManifestError, match=message):
         manifest.load("memory://m.jsonl" if text.startswith("{") else "memory://m.csv")
@@ -201,6 +200,46 @@ def test_text_that_looks_null_is_taken_as_written_and_empty_cells_mean_the_defau
     assert (first.id, first.params.steps, second.id, second.params.steps) == ("NA", 1000, "null", 4)
     _put(mem, "/m.jsonl", '{"content": "a.png", "style": "s.png"}\n\n{"content": "b.png", "style": "s.png", "steps": 4}\n')
     assert [i.params.steps for i in manifest.load("memory://m.jsonl")] == [1000, 4]
+
+
+def test_skip_invalid_keeps_bad_rows_as_items_with_their_problem_and_ids_of_their_own(mem):
+    """`run --skip-invalid`: bad rows are recorded failed under ids no valid row uses."""
+    _put(mem, "/m.csv", "id,content,style,steps\na,a.png,s.png,\nb,b.png,s.png,-1\n,c.png,s.png,x\n"
+                        "a,d.png,s.png,\n,,s.png,\n")
+    with pytest.raises(ManifestError, match="4 problem"):
+        manifest.load("memory://m.csv")
+    items = manifest.load("memory://m.csv", skip_invalid=True)
+    assert [(i.row, i.id, i.content) for i in items if not i.problem] == [(1, "a", "memory://a.png")]
+    bad = [i for i in items if i.problem]
+    assert [(i.row, i.id, i.content) for i in bad] == [
+        (2, "b", "b.png"), (3, "c--s", "c.png"), (4, "d--s", "memory://d.png"), (5, "row-5--s", "")]
+    assert [i.problem.split(":")[0] for i in bad] == ["row 2", "row 3", "row 4", "row 5"]
+    assert "duplicate id 'a'" in bad[2].problem and "content is empty" in bad[3].problem
+
+
+def test_null_overrides_in_parquet_mean_the_default(mem):
+    """Issue 20: pandas writes a missing number as NaN (a Parquet null) and a missing string as None."""
+    import io
+
+    table = pa.table({"content": ["a.png", "b.png", "c.png"], "style": ["s.png"] * 3, "id": [None, "bee", None],
+                      "tv_weight": [float("nan"), None, 0.5], "steps": pa.array([None, 4, None], pa.int64()),
+                      "alpha_mode": [None, "mask", None]})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    _put(mem, "/m.parquet", buf.getvalue())
+    items = manifest.load("memory://m.parquet", StyleParams(tv_weight=2.0))
+    assert [i.id for i in items] == ["a--s", "bee", "c--s"]
+    assert [(i.params.tv_weight, i.params.steps, i.params.alpha_mode) for i in items] == [
+        (2.0, 1000, "restore"), (2.0, 4, "mask"), (0.5, 1000, "restore")]
+
+
+def test_null_and_nan_overrides_in_json_lines_mean_the_default(mem):
+    """pandas' to_json writes a missing value as null; Python's json writes a float NaN as NaN."""
+    _put(mem, "/m.jsonl", '{"content": "a.png", "style": "s.png", "id": null, "steps": null, "tv_weight": NaN}\n'
+                          '{"content": "b.png", "style": "s.png", "steps": 4, "tv_weight": 0.5}\n')
+    first, second = manifest.load("memory://m.jsonl")
+    assert (first.id, first.params.steps, first.params.tv_weight) == ("a--s", 1000, StyleParams().tv_weight)
+    assert (second.params.steps, second.params.tv_weight) == (4, 0.5)
 
 
 def test_a_glob_never_picks_up_the_styles_or_an_output_root(mem):

@@ -1,13 +1,14 @@
 """`batch-nst report`: the static contact sheet, checked as HTML and as rendered by headless Chromium."""
 
 import os
+import re
 import shutil
 
 import numpy as np
 import pytest
 
 from batch_nst.job import records
-from batch_nst import report
+from batch_nst import report, thumbnails
 from batch_nst.cli import main
 from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
@@ -117,7 +118,7 @@ def test_an_older_runs_page_never_shows_a_newer_result_and_refused_rows_keep_the
     old_page = (copy / "report" / "run-a.html").read_text()
     assert "result: replaced by a later run" in old_page and not (copy / "report" / "thumbs" / "k1-result.png").exists()
     report.write(str(copy))
-    names = [report._content_thumb(row) for row in refused]
+    names = [thumbnails.content_name(row) for row in refused]
     assert names[0] != names[1] and all((copy / "report" / "thumbs" / n).exists() for n in names)
     assert (copy / "report" / "thumbs" / "k1-new-result.png").exists()
 
@@ -186,3 +187,32 @@ def test_older_records_with_outputs_relative_to_the_run_s_folder_report_from_any
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert report.write(str(copy)).thumbnails == 5
     assert (copy / "report" / "index.html").read_text().count('class="thumb result"') == 2
+
+
+def test_an_animation_shows_as_an_animation_with_its_frame_count_and_results_link_to_the_full_image(
+        legacy_weights_path, tmp_path):
+    """Issue 20: the report showed an animated GIF as its first frame, and no thumbnail led to the output."""
+    from PIL import Image
+
+    frames = [Image.fromarray(smooth_image(24, 32, seed)) for seed in (3, 4, 5)]
+    frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=[80, 90, 100], loop=0)
+    style = _png(tmp_path / "style.png", smooth_image(40, 40, 1))
+    params = StyleParams(steps=2, max_size=32, precision="fp32")
+    items = [WorkItem(1, "walk", str(tmp_path / "walk.gif"), style, params, "kw"),
+             WorkItem(2, "crate", _png(tmp_path / "crate.png", smooth_image(32, 48, 4)), style, params, "kc")]
+    out = tmp_path / "out"
+    worker = Worker(WorkerConfig(output_root=str(out), weights=legacy_weights_path, run_id="run-a"))
+    recs = worker.process(items)
+    assert [r["frames"] for r in recs] == [3, 1]
+    records.write_part(str(out), "part-run-a-00000", recs)
+    report.write(str(out))
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("▶ 3 frames") == 1 and "▶ 1 frames" not in page
+    for name in ("kw-result.png", thumbnails.content_name(recs[0])):
+        with Image.open(out / "report" / "thumbs" / name) as thumb:  # an APNG: it plays in the page
+            assert (thumb.n_frames, thumb.get_format_mimetype()) == (3, "image/apng")
+    with Image.open(out / "report" / "thumbs" / "kc-result.png") as thumb:
+        assert thumb.n_frames == 1
+    links = re.findall(r'<a href="([^"]+)"><img class="thumb result"', page)
+    assert sorted(links) == ["../images/crate.png", "../images/walk.gif"]
+    assert all((out / "report" / link).resolve().is_file() for link in links)

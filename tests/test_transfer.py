@@ -374,3 +374,27 @@ def test_a_loss_overflowing_float32_fails_the_item_instead_of_writing_black(opti
     params = StyleParams(steps=3, max_size=32, **overrides)
     with pytest.raises(DivergedError, match="lower style_weight"):
         stylize(smooth_image(24, 24, 1), smooth_image(24, 24, 2), params=params, extractor=optimizer)
+
+
+@pytest.mark.parametrize("fmt, frames, alpha_mode", [("GIF", 1, "restore"), ("GIF", 3, "restore"),
+                                                    ("GIF", 3, "mask"), ("WEBP", 3, "restore")])
+def test_a_transparent_gif_at_strength_0_records_no_content_loss(optimizer, fmt, frames, alpha_mode):
+    """Issue 20, defect 11: only the colour under alpha 0 differed (a GIF keeps one palette colour
+    for every transparent pixel, libwebp clears them), yet the content loss was 2.14e7. The losses
+    recomputed from the stored file agree with the record."""
+    from batch_nst.assets import animation
+    from batch_nst.assets.animation import Animation
+
+    sources = [_rgba(32, 32, seed + 30) for seed in range(frames)]
+    pictures = [images.Picture(p[..., :3] // 64 * 64 + 32, np.where(p[..., 3] > 0, 255, 0).astype(np.uint8))
+                for p in sources]  # binary alpha, few colours (GIF: 255), colour under alpha 0 as an editor leaves it
+    content = Animation(tuple(pictures), (100,) * frames, 0, fmt, disposal=None if fmt == "WEBP" else (1,) * frames)
+    style = smooth_image(32, 32, 9)
+    params = StyleParams(steps=2, max_size=32, strength=0.0, alpha_mode=alpha_mode, precision="fp32")
+    result = stylize(content, style, params=params, extractor=optimizer)
+    assert result.losses.content == pytest.approx(0.0, abs=1e-3)
+    stored = animation.decode(animation.encode(result.image), "out")
+    assert (stored.frames[0].rgb[stored.frames[0].alpha == 0] == 0).all()  # the file holds no colour there
+    recomputed = evaluate(content, style, stored, params=params, extractor=optimizer)
+    assert recomputed.content == pytest.approx(0.0, abs=1e-3)
+    assert recomputed.total == pytest.approx(result.losses.total, rel=1e-5, abs=1e-6)

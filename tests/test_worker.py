@@ -166,6 +166,21 @@ def test_an_animation_comes_back_whole_in_its_container_with_recomputable_losses
         style_distance(stored, style_picture, params=PARAMS, extractor=worker.optimizer), rel=1e-5)
 
 
+def test_a_one_frame_gif_is_written_as_a_gif_with_its_timing_and_transparency(worker, tmp_path):
+    """Issue 20, defect 11: a one-frame GIF came back as images/<id>.png."""
+    from batch_nst.assets import animation
+
+    frame = Image.fromarray(np.dstack([smooth_image(32, 32, 5), np.full((32, 32), 255, np.uint8)]))
+    frame.putpixel((0, 0), (0, 0, 0, 0))
+    frame.save(tmp_path / "one.gif", duration=70, loop=0)
+    style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
+    (rec,) = worker.process([WorkItem(1, "one", str(tmp_path / "one.gif"), style, PARAMS, "k1")])
+    assert rec["status"] == "ok" and rec["output"].endswith("images/one.gif") and rec["note"] is None
+    stored = animation.decode(open(rec["output"], "rb").read(), rec["output"])
+    assert (stored.format, len(stored.frames), stored.durations, stored.loop) == ("GIF", 1, (70,), 0)
+    assert stored.frames[0].alpha[0, 0] == 0 and stored.frames[0].alpha[1, 1] == 255
+
+
 def test_a_sheet_that_does_not_split_fails_naming_its_file(worker, tmp_path):
     (item,) = _items(tmp_path, 1, size=(32, 30))
     (rec,) = worker.process([WorkItem(1, "sheet", item.content, item.style, StyleParams(grid="4x4"), "ks")])

@@ -1,5 +1,5 @@
 """Animated images in and out: a GIF, APNG or animated WebP becomes an `Animation` of full frames
-and goes back into the same container with its timing, loop count and disposal.
+and goes back into the same container (`writers`) with its timing, loop count and disposal.
 
 Frames are kept *composited* (what a viewer shows at each step), never as the deltas the file
 stores: the optimization then sees whole pictures, and the writer can put each frame back whole,
@@ -9,23 +9,21 @@ disposal and blending did. Like `images`, no file I/O and no deep-learning frame
 
 from __future__ import annotations
 
-import io
-import struct
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-from PIL import GifImagePlugin, Image, ImageOps
+from PIL import Image, ImageOps
 
-from batch_nst.assets import compose, images
+from batch_nst.assets import compose, images, writers
 from batch_nst.errors import ImageError
 from batch_nst.assets.images import Picture
 
 MAX_FRAMES: int = 1000  # refusal limit on an animation's frame count
-GIF_ALPHA_THRESHOLD: int = 128  # GIF alpha is binary: alpha below this is written transparent
 
 _EXTENSIONS = {"GIF": "gif", "PNG": "png", "WEBP": "webp"}
-_APNG_BLEND_SOURCE = 0
+_HIDES_COLOUR = frozenset({"GIF", "WEBP"})  # containers that store no colour under alpha 0
+_WEBP_ANIMATED = 0x02  # the animation flag of a WebP's VP8X header
 _ORIENTATION = 0x0112  # the EXIF tag; its values 2..8 as the transposition that makes the frame upright
 _TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -49,7 +47,7 @@ class Animation:
 
     def __post_init__(self) -> None:
         assert self.format in _EXTENSIONS, self.format
-        assert len(self.frames) >= 2 and len(self.durations) == len(self.frames)
+        assert len(self.frames) >= 1 and len(self.durations) == len(self.frames)
         assert len({(f.height, f.width) for f in self.frames}) == 1, "frames differ in size"
         assert len({f.alpha is None for f in self.frames}) == 1, "alpha on some frames only"
         assert self.disposal is None or len(self.disposal) == len(self.frames)
@@ -95,9 +93,28 @@ def as_stored(animation: Animation) -> list[Picture]:
     return list(frames) if len(frames) == len(animation.frames) else list(animation.frames)
 
 
+def hidden_as_content(frames: Sequence[Picture], content: Animation) -> list[Picture]:
+    """An output's frames as the losses see them: where the content's container keeps no colour
+    under alpha 0, the content's colour there. A GIF gives every transparent pixel its one
+    transparent palette colour and libwebp clears them, so the file cannot say what they were;
+    they are invisible, and an invisible difference must cost nothing (issue 20: a transparent
+    GIF at strength 0 recorded a content loss of 2e7). The content's colour, not the one the
+    optimization left there (under `alpha_mode=restore` it optimizes every pixel's colour): that
+    one never reaches the file, so only the content's keeps the losses recomputable from it. The
+    recorded losses (`transfer._stored`) and `transfer.evaluate` both take this, so they agree.
+    PNG and APNG keep the colour under alpha 0 as written: under `alpha_mode=restore` the seed's
+    arithmetic on the optimized image, under `mask` the content's already (`prepare.restore`)."""
+    if content.format not in _HIDES_COLOUR:
+        return list(frames)
+    return [frame if frame.alpha is None or frame.alpha.all() or frame.rgb.shape != source.rgb.shape else
+            Picture(np.where((frame.alpha == 0)[..., None], source.rgb, frame.rgb), frame.alpha, frame.note)
+            for frame, source in zip(frames, content.frames)]
+
+
 def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Picture | Animation:
-    """Bytes -> an Animation when a GIF, APNG or WebP has several frames; otherwise exactly what
-    `images.decode` gives (still images, and other multi-frame formats as their first frame).
+    """Bytes -> an Animation for any GIF and for an animated APNG or WebP, even of one frame (its
+    output keeps the container: `animated`); otherwise exactly what `images.decode` gives (still
+    PNGs and WebPs and every other format, a multi-frame one as its first frame).
 
     The limit counts every frame's pixels, since all of them get decoded and stylized; it is
     checked from the header and the frame count (read from frame headers) before any pixel.
@@ -107,16 +124,27 @@ def decode(data: bytes, name: str, max_pixels: int = images.MAX_PIXELS) -> Pictu
     with images.pillow_errors(name):
         image = images.open_header(data, name)
         count = getattr(image, "n_frames", 1)
-        if count == 1 or image.format not in _EXTENSIONS:
+        if not animated(image, data):
             return images.decode(data, name, max_pixels)
         images.check_size(image.width, image.height, name, max_pixels)
         _check_frames(count, image.width, image.height, name, max_pixels)
         return _read(image, count, data, name)
 
 
+def animated(image: Image.Image, data: bytes) -> bool:
+    """Whether the file is in an animation container: every GIF (a GIF is its frames, one or
+    more), an APNG (an acTL chunk: Pillow's "image/apng") or a WebP flagged animated (VP8X's
+    animation bit), whatever its frame count."""
+    if image.format == "GIF" or getattr(image, "n_frames", 1) > 1 and image.format in _EXTENSIONS:
+        return True
+    if image.format == "PNG":
+        return image.get_format_mimetype() == "image/apng"
+    return image.format == "WEBP" and data[12:16] == b"VP8X" and bool(data[20] & _WEBP_ANIMATED)
+
+
 def encode(animation: Animation) -> bytes:
     """The animation in its own container, each frame written whole (see the per-format writers)."""
-    return {"GIF": _encode_gif, "PNG": _encode_apng, "WEBP": _encode_webp}[animation.format](animation)
+    return {"GIF": writers.gif, "PNG": writers.apng, "WEBP": writers.webp}[animation.format](animation)
 
 
 def _check_frames(count: int, width: int, height: int, name: str, max_pixels: int) -> None:
@@ -170,127 +198,3 @@ def _same_alpha(frames: list[Picture]) -> tuple[Picture, ...]:
         return tuple(frames)
     return tuple(f if f.alpha is not None else Picture(f.rgb, np.full(f.rgb.shape[:2], 255, np.uint8), f.note)
                  for f in frames)
-
-
-# --- GIF ----------------------------------------------------------------------------------------
-
-def _encode_gif(animation: Animation) -> bytes:
-    """Whole frames through Pillow's documented legacy `getheader`/`getdata`, not `save_all`:
-    `save_all` merges identical consecutive frames (adding their durations) and cannot be told not
-    to, which would change the frame count. Durations are rounded to GIF's 10 ms units."""
-    opaque = [_opaque(f) for f in animation.frames]
-    transparent = not all(mask.all() for mask in opaque)
-    paletted = [_paletted(f, mask, transparent) for f, mask in zip(animation.frames, opaque)]
-    disposal = _gif_disposal(animation.disposal or (0,) * len(opaque), opaque)
-    durations = [min(65535, round(ms / 10)) * 10 for ms in animation.durations]
-    info = {"duration": durations[0]}
-    if animation.loop is not None:
-        info["loop"] = animation.loop
-    if transparent:
-        info.update(transparency=255, background=255)
-    header, _ = GifImagePlugin.getheader(paletted[0], None, info)
-    parts = list(header)
-    for frame, ms, dispose in zip(paletted, durations, disposal):
-        params = {"duration": ms, "disposal": dispose, "include_color_table": True}
-        if transparent:
-            params["transparency"] = 255
-        parts += GifImagePlugin.getdata(frame, (0, 0), **params)
-    return b"".join(parts) + b";"
-
-
-def _opaque(frame: Picture) -> np.ndarray:
-    """GIF alpha is binary: alpha >= 128 opaque, below transparent (alpha 0 stays 0)."""
-    if frame.alpha is None:
-        return np.ones(frame.rgb.shape[:2], bool)
-    return frame.alpha >= GIF_ALPHA_THRESHOLD
-
-
-def _paletted(frame: Picture, opaque: np.ndarray, transparent: bool) -> Image.Image:
-    """A frame as 256 colours with its own palette (median cut); index 255 is kept for
-    transparency when any frame has some, so each frame can clear the canvas it is drawn on.
-    Transparent pixels take an opaque pixel's colour first, so they spend no palette entry."""
-    rgb = frame.rgb
-    if not opaque.all():
-        rgb = rgb.copy()
-        rgb[~opaque] = rgb[opaque][0] if opaque.any() else 0
-    quantized = Image.fromarray(rgb).quantize(255 if transparent else 256)
-    indices = np.asarray(quantized).copy()
-    indices[~opaque] = 255
-    palette = quantized.getpalette() or []
-    out = Image.fromarray(indices, "P")
-    out.putpalette(palette + [0] * (768 - len(palette)))
-    return out
-
-
-def _gif_disposal(disposal: Sequence[int], opaque: list[np.ndarray]) -> list[int]:
-    """The source's disposal, except where it would let a frame show through the next one.
-
-    A whole frame's transparent pixel shows the canvas left by the previous frame's disposal:
-    nothing after 2 (restore to background, transparent by convention), the previous frame after
-    0/1 (keep), the canvas before it after 3 (restore previous). Alpha that only grows keeps any
-    disposal right, but new transparency after a kept frame would show it, so there (and only
-    there) the frame is written with 2. Tracked on the canvas's opaque pixels only: every opaque
-    pixel of a whole frame replaces the canvas's, so colours cannot leak, only coverage.
-    """
-    out = list(disposal)
-    canvas = np.zeros_like(opaque[0])
-    for index, mask in enumerate(opaque):
-        drawn = canvas | mask
-        after = {2: np.zeros_like(mask), 3: canvas}.get(out[index], drawn)
-        if index + 1 < len(opaque) and (after & ~opaque[index + 1]).any():
-            out[index], after = 2, np.zeros_like(mask)
-        canvas = after
-    return out
-
-
-# --- APNG ---------------------------------------------------------------------------------------
-
-def _encode_apng(animation: Animation) -> bytes:
-    """APNG chunks around Pillow's PNG encoding of each whole frame, with blend op SOURCE: every
-    frame then replaces the whole canvas, alpha included, so the source's dispose ops can be kept
-    as read and cannot change what shows. Written here rather than by `save_all`, which crops
-    frames to deltas and merges identical consecutive frames. Delays are exact in ms."""
-    count = len(animation.frames) - animation.default_image
-    disposal = animation.disposal or (0,) * len(animation.frames)
-    parts, sequence = [compose.PNG_SIGNATURE], 0
-    for index, frame in enumerate(animation.frames):
-        chunks = compose.png_chunks(images.encode_png(frame))
-        data = b"".join(body for kind, body in chunks if kind == b"IDAT")
-        if index == 0:
-            parts += [compose.chunk(b"IHDR", chunks[0][1]),
-                      compose.chunk(b"acTL", struct.pack(">II", count, animation.loop or 0))]
-        if index or not animation.default_image:
-            numerator, denominator = _delay(animation.durations[index])
-            parts.append(compose.chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, frame.width, frame.height, 0, 0,
-                                                     numerator, denominator, disposal[index], _APNG_BLEND_SOURCE)))
-            sequence += 1
-        if index == 0:
-            parts.append(compose.chunk(b"IDAT", data))
-        else:
-            parts.append(compose.chunk(b"fdAT", struct.pack(">I", sequence) + data))
-            sequence += 1
-    return b"".join(parts + [compose.chunk(b"IEND", b"")])
-
-
-def _delay(ms: int) -> tuple[int, int]:
-    """ms as an APNG delay fraction of 16-bit parts: exact up to 65535 ms, coarser above."""
-    numerator, denominator = ms, 1000
-    while numerator > 65535 and denominator > 1:
-        numerator, denominator = round(numerator / 10), denominator // 10
-    return min(numerator, 65535), denominator
-
-
-# --- WebP ---------------------------------------------------------------------------------------
-
-def _encode_webp(animation: Animation) -> bytes:
-    """Lossless, so visible pixels and alpha come back exact. Pillow exposes no WebP disposal or
-    blend, reading or writing: libwebp's decoder composites the frames and its encoder picks each
-    frame's dispose/blend itself (the display stays the frames). libwebp also merges identical
-    consecutive frames into one with the summed duration, with no option to stop it; and it does
-    not keep the colour under alpha 0."""
-    frames = [Image.fromarray(f.rgb if f.alpha is None else np.dstack([f.rgb, f.alpha])) for f in animation.frames]
-    buf = io.BytesIO()
-    extra = {} if animation.background is None else {"background": tuple(animation.background)}
-    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:], duration=list(animation.durations),
-                   loop=animation.loop or 0, lossless=True, **extra)
-    return buf.getvalue()

@@ -21,9 +21,12 @@ from batch_nst.engine.vgg import MIN_SIDE
 
 def content_cells(content: Any, params: StyleParams, name: str = "content") -> tuple[list[Picture], bool]:
     """What a content (or an output) enters a batch as: its cells, and whether they are the frames
-    of one animation (an Animation's frames; a sheet's cells with params.frames) or independent."""
+    of one animation (an Animation's frames; a sheet's cells with params.frames) or independent.
+    A one-frame animation (a still GIF) is optimized as the still it is; only its container stays."""
     if not isinstance(content, Animation):
         return cells(images.to_picture(content, name), params, name), params.frames
+    if len(content.frames) == 1:
+        return content_cells(content.frames[0], params, name)
     frames = len(content.frames)
     if params.cells() != (1, 1):
         raise ImageError(f"{name}: an animation of {frames} frames cannot be split by grid={params.grid!r}")
@@ -41,6 +44,17 @@ def cells(picture: Picture, params: StyleParams, name: str = "content") -> list[
 
 def join(parts: list[Picture], params: StyleParams) -> Picture:
     return parts[0] if len(parts) == 1 else images.join(parts, params.cells()[0])
+
+
+def frames_of(content: Any, written: list[Picture], params: StyleParams) -> list[Picture]:
+    """An animation's frames from its written cells: the frames themselves, or a one-frame
+    animation's cells (`content_cells` took it as a still, a sheet with params.grid) joined."""
+    return written if len(content.frames) > 1 else [join(written, params)]
+
+
+def cells_of(content: Any, frames: list[Picture], params: StyleParams) -> list[Picture]:
+    """`frames_of`'s inverse: an animation's frames as the cells `content_cells` gives."""
+    return frames if len(content.frames) > 1 else cells(frames[0], params)
 
 
 def style_set(style: Any) -> list[Picture]:

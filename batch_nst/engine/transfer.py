@@ -189,7 +189,8 @@ class _Run:
         _check_finite(pixels, histories)
         restored = [prepare.restore(cell, px, self.params) for cell, px in zip(batch.contents, pixels)]
         parts = _parts([cells for cells, _ in units])
-        written = [cell for content, part in zip(contents, parts) for cell in _stored(content, restored[part])]
+        written = [cell for content, part in zip(contents, parts) for cell in _stored(content, restored[part],
+                                                                                      self.params)]
         # Recorded losses are always fp32 on the images as written, comparable across precisions.
         return written, histories, batch.written_terms(written, final if batch.precision == "fp32" else None)
 
@@ -204,7 +205,8 @@ class _Run:
             return pixels, histories
 
         pixels, histories = sequence.run_chunks(optimize, frames, chunk, self.on_step, self.resume, self.checkpoint)
-        written = _stored(content, [prepare.restore(cell, px, self.params) for cell, px in zip(frames, pixels)])
+        written = _stored(content, [prepare.restore(cell, px, self.params) for cell, px in zip(frames, pixels)],
+                          self.params)
         size, terms = prepare.opt_size(frames[0], self.params), []
         for start in range(0, len(frames), chunk):
             before = sequence.Previous(frames[start - 1], prepare.prepared(written[start - 1], self.params, size))
@@ -230,15 +232,21 @@ def _check_finite(pixels: Sequence[np.ndarray], histories: Sequence[Sequence[flo
                             "temporal_weight")
 
 
-def _stored(content: Any, written: list[Picture]) -> list[Picture]:
-    """An animation's written frames as its container gives them back (a GIF's palette), so the
-    recorded losses are those of the stored file; other cells as they are."""
-    return animation.as_stored(content.with_frames(written)) if isinstance(content, Animation) else written
+def _stored(content: Any, written: list[Picture], params: StyleParams) -> list[Picture]:
+    """An animation's written cells as its container gives them back (a GIF's palette) and the
+    losses see them (`animation.hidden_as_content`), so the recorded losses are those of the
+    stored file; other cells as they are."""
+    if not isinstance(content, Animation):
+        return written
+    frames = animation.as_stored(content.with_frames(prepare.frames_of(content, written, params)))
+    return prepare.cells_of(content, animation.hidden_as_content(frames, content), params)
 
 
 def _assemble(content: Any, written: list[Picture], params: StyleParams) -> Picture | Animation:
     """The written cells as the content came: an animation in its container, a sheet joined."""
-    return content.with_frames(written) if isinstance(content, Animation) else prepare.join(written, params)
+    if isinstance(content, Animation):
+        return content.with_frames(prepare.frames_of(content, written, params))
+    return prepare.join(written, params)
 
 
 def _parts(sheets: list[list[Picture]]) -> list[slice]:
@@ -258,9 +266,13 @@ def batch_key(content: Picture | Animation, params: StyleParams, name: str = "co
 def evaluate(
     content: Any, style: Any, output: Any, *, params: StyleParams, extractor: Extractor | Optimizer
 ) -> Losses:
-    """Losses of `output` (e.g. a stored result) against content and style under `params`."""
+    """Losses of `output` (e.g. a stored result) against content and style under `params`; an
+    animation's colour under alpha 0 as the recorded losses see it (`animation.hidden_as_content`)."""
     cells, linked = prepare.content_cells(content, params)
     outputs, _ = prepare.content_cells(output, params, "output")
+    if isinstance(content, Animation) and len(outputs) == len(cells):
+        frames = animation.hidden_as_content(prepare.frames_of(content, outputs, params), content)
+        outputs = prepare.cells_of(content, frames, params)
     styles = prepare.style_set(style)
     batch = Batch.of(_as_optimizer(extractor), params, None, [(cell, styles, None) for cell in cells],
                      sequence.links(cells, linked))

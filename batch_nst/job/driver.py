@@ -51,6 +51,7 @@ class JobConfig:
     backend: str = field(default_factory=backend.resolve)  # the workers': $KERAS_BACKEND, else auto (in each worker)
     grace: float = 20.0  # seconds items in flight get to finish after SIGINT/SIGTERM (Kubernetes allows 30)
     verbose: bool = False  # TensorFlow's, CUDA's and Ray's own logs shown (batch_nst.job.quiet)
+    skip_invalid: bool = False  # invalid manifest rows recorded failed and the rest run, not refused whole
 
     def __post_init__(self) -> None:
         backend.resolve(self.backend)  # ParamsError naming the choices
@@ -80,7 +81,7 @@ class JobConfig:
 class Plan:
     todo: list[WorkItem]  # in dispatch order: grouped by style
     done: list[WorkItem]  # an `ok` record with the same key exists, and the image it wrote
-    invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time, with the reason
+    invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time (or rows --skip-invalid kept), why
     weights_identity: str
 
     @property
@@ -92,12 +93,14 @@ class Plan:
 def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str | None = None) -> Plan:
     """Validate the manifest (unless its `items` are given) and decide what to do from listings
     and fingerprints alone; `weights_id` saves hashing a weights file already resolved."""
-    items = manifest.load(config.manifest, config.params) if items is None else items
+    items = manifest.load(config.manifest, config.params, config.skip_invalid) if items is None else items
     weights_id = weights_id or weights.identity(config.weights)
+    invalid = [(item, item.problem) for item in items if item.problem]  # rows kept by --skip-invalid
+    items = [item for item in items if not item.problem]
     prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
     current = {} if config.force else records.current_ok(config.output_root)
     stored = records.stored_ids(config.output_root) if current else set()
-    todo, done, invalid = [], [], []
+    todo, done = [], []
     for item in items:
         missing = [u for u in (item.content, *item.styles) if u not in prints]
         if missing:
@@ -131,7 +134,7 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     when no worker could start within `wait_timeout`. `on_pool` gets the pool's status
     (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
-    items = manifest.load(config.manifest, config.params)  # a bad manifest: exit 2, root untouched
+    items = manifest.load(config.manifest, config.params, config.skip_invalid)  # a bad one: exit 2, root untouched
     # A file or URI is fetched and hashed here, and the 8-bit copy checked: unreachable weights are
     # exit 2 now, not N failures later. `imagenet` is Keras' download, which would load the framework
     # in the driver: each node's workers fetch it, and if they cannot, every worker fails to start
@@ -285,6 +288,7 @@ def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
         "gpus_per_worker": config.gpus_per_worker, "force": config.force, "max_pixels": config.max_pixels,
         "max_attempts": config.max_attempts, "batch_items": config.batch_items, "batch_pixels": config.batch_pixels,
         "checkpoint_every": config.checkpoint_every, "grace": config.grace, "wait_timeout": config.wait_timeout,
+        "skip_invalid": config.skip_invalid,
     }
 
 

@@ -3,7 +3,8 @@
 Formats by extension: .csv, .parquet/.pq, .jsonl/.ndjson. Columns: `content`, `style` (URIs;
 relative ones resolve against the manifest's folder), optional `id`, and optional per-row
 overrides named like the StyleParams fields. Every schema problem is collected and raised as one
-ManifestError naming the rows (row numbers count data rows from 1), so a user fixes them in one go.
+ManifestError naming the rows (row numbers count data rows from 1), so a user fixes them in one go;
+or, with `skip_invalid` (`run --skip-invalid`), each bad row is kept as an item carrying its problem.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -47,6 +49,7 @@ class WorkItem:
     style: str  # absolute URI
     params: StyleParams  # effective: defaults, then CLI flags, then the row's overrides
     key: str = ""  # content-addressed; set once fingerprints are known (`keyed`)
+    problem: str = ""  # why the row is invalid (`load(skip_invalid=True)`): the run records it failed
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -63,25 +66,30 @@ class WorkItem:
                         hashlib.sha256(payload.encode()).hexdigest()[:32])
 
 
-def load(uri: str, base: StyleParams = StyleParams()) -> list[WorkItem]:
-    """Read and validate a manifest; ManifestError listing every bad row, or the items."""
+def load(uri: str, base: StyleParams = StyleParams(), skip_invalid: bool = False) -> list[WorkItem]:
+    """Read and validate a manifest: its items, or one ManifestError listing every bad row. With
+    `skip_invalid`, a bad row becomes an item carrying its `problem` instead (the run records it
+    failed and runs the rest); an unreadable manifest or a bad column still refuses the whole."""
     names, rows = _read(uri)
     _check_columns(uri, names)
     folder = storage.parent(uri)
-    items, problems = [], []
+    items, rejected = [], []
     shared: dict[Any, Any] = {}  # equal params and URIs shared by all rows: memory per row stays small
     for row, values in enumerate(rows, start=1):
         try:
             items.append(_item(row, values, folder, base, shared))
         except BatchNSTError as err:
-            problems.append(f"row {row}: {err}")
+            rejected.append(_rejected(row, values, base, f"row {row}: {err}"))
     items = _with_derived_ids(items, folder)
-    problems += _duplicate_ids(items)
-    if problems:
+    duplicates = _duplicate_ids(items)
+    rejected += [dataclasses.replace(items[n], problem=problem) for n, problem in duplicates.items()]
+    if rejected and not skip_invalid:
+        problems = [item.problem for item in rejected]
         shown = "\n  ".join(problems[:MAX_REPORTED])
         more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         raise ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
-    return items
+    items = [item for n, item in enumerate(items) if n not in duplicates]
+    return items + _rejected_ids(rejected, folder, {item.id for item in items})
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
@@ -137,8 +145,8 @@ def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
 
 
 def _json_lines(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:
-    """JSON lines parsed as written: a key left out is not given, an explicit null is refused
-    (pyarrow's reader would turn both into nulls). Blank lines are skipped."""
+    """JSON lines parsed as written (pyarrow's reader would guess column types from the first
+    rows): a key left out, a `null` and a `NaN` are not given (`_missing`). Blank lines are skipped."""
     rows = []
     for line_no, line in enumerate(data.decode().splitlines(), start=1):
         if not line.strip():
@@ -168,10 +176,7 @@ def _rows(table: pa.Table) -> Iterable[dict[str, Any]]:
 
 
 def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shared: dict[Any, Any]) -> WorkItem:
-    nulls = [name for name, value in values.items() if value is None]
-    if nulls:
-        raise ManifestError(f"null in column {', '.join(nulls)}: write a value (for the default, leave the "
-                            "cell empty in a CSV, the key out in JSON lines, the column out in Parquet)")
+    values = {name: value for name, value in values.items() if not _missing(value)}
     content = sys.intern(_uri_cell(values.get("content"), "content", folder))
     style = values.get("style")
     parts = style.split(";") if isinstance(style, str) else [style]
@@ -187,6 +192,13 @@ def _item(row: int, values: dict[str, Any], folder: str, base: StyleParams, shar
     params = base.with_overrides({name: value for name, value in values.items() if value != ""})
     params.blend_weights(len(parts))  # as many weights as styles
     return WorkItem(row, item_id, content, style, shared.setdefault(params, params))
+
+
+def _missing(value: Any) -> bool:
+    """Whether a cell is not given, so its column takes the default: a null (JSON `null`, a Parquet
+    null) or a NaN number, which is how pandas writes a missing number (NaN, a null in Parquet) and
+    a missing string (None). CSV text is never missing (`_read`): there an empty cell is."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _uri_cell(value: Any, name: str, folder: str) -> str:
@@ -207,15 +219,41 @@ def _with_derived_ids(items: list[WorkItem], folder: str) -> list[WorkItem]:
     return items
 
 
-def _duplicate_ids(items: list[WorkItem]) -> list[str]:
+def _duplicate_ids(items: list[WorkItem]) -> dict[int, str]:
+    """The positions of the rows repeating an earlier row's id, each with its problem."""
     first: dict[str, int] = {}
-    problems = []
-    for item in items:
+    problems = {}
+    for n, item in enumerate(items):
         if item.id in first:
-            problems.append(f"row {item.row}: duplicate id {item.id!r} (first used in row {first[item.id]})")
+            problems[n] = f"row {item.row}: duplicate id {item.id!r} (first used in row {first[item.id]})"
         else:
             first[item.id] = item.row
     return problems
+
+
+def _rejected(row: int, values: dict[str, Any], base: StyleParams, problem: str) -> WorkItem:
+    """An invalid row as an item to record failed: its cells as written (text only), the base
+    params, and its written id when that is a safe one (else `_rejected_ids` derives one)."""
+    text = {name: values.get(name) if isinstance(values.get(name), str) else "" for name in ("id", "content", "style")}
+    item_id = text["id"] if ids.PATTERN.fullmatch(text["id"]) else ""
+    return WorkItem(row, item_id, text["content"], text["style"], base, problem=problem)
+
+
+def _rejected_ids(rejected: list[WorkItem], folder: str, taken: set[str]) -> list[WorkItem]:
+    """Invalid rows' items with ids no valid row has, so their failed records never stand for a
+    valid item's state: a written id where still free, else one derived from the row's cells (the
+    id the row gets once fixed, when its id was derived) or from its row number."""
+    out, derive = [], []
+    for item in sorted(rejected, key=lambda item: item.row):
+        if item.id and item.id not in taken:
+            taken.add(item.id)
+            out.append(item)
+        else:
+            derive.append(item)
+    pairs = [(item.content or f"row-{item.row}", item.style) for item in derive]
+    derived = ids.derive_all(pairs, folder, taken=taken)
+    return sorted(out + [dataclasses.replace(item, id=new) for item, new in zip(derive, derived)],
+                  key=lambda item: item.row)
 
 
 def _outputs(files: list[str], root: str) -> set[str]:

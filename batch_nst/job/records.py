@@ -52,6 +52,7 @@ SCHEMA = pa.schema(
         ("edges", pa.float64()),  # correlation of the image's edge strength with the content's (1 kept, 0 gone)
         ("loss_history", pa.list_(pa.float32())),
         ("steps", pa.int32()),
+        ("frames", pa.int32()),  # of the written image: 1 a still (a one-frame GIF too), more an animation
         ("height", pa.int32()),  # of the written image (the content's own size)
         ("width", pa.int32()),
         ("opt_height", pa.int32()),  # size the optimization ran at

@@ -120,11 +120,10 @@ class Worker:
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
         """The image (a still as PNG, an animation in its own container), any stale image of this
         id under another extension removed, and the record."""
-        moving = isinstance(result.image, animation.Animation)
         output = records.image_uri(self.config.output_root, item.id, animation.extension_of(result.image))
         storage.write_bytes(output, animation.encode_output(result.image))
         storage.remove(uri for uri in records.image_uris(self.config.output_root, item.id) if uri != output)
-        notes = [f"content: {len(content.frames)} frames"] if moving else [f"content: {content.note}"] * bool(content.note)
+        notes = [f"content: {_frames_note(content)}"] if _frames_note(content) else []
         notes += [f"style: {s.note}" for s in style if s.note]
         rec = self._ok(item, result, output, "; ".join(notes))
         if self.config.checkpoint_every:
@@ -164,7 +163,7 @@ class Worker:
             **{f"{name}_loss": value for name, value in losses.items()}, style_distance=result.style_distance,
             **dataclasses.asdict(result.quality),
             loss_history=list(result.history), steps=result.steps,
-            height=result.image.height, width=result.image.width,
+            height=result.image.height, width=result.image.width, frames=_frame_count(result.image),
             opt_height=result.height, opt_width=result.width, optimize_seconds=result.optimize_seconds,
             precision=result.precision,
         )
@@ -196,3 +195,16 @@ def _describe(err: Exception) -> str:
     if isinstance(err, MemoryError) or type(err).__name__ in _OOM_TYPES or "RESOURCE_EXHAUSTED" in str(err):
         return f"out of memory while stylizing: {type(err).__name__}: {err}"
     return f"{type(err).__name__}: {err}"
+
+
+def _frames_note(content: images.Picture | animation.Animation) -> str:
+    """What the record's note says of the content: an animation's frame count, a still's own note
+    ("first frame of 3" for a multi-page TIFF); nothing for a still, a one-frame GIF included."""
+    if isinstance(content, animation.Animation):
+        return f"{len(content.frames)} frames" if len(content.frames) > 1 else ""
+    return content.note
+
+
+def _frame_count(image: images.Picture | animation.Animation) -> int:
+    """The written file's frames: 1 for a still (a one-frame GIF too), the report shows more."""
+    return len(image.frames) if isinstance(image, animation.Animation) else 1
