@@ -155,3 +155,14 @@ def library(tmp_path):
     return tmp_path
 
 
+def count_calls(monkeypatch, fs, name):
+    """Wrap fs.<name> so the test can see how often storage called it."""
+    calls = []
+    original = getattr(fs, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fs, name, counted)
+    return calls
