@@ -32,10 +32,10 @@ def test_a_multiscale_history_has_no_scaling_jumps_at_stage_changes_under_area(o
     ratios = {}
     for mode in ("seed", "area"):
         seen = []
-        params = StyleParams(max_size=128, schedule="multiscale", stage_steps="6;6;6", precision="fp32",
-                             loss_scale=mode)
+        params = StyleParams(max_size=128, schedule="multiscale", stage_steps="2;2;2", precision="fp32",
+                             loss_scale=mode)  # scaling under test, not convergence: two steps a stage
         stylize(content, style, params=params, extractor=optimizer, on_step=lambda p: seen.append(p.losses))
-        ratios[mode] = [seen[end]["tv"] / seen[end - 1]["tv"] for end in (6, 12)]
+        ratios[mode] = [seen[end]["tv"] / seen[end - 1]["tv"] for end in (2, 4)]
     assert all(r > 1.6 for r in ratios["seed"]) and all(0.8 < r < 1.25 for r in ratios["area"]), ratios
 
 
