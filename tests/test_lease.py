@@ -14,7 +14,7 @@ def test_a_second_run_on_the_same_root_refuses_clearly(ray_session, library, leg
 
     root = str(library / "out")
     config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
-                           params=StyleParams(steps=20, max_size=48), workers=2)
+                           params=StyleParams(steps=2, max_size=48), workers=2)  # the lease under test, not the look
     refused = []
 
     def second_run(plan):
