@@ -156,41 +156,22 @@ print(json.dumps({"settings": settings, "keras": keras.backend.backend(), "env":
 """
 
 
-DEVICE_CASES = [
+@pytest.mark.parametrize("name, fraction, expected", [
     ("jax", 0.5, {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.450"}),
     ("jax", 0.0, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
     ("tensorflow", 0.5, {"threads": 1}),
     ("torch", 0.5, {"threads": 1}),
-]
-
-
-@pytest.fixture(scope="module")
-def device_settings():
-    """Each case's process, all started at once: one after another, their framework imports were
-    the longest wait of this module after the probes. Each test waits for its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "KERAS_BACKEND"))}
-    procs = {(name, fraction): subprocess.Popen([sys.executable, "-c", SETTINGS, name, str(fraction)], cwd=ROOT,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                                env={**env, "PYTHONPATH": ROOT})
-             for name, fraction, _ in DEVICE_CASES if importlib.util.find_spec(name) is not None}
-    yield procs
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-@pytest.mark.parametrize("name, fraction, expected", DEVICE_CASES)
-def test_device_settings_are_applied_before_the_framework_starts(device_settings, name, fraction, expected):
+])
+def test_device_settings_are_applied_before_the_framework_starts(name, fraction, expected):
     """Fractional GPUs share a card: JAX must not preallocate (or takes its share only), TF grows
     its memory; settings are in place before Keras (and so the first op) loads."""
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"{name} not installed")
     import json
 
-    proc = device_settings[name, fraction]
-    stdout, stderr = proc.communicate(timeout=300)
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "KERAS_BACKEND"))}
+    done = subprocess.run([sys.executable, "-c", SETTINGS, name, str(fraction)], cwd=ROOT, capture_output=True,
+                          text=True, env={**env, "PYTHONPATH": ROOT}, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["keras"] == name and seen["settings"]["backend"] == name
