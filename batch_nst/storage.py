@@ -10,7 +10,6 @@ long-lived worker must see today's files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import posixpath
 import random
@@ -27,7 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from batch_nst.errors import StorageError
 
 __all__ = ["resolve", "parent", "join", "redact", "filesystem", "read_bytes", "write_bytes", "exists",
-           "glob", "fingerprints", "cache_locally"]
+           "glob", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
 
 _PREFIX = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # user:password@ may hold a '/' (AWS secrets do), so a ':' before the first '/' marks credentials.
@@ -38,7 +37,6 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
 _BACKENDS = {"fsspec", "s3fs", "gcsfs", "adlfs", "botocore", "aiobotocore", "aiohttp", "google", "azure"}
 # Change markers in fsspec listing entries, best first: content hashes, then times.
 _MARKERS = ("ETag", "etag", "md5Hash", "md5", "checksum", "crc32c", "mtime", "LastModified", "updated", "created")
-_CHUNK = 1 << 20
 T = TypeVar("T")
 # Transient failures, retried: 5 tries over ~3 s at most by default.
 RETRY_ATTEMPTS, RETRY_DELAY, RETRY_MAX_DELAY = 5, 0.2, 2.0
@@ -86,7 +84,7 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
     """(filesystem, path) for `uri`; a missing backend is a StorageError saying what to install."""
     if not _PREFIX.match(uri):  # a local path: its '::' is a legal file name, not fsspec's URL chaining
         return LocalFileSystem(), os.path.abspath(uri)
-    with _errors("open", uri):
+    with errors_naming("open", uri):
         try:
             return url_to_fs(uri)
         except (ImportError, ValueError) as err:
@@ -100,16 +98,16 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
 
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
-    with _errors("read", uri):
+    with errors_naming("read", uri):
         return _retried(lambda: fs.cat_file(path))
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write atomically: a reader sees the old file or the whole new one, never a part."""
     fs, path = filesystem(uri)
-    with _errors("write", uri):
+    with errors_naming("write", uri):
         if isinstance(fs, LocalFileSystem):
-            _write_local(path, [data])
+            write_local(path, [data])
         else:
             _retried(lambda: fs.pipe_file(path, data))  # one PUT: published whole or not at all
 
@@ -121,7 +119,7 @@ def create(uri: str, data: bytes) -> bool:
     elsewhere a check, a write and a read-back that sees who won.
     """
     fs, path = filesystem(uri)
-    with _errors("create", uri):
+    with errors_naming("create", uri):
         if isinstance(fs, LocalFileSystem):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             try:
@@ -152,7 +150,7 @@ def remove(uris: Iterable[str]) -> None:
         by_fs[fs].append(path)
         first.setdefault(fs, uri)
     for fs, paths in by_fs.items():
-        with _errors("delete", first[fs]):
+        with errors_naming("delete", first[fs]):
             try:
                 _retried(lambda: fs.rm(paths))
             except FileNotFoundError:
@@ -171,7 +169,7 @@ def remove_empty_folder(uri: str) -> None:
 
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
-    with _errors("check", uri):
+    with errors_naming("check", uri):
         fs.invalidate_cache(path)
         return _retried(lambda: fs.exists(path))
 
@@ -180,7 +178,7 @@ def glob(pattern: str) -> list[str]:
     """Files (not folders) matching `pattern`, ** recursive, sorted, as URIs that can be opened
     again: the pattern's scheme kept for remote ones, plain absolute paths for local ones."""
     fs, path = filesystem(pattern)
-    with _errors("list", pattern):
+    with errors_naming("list", pattern):
         fs.invalidate_cache()
         found = _retried(lambda: fs.glob(path, detail=True))
     names = sorted(name for name, info in found.items() if info.get("type") == "file")
@@ -212,39 +210,15 @@ def fingerprints(uris: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def cache_locally(uri: str, cache_dir: str) -> tuple[str, str]:
-    """(local path, sha256) of `uri`; a remote file is copied once into `cache_dir`, a local one
-    used in place. The slot is keyed by URI and fingerprint (a changed source is copied again) and
-    checked against its recorded hash on every use (a damaged copy is replaced, never loaded).
-    The file keeps its name: loaders read the format from the extension."""
-    fs, path = filesystem(uri)
-    if isinstance(fs, LocalFileSystem):
-        with _errors("read", uri):
-            return path, _sha256(path)
-    marker = fingerprints([uri]).get(uri)
-    if marker is None:
-        raise StorageError(f"no such file: {redact(uri)}")
-    slot = hashlib.sha256((uri + marker).encode()).hexdigest()[:16]
-    target = os.path.join(os.path.abspath(cache_dir), slot, posixpath.basename(path.split("?", 1)[0]))
-    with _errors("read", target):
-        recorded = _verified(target)
-    if recorded:
-        return target, recorded
-    digest = hashlib.sha256()
-    with _errors("copy", uri), fs.open(path, "rb") as src:
-        _write_local(target, _hashed_chunks(src, digest))
-    write_bytes(target + ".sha256", digest.hexdigest().encode())
-    return target, digest.hexdigest()
-
-
 def _split(uri: str) -> tuple[str, str]:
     """("scheme://", rest) for a URI, ("", uri) for a plain local path."""
     match = _PREFIX.match(uri)
     return (match.group(0), uri[match.end():]) if match else ("", uri)
 
 
-def _write_local(path: str, chunks: Iterable[bytes]) -> None:
-    """Write to a hidden temporary file beside `path`, fsync, then rename over it."""
+def write_local(path: str, chunks: Iterable[bytes]) -> None:
+    """Write to a hidden temporary file beside `path`, fsync, then rename over it (batch_nst.cache
+    streams its copies through here too)."""
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
@@ -262,7 +236,7 @@ def _write_local(path: str, chunks: Iterable[bytes]) -> None:
 
 def _listing(fs: AbstractFileSystem, folder: str, shown: str) -> dict[str, dict[str, Any]]:
     """{path: info} for the entries of one folder; empty when the folder does not exist."""
-    with _errors("list", shown):
+    with errors_naming("list", shown):
         fs.invalidate_cache(folder)
         try:
             entries = _retried(lambda: fs.ls(folder, detail=True))
@@ -276,30 +250,6 @@ def _fingerprint(info: dict[str, Any]) -> str:
     key = next((k for k in _MARKERS if info.get(k) not in (None, "")), None)
     marker = ";" + key.lower() + "=" + str(info[key]).strip('"') if key else ""
     return f"size={info.get('size')}{marker}"
-
-
-def _verified(path: str) -> str | None:
-    """The recorded sha256 of a cached file if the file still hashes to it, else None."""
-    if not (os.path.exists(path) and os.path.exists(path + ".sha256")):
-        return None
-    with open(path + ".sha256") as f:
-        recorded = f.read().strip()
-    return recorded if _sha256(path) == recorded else None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for _ in _hashed_chunks(f, digest):
-            pass
-    return digest.hexdigest()
-
-
-def _hashed_chunks(f, digest: Any) -> Iterator[bytes]:
-    """The chunks of `f`, fed to `digest` on the way, so a copy is hashed in the same pass."""
-    for chunk in iter(lambda: f.read(_CHUNK), b""):
-        digest.update(chunk)
-        yield chunk
 
 
 def _retried(call: Callable[[], T]) -> T:
@@ -338,9 +288,10 @@ def _scrub(text: str, uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _errors(verb: str, uri: str) -> Iterator[None]:
+def errors_naming(verb: str, uri: str) -> Iterator[None]:
     """Turn fsspec, backend and OS exceptions into StorageError naming the redacted URI; the
-    cause is dropped (`from None`) because backend tracebacks quote raw URIs, secrets included."""
+    cause is dropped (`from None`) because backend tracebacks quote raw URIs, secrets included.
+    Public for the modules that open files through `filesystem` themselves (batch_nst.cache)."""
     try:
         yield
     except StorageError:

@@ -14,7 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from batch_nst import imagenet_q8, storage
+from batch_nst import cache, imagenet_q8, storage
 from batch_nst.errors import StorageError, WeightsError
 
 IMAGENET = "imagenet"
@@ -57,7 +57,7 @@ def resolve_weights(spec: str, cache_dir: str | None = None) -> Weights:
     if spec == IMAGENET_Q8:
         return Weights(path=dequantized_imagenet(cache_dir), identity=IMAGENET_Q8_IDENTITY, source=IMAGENET_Q8)
     try:
-        path, sha256 = storage.cache_locally(spec, cache_dir or default_cache_dir())
+        path, sha256 = cache.cache_locally(spec, cache_dir or default_cache_dir())
     except StorageError as err:
         raise WeightsError(f"cannot read VGG19 weights: {err}. {HOW_TO_PASS}") from None
     return Weights(path=path, identity=f"sha256={sha256}", source=storage.redact(spec))

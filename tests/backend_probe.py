@@ -60,7 +60,7 @@ def main() -> None:
     import numpy as np
     from keras import ops
 
-    from batch_nst.engine import losses
+    from batch_nst.engine import distance, losses
     from batch_nst.engine.checkpoint import State
     from batch_nst.engine.optimize import Optimizer
     from batch_nst.params import SEED, WEIGHTED_TERMS, StyleParams
@@ -69,6 +69,7 @@ def main() -> None:
     from batch_nst.weights import Weights
     from tests.conftest import smooth_image
 
+    distance.REFERENCE_SIDE = 64  # as in-process tests take it (tests/conftest.py): no distance is compared here
     optimizer = Optimizer(Extractor(Weights(args.weights, "seeded:0", args.weights)))
     content = smooth_image(SIZE, SIZE, 1)[None].astype(np.float32)
     style = smooth_image(SIZE, SIZE, 2)[None].astype(np.float32)

@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests import vgg_weights
 
@@ -114,3 +115,54 @@ def ray_session(s3_endpoint):
              runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
     yield ray
     ray.shutdown()
+
+
+def problem(optimizer, size=32, seeds=(1, 2)):
+    """An optimization's input: a content batch of one and its targets (the optimizer's tests)."""
+    from batch_nst.engine.losses import Targets
+
+    content = smooth_image(size, size, seeds[0])[None].astype(np.float32)
+    style = smooth_image(size, size, seeds[1])[None].astype(np.float32)
+    return content, Targets(optimizer.content_features(content), optimizer.style_grams(style))
+
+
+def rgba(h, w, seed):
+    """A smooth picture with an opaque box in the middle, transparent around it, one pixel half-way."""
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 255
+    alpha[0, 0] = 77
+    return np.dstack([smooth_image(h, w, seed), alpha])
+
+
+def disc_sprite(n=40):
+    """An opaque disc on a fully transparent background whose hidden colour is junk."""
+    y, x = np.mgrid[0:n, 0:n]
+    alpha = (((y - n / 2) ** 2 + (x - n / 2) ** 2) < (n / 3) ** 2).astype(np.uint8) * 255
+    rgb = (64 + smooth_image(n, n, 50) // 2).astype(np.uint8)
+    rgb[alpha == 0] = (255, 0, 255)
+    return np.dstack([rgb, alpha])
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Six 48 px rows over one style (tests/test_job.py has a library of its own, broken rows included)."""
+    lines = ["id,content,style"]
+    Image.fromarray(smooth_image(48, 48, 100)).save(tmp_path / "style.png")
+    for i in range(6):
+        Image.fromarray(smooth_image(48, 48, i)).save(tmp_path / f"c{i}.png")
+        lines.append(f"c{i},c{i}.png,style.png")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def count_calls(monkeypatch, fs, name):
+    """Wrap fs.<name> so the test can see how often storage called it."""
+    calls = []
+    original = getattr(fs, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fs, name, counted)
+    return calls

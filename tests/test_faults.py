@@ -11,12 +11,9 @@ import threading
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from batch_nst.job import driver as job, pool, records, stopping
-from batch_nst.errors import StorageError
+from batch_nst.job import driver as job, pool, stopping
 from batch_nst.params import StyleParams
-from tests.conftest import smooth_image
 
 
 def _worker_pids() -> list[int]:
@@ -30,17 +27,6 @@ def _worker_pids() -> list[int]:
         except OSError:
             continue
     return pids
-
-
-@pytest.fixture
-def library(tmp_path):
-    lines = ["id,content,style"]
-    Image.fromarray(smooth_image(48, 48, 100)).save(tmp_path / "style.png")
-    for i in range(6):
-        Image.fromarray(smooth_image(48, 48, i)).save(tmp_path / f"c{i}.png")
-        lines.append(f"c{i},c{i}.png,style.png")
-    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    return tmp_path
 
 
 @pytest.mark.parametrize("kill_all", [False, True], ids=["one-worker", "every-worker"])
@@ -66,30 +52,6 @@ def test_killed_workers_lose_nothing_and_duplicate_nothing(ray_session, library,
     assert sorted(r["id"] for r in recs) == [f"c{i}" for i in range(6)]  # one record each: ok once
     assert all(r["status"] == "ok" for r in recs)
     assert sorted(os.listdir(os.path.join(root, "images"))) == [f"c{i}.png" for i in range(6)]  # no temp files
-
-
-def test_a_second_run_on_the_same_root_refuses_clearly(ray_session, library, legacy_weights_path):
-    from batch_nst.errors import LockedError
-
-    root = str(library / "out")
-    config = job.JobConfig(manifest=str(library / "m.csv"), output_root=root, weights=legacy_weights_path,
-                           params=StyleParams(steps=20, max_size=48), workers=2)
-    refused = []
-
-    def second_run(plan):
-        """Started while the first run holds the root, just before it dispatches any work."""
-        try:
-            job.run(config)
-        except LockedError as err:
-            refused.append(str(err))
-
-    summary = job.run(config, on_start=second_run)
-    assert summary.ok == 6
-    assert refused and "is in use by run" in refused[0] and summary.run_id in refused[0]
-    again = job.run(config)  # the lease was released: a later run goes ahead and has nothing to do
-    assert (again.ok, again.skipped) == (0, 6)
-    recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
-    assert sorted(r["id"] for r in recs) == [f"c{i}" for i in range(6)]  # each stylized once
 
 
 def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_session, library, legacy_weights_path):
@@ -165,56 +127,6 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     assert [i for i, r in recs.items() if r["status"] != "ok"] == ["i5"]
     assert "died while stylizing it, 3 times" in recs["i5"]["error"]
     assert ["i5"] in workers.chunks_seen  # its batch-mates were retried alone and came back ok
-
-
-def _tiny(library, **overrides):
-    return job.JobConfig(manifest=str(library / "m.csv"), output_root=str(library / "out"), weights=overrides.pop("weights"),
-                         params=StyleParams(steps=1, max_size=16), workers=1, **overrides)
-
-
-def test_metadata_that_cannot_be_written_loses_no_failure_and_the_next_run_says_why(
-        ray_session, library, legacy_weights_path, monkeypatch, capsys):
-    """Defect 4: on a full disk the driver died on the parquet write (exit 2), the failure
-    reasons were gone and the summary stayed `running`."""
-    with open(library / "m.csv", "a") as f:
-        f.write("gone,missing.png,style.png\n")
-
-    def full_disk(root, name, recs):
-        raise StorageError(f"cannot write {root}/metadata/{name}.parquet: OSError: [Errno 28] No space left on device")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(records, "write_part", full_disk)
-        summary = job.run(_tiny(library, weights=legacy_weights_path))
-    assert (summary.ok, summary.invalid, summary.status, summary.exit_code) == (6, 1, "failed", 1)
-    assert "7 record(s) could not be written" in summary.metadata_error and "No space left" in summary.metadata_error
-    stored = json.loads((library / "out" / "runs" / f"{summary.run_id}.json").read_text())
-    assert stored["status"] == "failed" and "No space left" in stored["metadata_error"]
-    capsys.readouterr()
-    again = job.run(_tiny(library, weights=legacy_weights_path))
-    assert f"gathered 7 record(s) left pending by run {summary.run_id}: it could not write its metadata" in (
-        capsys.readouterr().err)
-    assert (again.ok, again.skipped, again.invalid) == (0, 6, 1)
-    recs = pads.dataset(str(library / "out" / "metadata")).to_table().to_pylist()
-    first = [r for r in recs if r["run_id"] == summary.run_id]
-    assert len(first) == 7 and [r["error"] for r in first if r["id"] == "gone"][0].startswith("no such file")
-
-
-def test_a_driver_that_fails_mid_run_ends_its_summary_crashed(ray_session, library, legacy_weights_path):
-    """Defect 5: a run's summary stayed `running` after any crash."""
-    def crash(rec, summary):
-        raise RuntimeError("the progress display broke")
-
-    with pytest.raises(RuntimeError):
-        job.run(_tiny(library, weights=legacy_weights_path), on_record=crash)
-    (summary_file,) = (library / "out" / "runs").glob("2*.json")
-    stored = json.loads(summary_file.read_text())
-    assert stored["status"] == "crashed" and "the progress display broke" in stored["crash"]
-    # the record that crashed it, and whatever the workers had finished and left pending by then
-    # (gathered at the end: defect 10 of issue 20), each counted once and written once
-    written = records.read(str(library / "out")).to_pylist()
-    assert stored["counts"]["ok"] == sum(r["status"] == "ok" for r in written) >= 1
-    assert len({r["id"] for r in written}) == len(written)
-    assert not (library / "out" / "runs" / "_lease.json").exists()
 
 
 @pytest.mark.parametrize("grace", [120, 0], ids=["in-flight-finish", "no-grace"])

@@ -3,6 +3,10 @@
 import io
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -238,39 +242,67 @@ def test_unknown_schemes_and_credentials_fail_their_rows_without_leaking(ray_ses
     assert secret not in everything and "AKIAEXAMPLE" not in everything
 
 
-def test_the_driver_never_imports_tensorflow(tmp_path, legacy_weights_path):
+NO_TENSORFLOW = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
+                 "sys.exit(10 if 'tensorflow' in sys.modules else code)")
+NO_FRAMEWORK = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
+                "sys.exit(10 if {'tensorflow', 'jax', 'torch', 'keras'} & set(sys.modules) else code)")
+
+
+def _one_item_run(folder, weights):
+    """`run`'s arguments for a manifest of one 16 px item written in `folder`."""
+    _save(folder / "c.png", smooth_image(16, 16, 1))
+    _save(folder / "s.png", smooth_image(16, 16, 2))
+    (folder / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
+    return ["run", str(folder / "m.csv"), "-o", str(folder / "out"), "--weights", weights,
+            "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def own_processes(tmp_path_factory, legacy_weights_path):
+    """The drivers the tests below run in processes of their own, each starting a local Ray of its
+    own, all started at once: one after another they were the longest waits of this module."""
+    local, imagenet = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("imagenet")
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    os.makedirs(os.path.join(temp, "ray"))
+    with open(os.path.join(temp, "ray", "ray_current_cluster"), "w") as f:
+        f.write("127.0.0.1:9")  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = ("import ray; from batch_nst.job import driver; driver._init_ray(driver.JobConfig('m.csv', 'out')); "
+              "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
+    started = {
+        "local weights": ([sys.executable, "-c", NO_FRAMEWORK, *_one_item_run(local, legacy_weights_path)],
+                          {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}),  # the default: auto
+        "imagenet": ([sys.executable, "-c", NO_TENSORFLOW, *_one_item_run(imagenet, "imagenet")],
+                     {**os.environ, "KERAS_HOME": str(imagenet / "keras"), "RAY_AUTH_MODE": "disabled"}),
+        "stale cluster": ([sys.executable, "-c", script], {**env, "RAY_TMPDIR": temp}),
+    }
+    procs = {name: subprocess.Popen(cmd, env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (cmd, proc_env) in started.items()}
+    yield {name: lambda proc=proc: _finished(proc) for name, proc in procs.items()}
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_the_driver_never_imports_tensorflow(own_processes):
     """Planning and dispatch run in the driver; TensorFlow (~500 MB) belongs in the workers only:
     a whole `run` (its own local Ray, one item) leaves the driver without it, and without any
     framework or Keras: `--backend auto` is chosen in the workers."""
-    import subprocess
-    import sys
-
-    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
-    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
-    (tmp_path / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
-    argv = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", legacy_weights_path,
-            "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
-    code = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
-            "sys.exit(10 if {'tensorflow', 'jax', 'torch', 'keras'} & set(sys.modules) else code)")
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}  # the default: auto
-    assert subprocess.run([sys.executable, "-c", code, *argv], timeout=300, env=env).returncode == 0
+    done = own_processes["local weights"]()
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_the_driver_never_loads_the_framework_with_imagenet_weights(tmp_path):
+def test_the_driver_never_loads_the_framework_with_imagenet_weights(own_processes):
     """`--weights imagenet` is Keras' download: the workers' business. Offline here, every worker
     fails to start with the download's reason, and the driver never imported TensorFlow."""
-    import subprocess
-    import sys
-
-    _save(tmp_path / "c.png", smooth_image(16, 16, 1))
-    _save(tmp_path / "s.png", smooth_image(16, 16, 2))
-    (tmp_path / "m.csv").write_text("id,content,style\nc,c.png,s.png\n")
-    argv = ["run", str(tmp_path / "m.csv"), "-o", str(tmp_path / "out"), "--weights", "imagenet",
-            "--steps", "1", "--max-size", "16", "--workers", "1", "--quiet"]
-    code = ("import sys; from batch_nst.cli import main; code = main(sys.argv[1:]); "
-            "sys.exit(10 if 'tensorflow' in sys.modules else code)")
-    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run([sys.executable, "-c", code, *argv], timeout=300, env=env, capture_output=True, text=True)
+    done = own_processes["imagenet"]()
     assert done.returncode == 2, done.stderr[-2000:]
     assert "cannot download the ImageNet VGG19 weights" in done.stderr
 
@@ -330,25 +362,9 @@ def test_a_parameter_changed_and_changed_back_leaves_the_image_of_the_latest_rec
     assert max(_records(root), key=lambda r: r["finished_at"])["status"] == "failed" and not image.exists()
 
 
-def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(tmp_path):
+def test_a_local_run_starts_its_own_ray_whatever_cluster_ray_last_recorded(own_processes):
     """Defect 8: a stale current-cluster file (a dead `ray start --head`) must not capture a
     local run. Ray's temp dir is a fresh one here: other Ray instances on the machine are left alone."""
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    os.makedirs(os.path.join(temp, "ray"))
-    with open(os.path.join(temp, "ray", "ray_current_cluster"), "w") as f:
-        f.write("127.0.0.1:9")  # nothing listens there
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    script = ("import ray; from batch_nst.job import driver; driver._init_ray(driver.JobConfig('m.csv', 'out')); "
-              "print('CPUS', ray.cluster_resources()['CPU']); ray.shutdown()")
-    try:
-        done = subprocess.run([sys.executable, "-c", script], env={**env, "RAY_TMPDIR": temp}, capture_output=True,
-                              text=True, timeout=300)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    done = own_processes["stale cluster"]()
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"CPUS {float(os.cpu_count())}" in done.stdout

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -69,7 +70,7 @@ def test_bad_values_name_the_parameter(values, message):
 
 def test_frozen_hashable_and_canonical_json():
     p = StyleParams(steps=3)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'steps'"):
         p.steps = 4
     assert hash(p) == hash(StyleParams(steps=3))
     assert json.loads(p.to_json())["steps"] == 3

@@ -7,6 +7,7 @@ import re
 import pytest
 from PIL import Image
 
+from batch_nst import cli
 from batch_nst.job import pool
 from batch_nst.cli import main
 from batch_nst.errors import ParamsError
@@ -26,13 +27,23 @@ def test_job_config_refuses_what_cannot_work(field, value, flag):
         JobConfig(manifest="m.csv", output_root="out", **{field: value})
 
 
-def test_cli_defaults_are_job_configs(tmp_path, capsys):
-    """One copy of each default: `run --help` shows JobConfig's."""
+POOL_FLAGS = ("wait_timeout", "max_attempts", "batch_items", "checkpoint_every", "grace")
+
+
+def test_cli_defaults_are_job_configs(capsys):
+    """One copy of each default: `run` without pool flags builds JobConfig's own values, and
+    `run --help` shows each beside its flag."""
+    built = cli._job_config(cli._parser().parse_args(["run", "m.csv", "-o", "out", "--weights", "w.h5"]))
+    defaults = JobConfig(manifest="m.csv", output_root="out", weights="w.h5")
+    for name in ("workers", "gpus_per_worker", "address", *POOL_FLAGS):
+        assert getattr(built, name) == getattr(defaults, name), name
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    defaults = JobConfig(manifest="", output_root="")
-    assert f"(default {defaults.wait_timeout:g})" in text and f"(default {defaults.max_attempts})" in text
+    for name in POOL_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        (described,) = re.findall(rf"(?<=\s){flag} {name.upper()} ([^\[].*?)(?= --[a-z]|$)", text)
+        assert f"(default {getattr(defaults, name):g}" in described, (flag, described)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,18 @@
 """The metadata contract: schema, atomic parts readable as one dataset, ok keys, summaries."""
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import fsspec
 import pyarrow.dataset as pads
 import pytest
 
 from batch_nst.job import records
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _rec(i, status="ok", key=None):
@@ -17,8 +23,21 @@ def _rec(i, status="ok", key=None):
 def test_record_has_every_column_and_refuses_unknown_ones():
     rec = _rec(1)
     assert list(rec) == records.SCHEMA.names
-    with pytest.raises(AssertionError, match="not metadata columns"):
+    with pytest.raises(TypeError, match="not metadata columns"):
         records.record(id="x", losses=1)
+
+
+def test_a_value_of_the_wrong_type_is_refused_naming_its_column_also_under_python_dash_o():
+    """The check is code, not an `assert`: `python -O` keeps it."""
+    with pytest.raises(TypeError, match="^metadata column steps must be Integral, got '2'$"):
+        records.record(id="x", steps="2")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        records.Record(id="x").status = "ok"
+    code = ("from batch_nst.job import records\n"
+            "try:\n    records.record(id='x', total_loss='1.5')\nexcept TypeError as err:\n    print(err)")
+    done = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.stdout.strip() == "metadata column total_loss must be Real, got '1.5'", done.stderr[-2000:]
 
 
 def test_writer_flushes_parts_readable_as_one_dataset(tmp_path):

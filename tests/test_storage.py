@@ -1,6 +1,5 @@
 """The storage boundary on memory://, a local folder and file:// URIs (no object-store server)."""
 
-import hashlib
 import os
 import sys
 from datetime import datetime, timezone
@@ -9,19 +8,7 @@ import pytest
 
 from batch_nst import storage
 from batch_nst.errors import StorageError
-
-
-def _count_calls(monkeypatch, fs, name):
-    """Wrap fs.<name> so the test can see how often storage called it."""
-    calls = []
-    original = getattr(fs, name)
-
-    def counted(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(fs, name, counted)
-    return calls
+from tests.conftest import count_calls
 
 
 # --- URIs ---------------------------------------------------------------------------------------
@@ -115,7 +102,7 @@ def test_failed_local_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_object_store_write_is_one_put(mem, monkeypatch):
-    puts = _count_calls(monkeypatch, mem, "pipe_file")
+    puts = count_calls(monkeypatch, mem, "pipe_file")
     storage.write_bytes("memory://out/x.png", b"abc")
     assert len(puts) == 1 and mem.cat_file("/out/x.png") == b"abc"
 
@@ -175,8 +162,8 @@ def test_memory_fingerprints_change_on_rewrite(mem):
 def test_fingerprints_cost_one_listing_per_folder(mem, monkeypatch):
     for path in ("/lib/x/a.png", "/lib/x/b.png", "/lib/y/c.png"):
         mem.pipe_file(path, b"x")
-    lists = _count_calls(monkeypatch, mem, "ls")
-    infos = _count_calls(monkeypatch, mem, "info")
+    lists = count_calls(monkeypatch, mem, "ls")
+    infos = count_calls(monkeypatch, mem, "info")
     prints = storage.fingerprints(
         ["memory://lib/x/a.png", "memory://lib/x/b.png", "memory://lib/y/c.png", "memory://lib/x/none.png"])
     assert len(prints) == 3
@@ -193,53 +180,6 @@ def test_fingerprint_prefers_etag_over_times(mem, monkeypatch):
     prints = storage.fingerprints(["memory://b/x/a.png", "memory://b/x/t.png", "memory://b/x/sub"])
     assert prints == {"memory://b/x/a.png": "size=3;etag=abc",
                       "memory://b/x/t.png": "size=5;lastmodified=2026-01-01"}
-
-
-# --- cache_locally ------------------------------------------------------------------------------
-
-def test_cache_locally_copies_once_and_verifies(mem, tmp_path, monkeypatch):
-    data = b"weights" * 1000
-    mem.pipe_file("/models/vgg.weights.h5", data)
-    opens = _count_calls(monkeypatch, mem, "_open")
-    cache = str(tmp_path / "cache")
-    path, sha = storage.cache_locally("memory://models/vgg.weights.h5", cache)
-    assert sha == hashlib.sha256(data).hexdigest()
-    assert path.startswith(cache) and os.path.basename(path) == "vgg.weights.h5"
-    assert open(path, "rb").read() == data and len(opens) == 1
-    assert sorted(os.listdir(os.path.dirname(path))) == ["vgg.weights.h5", "vgg.weights.h5.sha256"]
-
-    assert storage.cache_locally("memory://models/vgg.weights.h5", cache) == (path, sha)
-    assert len(opens) == 1  # a hit does not read the source again
-
-    with open(path, "r+b") as f:
-        f.write(b"X")  # damaged cache
-    assert storage.cache_locally("memory://models/vgg.weights.h5", cache) == (path, sha)
-    assert open(path, "rb").read() == data and len(opens) == 2
-
-
-def test_cache_locally_copies_again_when_the_source_changes(mem, tmp_path):
-    mem.pipe_file("/m/w.h5", b"one")
-    first, _ = storage.cache_locally("memory://m/w.h5", str(tmp_path))
-    mem.pipe_file("/m/w.h5", b"three")
-    second, sha = storage.cache_locally("memory://m/w.h5", str(tmp_path))
-    assert first != second and open(second, "rb").read() == b"three"
-    assert sha == hashlib.sha256(b"three").hexdigest()
-
-
-def test_cache_locally_uses_local_files_in_place(tmp_path):
-    src = tmp_path / "w.h5"
-    src.write_bytes(b"local")
-    cache = tmp_path / "cache"
-    for uri in (str(src), f"file://{src}"):
-        assert storage.cache_locally(uri, str(cache)) == (str(src), hashlib.sha256(b"local").hexdigest())
-    assert not cache.exists()
-
-
-def test_cache_locally_missing_source(mem, tmp_path):
-    with pytest.raises(StorageError, match="^no such file: memory://m/none.h5$"):
-        storage.cache_locally("memory://m/none.h5", str(tmp_path))
-    with pytest.raises(StorageError, match="no such file: .*none.h5"):
-        storage.cache_locally(str(tmp_path / "none.h5"), str(tmp_path))
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -227,3 +227,14 @@ def test_batch_pixels_come_from_the_device_unless_given(legacy_weights_path, tmp
     assert Worker(dataclasses.replace(config, gpu_fraction=None)).config.batch_pixels == device.CPU_BATCH_PIXELS
     (rec,) = gpu.process(_items(tmp_path, 1))
     assert rec["status"] == "ok" and rec["backend"] == ran != "auto"
+
+
+def test_a_misspelt_or_mistyped_config_fails_where_it_is_built_naming_the_field():
+    """The driver builds the config: a typo there is its error, not "every worker failed to start"."""
+    with pytest.raises(TypeError, match="unexpected keyword argument 'threds'"):
+        WorkerConfig(output_root="out", weights="w.h5", run_id="r1", threds=2)
+    with pytest.raises(TypeError, match=r"^WorkerConfig.batch_items must be int, got '4'$"):
+        WorkerConfig(output_root="out", weights="w.h5", run_id="r1", batch_items="4")
+    with pytest.raises(TypeError, match=r"^WorkerConfig.gpu_fraction must be float or None, got True$"):
+        WorkerConfig(output_root="out", weights="w.h5", run_id="r1", gpu_fraction=True)
+    assert WorkerConfig(output_root="out", weights="w.h5", run_id="r1", gpu_fraction=1).gpu_fraction == 1

@@ -28,6 +28,7 @@ from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.job.manifest import WorkItem
 from batch_nst.params import StyleParams
 from batch_nst.job.runs import Summary
+from batch_nst.job.worker import WorkerConfig
 
 
 @dataclass(frozen=True)
@@ -211,11 +212,11 @@ def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
     _init_ray(config)
     stop.arm()  # ray.init replaced our SIGTERM handler with one that exits at once
     shape = pool.shape(config.workers, config.gpus_per_worker, len(the_plan.todo), config.on_cluster, _log)
-    worker_config = {"output_root": config.output_root, "weights": config.weights, "run_id": summary.run_id,
-                     "max_pixels": config.max_pixels, "backend": config.backend, "threads": max(1, int(shape.cpus)),
-                     "gpu_fraction": shape.gpus or None,
-                     "batch_items": config.batch_items, "batch_pixels": config.batch_pixels,
-                     "checkpoint_every": config.checkpoint_every}
+    worker_config = WorkerConfig(output_root=config.output_root, weights=config.weights, run_id=summary.run_id,
+                                 max_pixels=config.max_pixels, backend=config.backend, threads=max(1, int(shape.cpus)),
+                                 gpu_fraction=shape.gpus or None, batch_items=config.batch_items,
+                                 batch_pixels=config.batch_pixels,
+                                 checkpoint_every=config.checkpoint_every)
     workers = pool.Pool(shape, worker_config, config.max_attempts, config.wait_timeout, _log, on_pool,
                         verbose=config.verbose)
     try:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 from batch_nst.job import quiet
 from batch_nst.errors import ResourcesError
 from batch_nst.job.stopping import Stop
+
+if TYPE_CHECKING:  # imported by the actor's own process only (it unpickles the config there)
+    from batch_nst.job.worker import WorkerConfig
 
 POLL_S = 1.0  # how often the pool wakes to refresh its status and check the wait timeout
 
@@ -78,18 +81,18 @@ class WorkerActor:
     worker (and the framework) is imported here, in the actor's own process, so the driver
     stays light. It also learns where Ray placed it, for every record it writes."""
 
-    def __init__(self, options: dict[str, Any], verbose: bool = False):
+    def __init__(self, config: WorkerConfig, verbose: bool = False):
         quiet.configure(verbose)  # before the framework loads; set here, not in ray.init's runtime_env
         import ray
 
-        from batch_nst.job.worker import Worker, WorkerConfig
+        from batch_nst.job.worker import Worker
 
         context = ray.get_runtime_context()
         where = {"node": context.get_node_id(),
                  "accelerators": [str(a) for a in context.get_accelerator_ids().get("GPU", [])]}
         if not where["accelerators"]:  # Ray 2.60 leaves CUDA_VISIBLE_DEVICES as it was for an actor given no GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # so a CPU worker on a GPU node neither picks nor takes the card
-        self.worker = Worker(WorkerConfig(**options), where)
+        self.worker = Worker(config, where)
         self.placement = {"name": self.worker.name, **where}
 
     def identity(self) -> dict[str, Any]:
@@ -120,7 +123,7 @@ class Pool:
     """Requested workers, dispatch to the started ones, and the record of where they ran."""
 
     shape: Shape
-    worker_options: dict[str, Any]  # batch_nst.job.worker.WorkerConfig's fields: built in the worker's process
+    worker_config: WorkerConfig  # built and checked in the driver; each actor gets a copy
     max_attempts: int
     wait_timeout: float
     log: Callable[[str], None]  # the driver's messages (stderr)
@@ -145,7 +148,7 @@ class Pool:
         actor = ray.remote(WorkerActor).options(
             num_cpus=self.shape.cpus, num_gpus=self.shape.gpus, max_restarts=-1,
             max_task_retries=self.max_attempts - 1)
-        self._actors = [actor.remote(self.worker_options, self.verbose) for _ in range(self.shape.workers)]
+        self._actors = [actor.remote(self.worker_config, self.verbose) for _ in range(self.shape.workers)]
         self._starting = {a.identity.remote(): i for i, a in enumerate(self._actors)}
 
     def drain(self, chunks: Iterator[list], stop: Stop) -> Generator[dict[str, Any], None, list]:

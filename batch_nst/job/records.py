@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import numbers
 import os
 import uuid
 from collections import Counter
@@ -36,41 +37,57 @@ OK, FAILED = "ok", "failed"
 DRIVER = "driver"  # the `worker` of records the driver makes itself (invalid rows, lost items)
 PENDING = "_pending"
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("key", pa.string()),
-        ("content", pa.string()),
-        ("style", pa.string()),
-        ("output", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        *((f"{term}_loss", pa.float64()) for term in TERMS),  # total weighted, the others unweighted
-        ("style_distance", pa.float64()),  # to the style at one reference size (distance.py); null before it
-        ("speckle", pa.float64()),  # of the image: mean |pixel - 3x3 median| over opaque pixels (assets/quality.py)
-        ("content_speckle", pa.float64()),  # the content's, what `speckle` is read against
-        ("edges", pa.float64()),  # correlation of the image's edge strength with the content's (1 kept, 0 gone)
-        ("loss_history", pa.list_(pa.float32())),
-        ("steps", pa.int32()),
-        ("frames", pa.int32()),  # of the written image: 1 a still (a one-frame GIF too), more an animation
-        ("height", pa.int32()),  # of the written image (the content's own size)
-        ("width", pa.int32()),
-        ("opt_height", pa.int32()),  # size the optimization ran at
-        ("opt_width", pa.int32()),
-        ("seconds", pa.float64()),  # the item in its worker: read, stylize, write
-        ("optimize_seconds", pa.float64()),  # inside the optimization steps only
-        ("params", pa.string()),  # effective StyleParams, canonical JSON
-        ("weights", pa.string()),
-        ("precision", pa.string()),  # the network arithmetic that ran (params holds the request)
-        ("backend", pa.string()),  # the Keras backend that ran it (not part of the key)
-        ("note", pa.string()),  # e.g. "content: first frame of 12"
-        ("worker", pa.string()),
-        ("node", pa.string()),  # the Ray node id of the worker (None for the driver's records)
-        ("accelerators", pa.list_(pa.string())),  # the GPU ids Ray gave the worker; empty on CPU
-        ("run_id", pa.string()),
-        ("finished_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
+# The one list of metadata columns: (name, Python type, Parquet type). `Record`'s typed fields and
+# `SCHEMA` are both made from it, so the two cannot drift.
+_TEXT, _REAL, _WHOLE = (str, pa.string()), (numbers.Real, pa.float64()), (numbers.Integral, pa.int32())
+COLUMNS = [
+    ("id", *_TEXT),
+    ("key", *_TEXT),
+    ("content", *_TEXT),
+    ("style", *_TEXT),
+    ("output", *_TEXT),
+    ("status", *_TEXT),
+    ("error", *_TEXT),
+    *((f"{term}_loss", *_REAL) for term in TERMS),  # total weighted, the others unweighted
+    ("style_distance", *_REAL),  # to the style at one reference size (distance.py); null before it
+    ("speckle", *_REAL),  # of the image: mean |pixel - 3x3 median| over opaque pixels (assets/quality.py)
+    ("content_speckle", *_REAL),  # the content's, what `speckle` is read against
+    ("edges", *_REAL),  # correlation of the image's edge strength with the content's (1 kept, 0 gone)
+    ("loss_history", list, pa.list_(pa.float32())),
+    ("steps", *_WHOLE),
+    ("frames", *_WHOLE),  # of the written image: 1 a still (a one-frame GIF too), more an animation
+    ("height", *_WHOLE),  # of the written image (the content's own size)
+    ("width", *_WHOLE),
+    ("opt_height", *_WHOLE),  # size the optimization ran at
+    ("opt_width", *_WHOLE),
+    ("seconds", *_REAL),  # the item in its worker: read, stylize, write
+    ("optimize_seconds", *_REAL),  # inside the optimization steps only
+    ("params", *_TEXT),  # effective StyleParams, canonical JSON
+    ("weights", *_TEXT),
+    ("precision", *_TEXT),  # the network arithmetic that ran (params holds the request)
+    ("backend", *_TEXT),  # the Keras backend that ran it (not part of the key)
+    ("note", *_TEXT),  # e.g. "content: first frame of 12"
+    ("worker", *_TEXT),
+    ("node", *_TEXT),  # the Ray node id of the worker (None for the driver's records)
+    ("accelerators", list, pa.list_(pa.string())),  # the GPU ids Ray gave the worker; empty on CPU
+    ("run_id", *_TEXT),
+    ("finished_at", datetime, pa.timestamp("ms", tz="UTC")),
+]
+SCHEMA = pa.schema([(name, arrow) for name, _, arrow in COLUMNS])
+
+
+def _check(record: Any) -> None:
+    """Every column None or of its type, checked by code (an `assert` is gone under python -O)."""
+    for name, kind, _ in COLUMNS:
+        value = getattr(record, name)
+        accepted = (list, tuple) if kind is list else kind  # a history may come as a tuple
+        if value is not None and (not isinstance(value, accepted) or isinstance(value, bool)):
+            raise TypeError(f"metadata column {name} must be {kind.__name__}, got {value!r}")
+
+
+Record = dataclasses.make_dataclass(
+    "Record", [(name, kind | None, dataclasses.field(default=None)) for name, kind, _ in COLUMNS], frozen=True,
+    namespace={"__post_init__": _check, "__doc__": "One metadata row: every column of COLUMNS, None where unset."})
 
 
 def now() -> datetime:
@@ -78,10 +95,12 @@ def now() -> datetime:
 
 
 def record(**fields: Any) -> dict[str, Any]:
-    """A record with every schema column present (missing ones None); unknown names refused."""
+    """A row with every column present (missing ones None), built through `Record`: an unknown
+    column or a value of the wrong type fails here, naming it."""
     unknown = set(fields) - set(SCHEMA.names)
-    assert not unknown, f"not metadata columns: {sorted(unknown)}"
-    return {name: fields.get(name) for name in SCHEMA.names}
+    if unknown:
+        raise TypeError(f"not metadata columns: {sorted(unknown)}")
+    return dataclasses.asdict(Record(**fields))
 
 
 def for_item(item, *, run_id: str, worker: str, weights: str, seconds: float = 0.0, **fields: Any) -> dict[str, Any]:

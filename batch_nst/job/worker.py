@@ -12,6 +12,7 @@ import dataclasses
 import os
 import socket
 import time
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """What every worker of a run is built from. The driver builds it, so a misspelt or mistyped
+    field fails there naming it (inside the actor it read as "every worker failed to start"),
+    and Ray carries a copy to each actor."""
+
     output_root: str
     weights: str  # "imagenet" or a URI
     run_id: str
@@ -41,6 +46,20 @@ class WorkerConfig:
     batch_items: int = 16  # most items optimized together in one batch
     batch_pixels: int | None = None  # memory bound of a batch, in pixels; None: sized to the device (device.py)
     checkpoint_every: int = 0  # steps between checkpoints under the output root; 0 = none
+
+    def __post_init__(self) -> None:
+        for name, expected in typing.get_type_hints(WorkerConfig).items():
+            kinds = typing.get_args(expected) or (expected,)
+            if not _fits(getattr(self, name), kinds):
+                named = " or ".join("None" if kind is type(None) else kind.__name__ for kind in kinds)
+                raise TypeError(f"WorkerConfig.{name} must be {named}, got {getattr(self, name)!r}")
+
+
+def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
+    """isinstance, except that an int passes for a float and a bool never for a number."""
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds) or (float in kinds and isinstance(value, int))
 
 
 class Worker:
