@@ -1,13 +1,20 @@
 """The only backend-specific part of the engine: differentiate and compile a loss function.
 
 Everything else (network, losses, Adam, L-BFGS) is written once in `keras.ops`. Here each backend
-gives four things:
+gives five things:
 - `freeze(model)`: keep the network's weights out of every gradient.
 - `call(model, variables, x)`: run the network. JAX runs it statelessly on weights passed in as
   arguments: closed over, 80 MB of weights would be compiled into the program as constants.
 - `value_and_grad(f)`: `f(x, *args) -> (scalar, aux)` becomes `g(x, *args) -> ((scalar, aux), df/dx)`.
 - `compile(f, on_trace)`: TensorFlow and JAX trace `f` once per input shape into one program;
   PyTorch runs eagerly. `on_trace` runs at each trace, so callers can count them.
+- `compile_steps(step, names, on_trace)`: `step(state, t, *args) -> (state, terms)`, `t` the
+  1-based step number as float32, becomes `run(k, state, done, *args) -> (state, terms)`: k steps
+  after step `done`, the terms named in `names` stacked [k, ...]. TensorFlow and JAX keep the loop
+  in the program (a `while_loop` in the `tf.function`; `lax.scan`), so k steps cost one dispatch
+  and the step counter is computed on the device. `k` is a constant of each program (one trace
+  per k): a known trip count lets XLA's GPU loop skip reading its condition back to the host.
+  PyTorch loops in Python over one step.
 """
 
 from __future__ import annotations
@@ -52,6 +59,22 @@ class _TensorFlow:
 
         return tf.function(traced)
 
+    @staticmethod
+    def compile_steps(step: Callable, names: tuple[str, ...], on_trace: Callable[[], None]) -> Callable:
+        import tensorflow as tf
+
+        def steps(k, state, done, *args):  # a Python int k is part of tf.function's trace key
+            def body(i, state, stacked):
+                state, terms = step(state, done + tf.cast(i + 1, "float32"), *args)
+                return i + 1, state, {n: stacked[n].write(i, terms[n]) for n in names}
+
+            stacked = {n: tf.TensorArray("float32", size=k) for n in names}
+            _, state, stacked = tf.while_loop(lambda i, *_: i < k, body, (tf.constant(0), state, stacked),
+                                              parallel_iterations=1)
+            return state, {n: a.stack() for n, a in stacked.items()}
+
+        return _TensorFlow.compile(steps, on_trace)
+
 
 class _Jax:
     freeze = _TensorFlow.freeze
@@ -73,14 +96,26 @@ class _Jax:
         return jax.value_and_grad(f, has_aux=True)
 
     @staticmethod
-    def compile(f: Callable, on_trace: Callable[[], None]) -> Callable:
+    def compile(f: Callable, on_trace: Callable[[], None], static_argnums: tuple[int, ...] = ()) -> Callable:
         import jax
 
         def traced(*args):
             on_trace()
             return f(*args)
 
-        return jax.jit(traced)
+        return jax.jit(traced, static_argnums=static_argnums)
+
+    @staticmethod
+    def compile_steps(step: Callable, names: tuple[str, ...], on_trace: Callable[[], None]) -> Callable:
+        import jax
+        import jax.numpy as jnp
+
+        def steps(k, state, done, *args):
+            state, terms = jax.lax.scan(lambda state, i: step(state, done + i, *args), state,
+                                        jnp.arange(1, k + 1, dtype="float32"))
+            return state, {n: terms[n] for n in names}
+
+        return _Jax.compile(steps, on_trace, static_argnums=(0,))
 
 
 class _Torch:
@@ -121,10 +156,25 @@ class _Torch:
 
         return run
 
+    @staticmethod
+    def compile_steps(step: Callable, names: tuple[str, ...], on_trace: Callable[[], None]) -> Callable:
+        import torch
+
+        one = _Torch.compile(step, on_trace)
+
+        def steps(k, state, done, *args):
+            rows = []
+            for i in range(1, k + 1):
+                state, terms = one(state, done + i, *args)
+                rows.append(terms)
+            return state, {n: torch.stack([row[n] for row in rows]) for n in names}
+
+        return steps
+
 
 _BACKENDS = {"tensorflow": _TensorFlow, "jax": _Jax, "torch": _Torch}
 
 
 def current():
-    """This process's backend's three functions (Keras' backend, fixed at import)."""
+    """This process's backend's functions (Keras' backend, fixed at import)."""
     return _BACKENDS[keras.backend.backend()]

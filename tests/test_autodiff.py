@@ -1,0 +1,91 @@
+"""Several Adam steps per compiled call on every backend.
+
+tests/steps_probe.py runs in a process per backend (all at once, a core's share each) with one
+step per call and four (so a 10-step run makes calls of 4, 4 and 2, and one checkpointed every 5
+steps calls of 4, 1, 4, 1). Four steps in one call are the arithmetic of four single steps, op for
+op: TensorFlow's `while_loop`, JAX's `scan` and PyTorch's Python loop give the same bits, so the
+comparisons are exact.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.steps_probe import CHECKPOINT_AT, STEPS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKENDS = ["tensorflow", *[pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                                         reason=f"{name} not installed"))
+                            for name in ("jax", "torch")]]
+PROBES = {"tensorflow": ("tensorflow", []), "jax": ("jax", []), "torch": ("torch", [])}  # name: (backend, arguments)
+
+
+def _start(name: str, weights: str, folder: pathlib.Path, threads: int) -> subprocess.Popen:
+    backend, extra = PROBES[name]
+    cmd = [sys.executable, "-m", "tests.steps_probe", backend, weights, str(folder / f"{name}.npz"),
+           "--threads", str(threads), *extra]
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": backend}
+    with open(folder / f"{name}.log", "w") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def probes(legacy_weights_path, tmp_path_factory) -> dict[str, tuple[dict[str, np.ndarray], str]]:
+    """Each installed backend's results and log, their probes run at once."""
+    folder = tmp_path_factory.mktemp("steps")
+    names = [n for n, (backend, _) in PROBES.items() if importlib.util.find_spec(backend) is not None]
+    threads = max(1, len(os.sched_getaffinity(0)) // len(names))
+    procs = {name: _start(name, legacy_weights_path, folder, threads) for name in names}
+    try:
+        results = {}
+        for name, proc in procs.items():
+            log = folder / f"{name}.log"
+            assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+            with np.load(folder / f"{name}.npz") as z:
+                results[name] = (dict(z), log.read_text())
+        return results
+    finally:
+        for proc in procs.values():  # after a failure, the probes still running: none left behind
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_four_steps_a_call_are_four_single_steps(probes, backend):
+    one, four = (_runs(probes[backend][0], k) for k in (1, 4))
+    assert four["history"].shape == (2, STEPS)
+    for name in ("pixels", "history", "resumed/pixels", "resumed/history"):
+        np.testing.assert_array_equal(four[name], one[name], err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_resumed_run_equals_the_uninterrupted_one_and_progress_sees_every_step(probes, backend):
+    four = _runs(probes[backend][0], 4)
+    assert four["checkpoints"] == 1 and four["checkpoint/step"] == CHECKPOINT_AT
+    np.testing.assert_array_equal(four["resumed/pixels"], four["pixels"])
+    np.testing.assert_array_equal(four["resumed/history"], four["history"])
+    assert list(four["progress/step"]) == list(range(1, STEPS + 1))
+    np.testing.assert_array_equal(four["progress/total"], four["history"][0])  # item 0's losses, step by step
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_program_is_traced_per_shape_and_call_size(probes, backend):
+    """TF and JAX trace a program per k: 4, the end's 2, and the checkpoint's remainder 1.
+    PyTorch loops over one step in Python: one program whatever k."""
+    four = _runs(probes[backend][0], 4)
+    assert four["traces"] == (1 if backend == "torch" else 3)
+    assert _runs(probes[backend][0], 1)["traces"] == 1
+
+
+def _runs(results: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """One k's results, without the `k<k>/` prefix."""
+    prefix = f"k{k}/"
+    return {name[len(prefix):]: value for name, value in results.items() if name.startswith(prefix)}
