@@ -1,11 +1,12 @@
 """Several Adam steps per compiled call against one, computed in a process of one backend.
 
-    python -m tests.steps_probe BACKEND WEIGHTS OUT.npz [--threads N] [--k 1 4]
+    python -m tests.steps_probe BACKEND WEIGHTS OUT.npz [--threads N] [--k 1 4] [--break-compile]
 
-Keras fixes its backend at import, so tests/test_autodiff.py runs this once per backend. For each
-k (steps per call) it writes, under `k<k>/`: a 10-step run of two items (pixels, histories, what
-the progress callback saw), the same run checkpointed every 5 steps and resumed from its first
-checkpoint, and the traces made.
+Keras fixes its backend at import, so tests/test_autodiff.py runs this once per backend (and once
+for compiled PyTorch, set by $BATCH_NST_TORCH_COMPILE). For each k (steps per call) it writes,
+under `k<k>/`: a 10-step run of two items (pixels, histories, what the progress callback saw),
+the same run checkpointed every 5 steps and resumed from its first checkpoint, and the traces made.
+`--break-compile` replaces `torch.compile` with one whose programs fail at their first call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ import sys
 from tests.backend_probe import probe_parser
 
 SIZE, STEPS, CHECKPOINT_AT = 32, 10, 5
+
+
+def break_compile() -> None:
+    """`torch.compile` as it fails where no C++ compiler is found: at the first call."""
+    import torch
+
+    def failing(f, **options):
+        def run(*args):
+            raise RuntimeError("InductorError: no C++ compiler found\n(a second line that must not be logged)")
+        return run
+
+    torch.compile = failing
 
 
 def run_k(optimizer, content, targets, params) -> dict:
@@ -36,10 +49,13 @@ def run_k(optimizer, content, targets, params) -> dict:
 def main() -> None:
     parser = probe_parser()
     parser.add_argument("--k", type=int, nargs="+", default=[1, 4], help="steps per compiled call")
+    parser.add_argument("--break-compile", action="store_true")
     args = parser.parse_args()
     from batch_nst.engine import backend
 
     backend.use(args.backend, threads=args.threads)
+    if args.break_compile:
+        break_compile()
     import numpy as np
     from keras import ops
 
