@@ -46,12 +46,18 @@ def read_checkpoint(source: str) -> bytes:
         return f.read()
 
 
-def main() -> None:
+def probe_parser() -> argparse.ArgumentParser:
+    """What every probe is given: its backend, the weights, the file it writes, its share of the cores."""
     parser = argparse.ArgumentParser()
     parser.add_argument("backend")
     parser.add_argument("weights")
     parser.add_argument("out")
     parser.add_argument("--threads", type=int, help="CPU threads: this probe's share of the cores")
+    return parser
+
+
+def main() -> None:
+    parser = probe_parser()
     parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from; - reads it from stdin")
     args = parser.parse_args()
     from batch_nst.engine import backend

@@ -1,12 +1,150 @@
 """The backend's differentiation and compilation: one trace per input shape, reused across items;
-gradients of the function given, with what it passes along."""
+gradients of the function given; several Adam steps per compiled call and the compiled PyTorch
+step, on every backend.
+
+tests/steps_probe.py runs in a process per backend (all at once, a core's share each) with one
+step per call and four (so a 10-step run makes calls of 4, 4 and 2, and one checkpointed every 5
+steps calls of 4, 1, 4, 1). Four steps in one call are the arithmetic of four single steps, op for
+op: TensorFlow's `while_loop`, JAX's `scan` and PyTorch's Python loop give the same bits, so the
+comparisons are exact. Compiled PyTorch (`torch.compile`, Inductor) fuses and reorders float
+arithmetic, so it is compared with eager PyTorch within what round-off does over 10 Adam steps
+(the bound of the cross-backend parity tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from batch_nst.engine import autodiff
 from batch_nst.engine.optimize import Optimizer
 from batch_nst.params import StyleParams
 from tests.conftest import problem
+from tests.steps_probe import CHECKPOINT_AT, STEPS
+
+# Compiling the PyTorch step takes ~80 s of CPU time (minutes on a loaded machine); it runs beside the others.
+pytestmark = pytest.mark.timeout(900)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+BACKENDS = ["tensorflow", *[pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                                                         reason=f"{name} not installed"))
+                            for name in ("jax", "torch")]]
+# name: (backend, $BATCH_NST_TORCH_COMPILE, extra arguments)
+PROBES = {"tensorflow": ("tensorflow", "0", []), "jax": ("jax", "0", []), "torch": ("torch", "0", []),
+          "torch-compiled": ("torch", "1", ["--k", "4"]), "torch-broken": ("torch", "1", ["--k", "4", "--break-compile"])}
+
+
+def _start(name: str, weights: str, folder: pathlib.Path, threads: int) -> subprocess.Popen:
+    backend, compile_, extra = PROBES[name]
+    cmd = [sys.executable, "-m", "tests.steps_probe", backend, weights, str(folder / f"{name}.npz"),
+           "--threads", str(threads), *extra]
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": backend, "BATCH_NST_TORCH_COMPILE": compile_}
+    with open(folder / f"{name}.log", "w") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def probes(legacy_weights_path, tmp_path_factory) -> dict[str, tuple[dict[str, np.ndarray], str]]:
+    """Each installed backend's results and log, their probes run at once."""
+    folder = tmp_path_factory.mktemp("steps")
+    names = [n for n, (backend, _, _) in PROBES.items() if importlib.util.find_spec(backend) is not None]
+    threads = max(1, len(os.sched_getaffinity(0)) // len(names))
+    procs = {name: _start(name, legacy_weights_path, folder, threads) for name in names}
+    try:
+        results = {}
+        for name, proc in procs.items():
+            log = folder / f"{name}.log"
+            assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+            with np.load(folder / f"{name}.npz") as z:
+                results[name] = (dict(z), log.read_text())
+        return results
+    finally:
+        for proc in procs.values():  # after a failure, the probes still running: none left behind
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_four_steps_a_call_are_four_single_steps(probes, backend):
+    one, four = (_runs(probes[backend][0], k) for k in (1, 4))
+    assert four["history"].shape == (2, STEPS)
+    for name in ("pixels", "history", "resumed/pixels", "resumed/history"):
+        np.testing.assert_array_equal(four[name], one[name], err_msg=name)
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, pytest.param("torch-compiled", marks=BACKENDS[-1].marks)])
+def test_a_resumed_run_equals_the_uninterrupted_one_and_progress_sees_every_step(probes, backend):
+    four = _runs(probes[backend][0], 4)
+    assert four["checkpoints"] == 1 and four["checkpoint/step"] == CHECKPOINT_AT
+    np.testing.assert_array_equal(four["resumed/pixels"], four["pixels"])
+    np.testing.assert_array_equal(four["resumed/history"], four["history"])
+    assert list(four["progress/step"]) == list(range(1, STEPS + 1))
+    np.testing.assert_array_equal(four["progress/total"], four["history"][0])  # item 0's losses, step by step
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_program_is_traced_per_shape_and_call_size(probes, backend):
+    """TF and JAX trace a program per k: 4, the end's 2, and the checkpoint's remainder 1.
+    PyTorch loops over one step in Python: one program whatever k."""
+    four = _runs(probes[backend][0], 4)
+    assert four["traces"] == (1 if backend == "torch" else 3)
+    assert _runs(probes[backend][0], 1)["traces"] == 1
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_compiled_pytorch_matches_eager_within_round_off(probes):
+    compiled, log = probes["torch-compiled"]
+    compiled, eager = _runs(compiled, 4), _runs(probes["torch"][0], 1)
+    assert "runs eagerly" not in log  # it did compile
+    np.testing.assert_allclose(compiled["history"], eager["history"], rtol=1e-3)
+    apart = np.abs(compiled["pixels"] - eager["pixels"])
+    assert apart.mean() < 0.25 and np.quantile(apart, 0.99) < 1.0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_a_failing_torch_compile_runs_eagerly_after_one_line(probes):
+    broken, log = probes["torch-broken"]
+    warnings = [line for line in log.splitlines() if "torch.compile failed" in line]
+    assert warnings == ["torch.compile failed, this step runs eagerly: RuntimeError: InductorError: no C++ compiler found"]
+    assert "Traceback" not in log and "second line" not in log
+    eager = _runs(probes["torch"][0], 4)
+    for name, value in _runs(broken, 4).items():
+        if name != "traces":
+            np.testing.assert_array_equal(value, eager[name], err_msg=name)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_compile_comes_from_the_environment(monkeypatch):
+    import torch
+
+    from batch_nst.engine import backend
+    from batch_nst.errors import ParamsError
+
+    for value, mode in [("0", None), ("1", "default"), ("reduce-overhead", "reduce-overhead")]:
+        monkeypatch.setenv("BATCH_NST_TORCH_COMPILE", value)
+        backend.torch_compile.cache_clear()
+        assert backend.torch_compile() == mode
+    monkeypatch.setenv("BATCH_NST_TORCH_COMPILE", "fast")
+    backend.torch_compile.cache_clear()
+    with pytest.raises(ParamsError, match=r"\$BATCH_NST_TORCH_COMPILE 'fast': choose 0, 1 or one of default"):
+        backend.torch_compile()
+    monkeypatch.delenv("BATCH_NST_TORCH_COMPILE")
+    backend.torch_compile.cache_clear()
+    assert backend.torch_compile() == ("default" if torch.cuda.is_available() else None)  # eager on CPU
+    backend.torch_compile.cache_clear()
+
+
+def _runs(results: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """One k's results, without the `k<k>/` prefix."""
+    prefix = f"k{k}/"
+    return {name[len(prefix):]: value for name, value in results.items() if name.startswith(prefix)}
 
 
 def test_step_is_traced_once_per_shape_and_reused_across_items(optimizer):

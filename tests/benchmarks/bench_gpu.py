@@ -1,13 +1,20 @@
-"""The engine on an NVIDIA GPU, under JAX and under PyTorch (whichever are installed).
+"""Issue 19's GPU targets in one call: JAX and PyTorch steps, batches, sprites, one item end to end.
 
-    python -m tests.benchmarks.bench_gpu [--backends jax torch] [--sizes 256 512 1024] [--steps 20]
+    python -m tests.benchmarks.bench_gpu [--quick] [--steps 50]
 
-Each backend runs in a process of its own (Keras fixes its backend at import): seconds per Adam
-step at each size in fp32 and bf16, items per second for 64 px sprites at batch 1/16/64 (items of
-1000 steps, the default), peak GPU memory per item, GFLOP/s and share of the GPU's dense bf16 peak.
-The seeded VGG19-shaped weights the tests write stand in for ImageNet's (same shapes, same
-arithmetic). Steps are timed through `Optimizer.run`, the production loop, host sync each step
-included, after warm-up steps that compile. Prints one Markdown table for README.
+Each measurement runs in a process of its own (Keras fixes its backend at import; PyTorch's
+compile mode is read once per process), all through `Optimizer.run`, the production loop (10
+steps per compiled call), after a warm-up run that compiles what the timed run calls:
+- JAX, 512 px bf16, batch 1: ms a step (target <= 2.0 ms);
+- JAX, 512 px bf16, batches 1-8: ms per item-step, the best batch (target <= 1.0 ms);
+- PyTorch, 512 px bf16, batch 1: eager and through `torch.compile` (default, reduce-overhead),
+  the best mode against JAX (target <= 1.5x);
+- JAX, 64 px sprites, batches 16-256: items/s for items of 1000 steps, the best batch (target
+  >= 1.5x the 19.6/s measured before);
+- one 512 px item of 1000 steps through `batch-nst stylize --backend jax`, process start, weights,
+  compiling and writing included (target <= 2.5 s).
+The seeded VGG19-shaped weights the tests write stand in for ImageNet's (same shapes and
+arithmetic). `--quick` shrinks every size and step count, to check on a CPU that it all runs.
 """
 
 from __future__ import annotations
@@ -22,12 +29,15 @@ import time
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's datasheets: SXM parts.
 BF16_PEAK = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
-WARMUP = 3
-SPRITE, SPRITE_BATCHES, ITEM_STEPS = 64, (1, 16, 64), 1000
+ITEM_STEPS = 1000
+FULL = {"size": 512, "batches": (1, 2, 4, 8), "sprite": 64, "sprite_batches": (16, 64, 128, 256), "e2e_steps": 1000}
+QUICK = {"size": 64, "batches": (1, 2), "sprite": 32, "sprite_batches": (2, 4), "e2e_steps": 20}
+TORCH_MODES = ("0", "default", "reduce-overhead")  # $BATCH_NST_TORCH_COMPILE: eager, then compiled
+SPRITES_BEFORE = 19.6  # JAX items/s at batch 64 on an H200, one step per call (README)
 
 
-def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> None:
-    """In this process, on `backend`: prints one `ROW {json}` line per (config, precision) as it ends."""
+def measure(backend: str, weights: str, sizes: dict, steps: int) -> None:
+    """In this process: prints one `ROW {json}` line per configuration as it ends."""
     from batch_nst.engine import backend as backends
 
     backends.use(backend)
@@ -35,57 +45,36 @@ def measure(backend: str, sizes: list[int], steps: int, batches: list[int]) -> N
     from keras import ops
 
     from batch_nst.engine.losses import Targets
-    from batch_nst.engine.optimize import Optimizer, loss_weights
+    from batch_nst.engine.optimize import STEPS_PER_CALL, Optimizer
+    from batch_nst.engine.vgg import Extractor, Variant
     from batch_nst.params import StyleParams
-    from batch_nst.engine.vgg import Extractor
     from batch_nst.weights import Weights
-    from tests import vgg_weights
     from tests.benchmarks.flops import step_gflop
     from tests.conftest import smooth_image
 
-    path = os.path.join(tempfile.mkdtemp(), "vgg19_seeded_notop.h5")
-    vgg_weights.write_legacy_h5(path)
-    optimizer = Optimizer(Extractor(Weights(path=path, identity="seeded:0", source=path)))
+    optimizer = Optimizer(Extractor(Weights(path=weights, identity="seeded:0", source=weights)))
     memory = _memory(backend)
-    # Ascending memory, so a process-wide peak (all JAX reports) is each config's own.
-    configs = [(SPRITE, b, "bf16") for b in batches] + [(SPRITE, b, "fp32") for b in batches]
-    configs += [(size, 1, precision) for size in sizes for precision in ("bf16", "fp32")]
-    configs += [(size, 4, "bf16") for size in sizes if size == 512]  # a batch of large items
-    for size, batch, precision in configs:
+    configs = [(sizes["size"], batch) for batch in sizes["batches"]]
+    if backend == "jax":
+        configs += [(sizes["sprite"], batch) for batch in sizes["sprite_batches"]]
+    else:
+        configs = configs[:1]  # PyTorch: the 512 px step against JAX's
+    for size, batch in configs:
         content = np.stack([smooth_image(size, size, seed) for seed in range(batch)]).astype(np.float32)
-        style = smooth_image(size, size, 99)[None].astype(np.float32)
-        grams = optimizer.style_grams(style, precision)
-        targets = Targets(optimizer.content_features(content, precision),
+        network = Variant.of(StyleParams())  # the defaults' network, as the runs below use
+        grams = optimizer.style_grams(smooth_image(size, size, 99)[None].astype(np.float32), "bf16", variant=network)
+        targets = Targets(optimizer.content_features(content, "bf16", network),
                           {n: ops.repeat(g, batch, axis=0) for n, g in grams.items()})
-        optimizer.run(content, targets, StyleParams(steps=WARMUP), precision=precision)
+        optimizer.run(content, targets, StyleParams(steps=STEPS_PER_CALL), precision="bf16")  # compiles
         memory.reset()
         started = time.perf_counter()
-        optimizer.run(content, targets, StyleParams(steps=steps), precision=precision)
+        optimizer.run(content, targets, StyleParams(steps=steps), precision="bf16")
         seconds = (time.perf_counter() - started) / steps
-        device_seconds = _device_only(optimizer, content, targets, precision, steps, ops, loss_weights, StyleParams())
-        gflop = step_gflop(optimizer.extractor.model(), size) * batch
-        row = {"backend": backend, "size": size, "batch": batch, "precision": precision, "s_per_step": seconds,
-               "device_s_per_step": device_seconds, "items_per_s": batch / (seconds * ITEM_STEPS), "peak_mib_per_item": memory.peak() / batch / 2**20,
-               "gflops": gflop / seconds, "device": memory.device}
+        mode = (backends.torch_compile() or "eager") if backend == "torch" else "-"
+        row = {"backend": backend, "mode": mode, "size": size, "batch": batch, "ms_per_step": seconds * 1e3, "ms_per_item_step": seconds * 1e3 / batch,
+               "items_per_s": batch / (seconds * ITEM_STEPS), "peak_mib_per_item": memory.peak() / batch / 2**20,
+               "gflops": step_gflop(optimizer.extractor.model(), size) * batch / seconds, "device": memory.device}
         print("ROW " + json.dumps(row), flush=True)
-
-
-def _device_only(optimizer, content, targets, precision, steps, ops, loss_weights, params) -> float:
-    """Seconds per step of the compiled step alone, called back to back with one sync at the end:
-    what the production loop's per-step host round-trip (losses read back each step) costs."""
-    step = optimizer.adam_step(content.shape, precision, params)
-    args = (ops.convert_to_tensor(params.learning_rate, "float32"), optimizer.variables(precision, False),
-            targets.tensors(), loss_weights(params))
-    image = ops.convert_to_tensor(content)
-    momentum, velocity = ops.zeros_like(image), ops.zeros_like(image)
-    t = ops.convert_to_tensor(1.0)
-    image, momentum, velocity, terms = step(image, momentum, velocity, t, *args)
-    ops.convert_to_numpy(terms["total"])
-    started = time.perf_counter()
-    for _ in range(steps):
-        image, momentum, velocity, terms = step(image, momentum, velocity, t, *args)
-    ops.convert_to_numpy(terms["total"])
-    return (time.perf_counter() - started) / steps
 
 
 class _Memory:
@@ -108,41 +97,94 @@ def _memory(backend: str) -> _Memory:
     return _Memory(device.device_kind, lambda: None, lambda: (device.memory_stats() or {}).get("peak_bytes_in_use", 0))
 
 
+def _child(backend: str, mode: str, weights: str, args: argparse.Namespace) -> list[dict]:
+    """One backend (and PyTorch compile mode) measured in its own process; its rows."""
+    cmd = [sys.executable, "-m", "tests.benchmarks.bench_gpu", "--child", backend, "--weights", weights,
+           "--steps", str(args.steps), *(["--quick"] if args.quick else [])]
+    env = {**os.environ, "BATCH_NST_TORCH_COMPILE": mode}
+    rows, started = [], time.perf_counter()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as child:  # rows echoed as they come
+        for line in child.stdout:
+            if line.startswith("ROW "):
+                rows.append(json.loads(line[4:]))
+                print(line.strip(), flush=True)
+    print(f"{backend} {mode}: exit {child.returncode}, {time.perf_counter() - started:.0f} s", flush=True)
+    return rows
+
+
+def end_to_end(weights: str, size: int, steps: int) -> float:
+    """Wall seconds of `batch-nst stylize --backend jax` on one item, as a user runs it."""
+    from PIL import Image
+
+    from tests.conftest import smooth_image
+
+    folder = tempfile.mkdtemp()
+    for name, seed in (("content", 1), ("style", 2)):
+        Image.fromarray(smooth_image(size, size, seed)).save(os.path.join(folder, f"{name}.png"))
+    cmd = [sys.executable, "-m", "batch_nst", "stylize", os.path.join(folder, "content.png"),
+           os.path.join(folder, "style.png"), "-o", os.path.join(folder, "out.png"), "--backend", "jax",
+           "--weights", weights, "--steps", str(steps), "--max-size", str(size), "--quiet"]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - started
+
+
 def _table(rows: list[dict]) -> str:
     peak = next((v for k, v in BF16_PEAK.items() if k in rows[0]["device"]), None) if rows else None
-    lines = ["| backend | size | batch | precision | s/step | s/step, device only | items/s (1000 steps) | "
-             "peak MiB/item | GFLOP/s | share of bf16 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| backend | compile | size | batch | ms/step | ms/item-step | items/s (1000 steps) | peak MiB/item | "
+             "GFLOP/s | share of bf16 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         share = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "n/a"
-        lines.append(f"| {r['backend']} | {r['size']} | {r['batch']} | {r['precision']} | {r['s_per_step'] * 1e3:.2f} ms | "
-                     f"{r['device_s_per_step'] * 1e3:.2f} ms | "
-                     f"{r['items_per_s']:.2f} | {r['peak_mib_per_item']:.0f} | {r['gflops']:.0f} | {share} |")
+        lines.append(f"| {r['backend']} | {r['mode']} | {r['size']} | {r['batch']} | {r['ms_per_step']:.2f} | "
+                     f"{r['ms_per_item_step']:.2f} | {r['items_per_s']:.2f} | {r['peak_mib_per_item']:.0f} | "
+                     f"{r['gflops']:.0f} | {share} |")
     return "\n".join(lines)
+
+
+def _targets(rows: list[dict], sizes: dict, seconds: float) -> list[tuple[str, float, str, bool]]:
+    """(what, measured, target, met) for each of the issue's targets that was measured."""
+    jax = [r for r in rows if r["backend"] == "jax" and r["size"] == sizes["size"]]
+    torch = [r for r in rows if r["backend"] == "torch"]
+    sprites = [r for r in rows if r["backend"] == "jax" and r["size"] == sizes["sprite"]]
+    found = [(f"stylize end to end, s an item of {sizes['e2e_steps']} steps", seconds, "<= 2.5", seconds <= 2.5)]
+    if jax:
+        one = next(r for r in jax if r["batch"] == 1)["ms_per_step"]
+        found.append(("JAX ms/step, batch 1", one, "<= 2.0", one <= 2.0))
+        best = min(r["ms_per_item_step"] for r in jax)
+        found.append(("JAX ms/item-step, best batch", best, "<= 1.0", best <= 1.0))
+        if torch:
+            ratio = min(r["ms_per_step"] for r in torch) / one
+            found.append(("PyTorch / JAX, best mode", ratio, "<= 1.5", ratio <= 1.5))
+    if sprites:
+        rate = max(r["items_per_s"] for r in sprites)
+        found.append(("sprites items/s, best batch", rate, f">= {1.5 * SPRITES_BEFORE:.1f}", rate >= 1.5 * SPRITES_BEFORE))
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", nargs="+", default=["jax", "torch"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batches", nargs="+", type=int, default=list(SPRITE_BATCHES), help="64 px sprite batches")
+    parser.add_argument("--steps", type=int, help="timed steps per configuration, a multiple of 10 (default 50; "
+                        "10 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check on a CPU that everything runs")
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    args.steps = args.steps or (10 if args.quick else 50)
     if args.child:
-        return measure(args.child, args.sizes, args.steps, args.batches)
-    rows = []
-    for backend in args.backends:
-        cmd = [sys.executable, "-m", "tests.benchmarks.bench_gpu", "--child", backend, "--steps", str(args.steps),
-               "--sizes", *map(str, args.sizes), "--batches", *map(str, args.batches)]
-        started = time.perf_counter()
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as child:  # rows echoed as they come
-            for line in child.stdout:
-                if line.startswith("ROW "):
-                    rows.append(json.loads(line[4:]))
-                    print(line.strip(), flush=True)
-        print(f"{backend}: exit {child.returncode}, {time.perf_counter() - started:.0f} s", flush=True)
+        return measure(args.child, args.weights, sizes, args.steps)
+    from tests import vgg_weights
+
+    weights = os.path.join(tempfile.mkdtemp(), "vgg19_seeded_notop.h5")
+    vgg_weights.write_legacy_h5(weights)
+    rows = _child("jax", "0", weights, args)
+    for mode in TORCH_MODES:
+        rows += _child("torch", mode, weights, args)
+    seconds = end_to_end(weights, sizes["size"], sizes["e2e_steps"])
     print(f"GPU: {rows[0]['device'] if rows else 'none'}")
     print(_table(rows))
+    for what, value, target, met in _targets(rows, sizes, seconds):
+        print(f"- {what}: {value:.2f} (target {target}: {'met' if met else 'not met'})")
 
 
 if __name__ == "__main__":
