@@ -148,13 +148,15 @@ def _seam(img):
 
 
 def test_tileable_textures_stay_tileable(optimizer):
+    """In fp32 on every CPU: precision auto is bf16 only where the CPU has it, and bf16's round-off
+    alone moved the seam from 1.06 to 1.21 (avg pooling; plain padding: 5.4 either way)."""
     content, style = _tiling_texture(), smooth_image(32, 32, 5)
     assert _seam(content) < 1.0
-    tiled = stylize(content, style, params=StyleParams(steps=60, max_size=32, tileable=True), extractor=optimizer)
-    plain = stylize(content, style, params=StyleParams(steps=60, max_size=32), extractor=optimizer)
+    params = StyleParams(steps=60, max_size=32, tileable=True, precision="fp32")
+    tiled = stylize(content, style, params=params, extractor=optimizer)
+    plain = stylize(content, style, params=params.with_overrides({"tileable": False}), extractor=optimizer)
     assert _seam(tiled.image.rgb) < 1.15  # the seam stays at the interior level
     assert _seam(plain.image.rgb) > 1.3 * _seam(tiled.image.rgb)  # zero padding opens one
-    params = StyleParams(steps=60, max_size=32, tileable=True)
     assert evaluate(content, style, tiled.image, params=params, extractor=optimizer) == tiled.losses
 
 
