@@ -14,7 +14,7 @@ import socket
 import time
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from batch_nst.assets import animation, images
 from batch_nst.engine import backend, device
@@ -91,50 +91,49 @@ class Worker:
         be read fails alone; a batch that fails is retried item by item, so one bad item never
         sinks the others.
         """
-        records_out, groups = [], {}
+        records_out, ready = [], []
         for item in items:
             started = time.perf_counter()
             try:
-                pictures = self._content(item.content), [self._style(uri) for uri in item.styles]
-                key = self.transfer.batch_key(pictures[0], item.params, storage.redact(item.content))
+                ready.append(self._ready(item))
             except Exception as err:  # a reading bug fails its item with its reason; raised, it read as a death
                 reason = _describe(err) if isinstance(err, BatchNSTError) else \
                     f"{storage.redact(item.content)}: {_describe(err)}"
                 records_out.append(self._failed(item, reason, time.perf_counter() - started))
-                continue
-            resume = self._resume(item)  # a preempted item continues alone from its checkpoint
-            groups.setdefault(("resume", item.id) if resume else key, []).append((item, *pictures, resume))
-        for key, group in groups.items():
-            limit = 1 if key[0] == "resume" else self._batch_limit(*key)
-            for start in range(0, len(group), limit):
-                records_out += self._batch(group[start:start + limit])
+        for batch in _batches(ready, self._batch_limit):
+            records_out += self._batch(batch)
         return records_out
 
-    def _batch_limit(self, size: tuple[int, int], params: StyleParams, cells: int) -> int:
+    def _ready(self, item: WorkItem) -> _Ready:
+        content = self._content(item.content)
+        return _Ready(item, content, [self._style(uri) for uri in item.styles], self._resume(item),
+                      self.transfer.batch_key(content, item.params, storage.redact(item.content)))
+
+    def _batch_limit(self, first: _Ready) -> int:
         """Items per batch: up to `batch_items`, within `batch_pixels` (a sprite sheet counts all
-        its cells, an animation all its frames); L-BFGS optimizes one item at a time."""
-        if params.optimizer == "lbfgs":
+        its cells, an animation all its frames); L-BFGS optimizes one item at a time, and a
+        resumed item continues alone from its checkpoint."""
+        size, params, cells = first.key
+        if params.optimizer == "lbfgs" or first.resume is not None:
             return 1
         return max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1] * cells)))
 
-
-
-    def _batch(self, group: list[tuple]) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        items, contents, styles, resumes = zip(*group)
+    def _batch(self, batch: list[_Ready]) -> list[dict[str, Any]]:
+        started, first = time.perf_counter(), batch[0]
+        items = [one.item for one in batch]
         try:
-            height, width = self.transfer.batch_key(contents[0], items[0].params)[0]
-            results = self.transfer.stylize_many(contents, styles, params=items[0].params, extractor=self.optimizer,
-                                   style_cache=self.styles, style_keys=[item.styles for item in items],
-                                   resume=resumes[0], checkpoint=lambda state: self._save(items, state),
-                                   checkpoint_every=self.config.checkpoint_every,
-                                   max_cells=max(1, self.config.batch_pixels // (height * width)))
-            return [self._write(item, content, style, result) for item, content, style, result
-                    in zip(items, contents, styles, results)]
+            (height, width), _, _ = first.key
+            results = self.transfer.stylize_many([one.content for one in batch], [one.styles for one in batch],
+                                                 params=first.item.params, extractor=self.optimizer,
+                                                 style_cache=self.styles, style_keys=[item.styles for item in items],
+                                                 resume=first.resume, checkpoint=lambda state: self._save(items, state),
+                                                 checkpoint_every=self.config.checkpoint_every,
+                                                 max_cells=max(1, self.config.batch_pixels // (height * width)))
+            return [self._write(one.item, one.content, one.styles, result) for one, result in zip(batch, results)]
         except Exception as err:  # an item must never sink the worker: tf OOM, storage, bugs, ...
-            if len(group) > 1:
-                return [rec for one in group for rec in self._batch([one])]
-            return [self._failed(items[0], _describe(err), time.perf_counter() - started)]
+            if len(batch) > 1:
+                return [rec for one in batch for rec in self._batch([one])]
+            return [self._failed(first.item, _describe(err), time.perf_counter() - started)]
 
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
         """The image (a still as PNG, an animation in its own container), any stale image of this
@@ -201,6 +200,29 @@ class Worker:
         except BatchNSTError:
             pass  # best effort: the driver still gets the record and writes it in its part
         return rec
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An item read and ready to stylize. Items of one `key` (transfer.batch_key: optimization
+    size, parameters, cells) step together; a resumed one alone, from its checkpoint."""
+
+    item: WorkItem
+    content: Any  # images.Picture or animation.Animation
+    styles: list[images.Picture]
+    resume: State | None
+    key: tuple
+
+
+def _batches(ready: list[_Ready], limit: Callable[[_Ready], int]) -> Iterator[list[_Ready]]:
+    """Items of one key in order of arrival, cut into batches of at most `limit(first)` items."""
+    groups: dict[tuple, list[_Ready]] = {}
+    for one in ready:
+        groups.setdefault((one.item.id,) if one.resume is not None else one.key, []).append(one)
+    for group in groups.values():
+        size = limit(group[0])
+        for start in range(0, len(group), size):
+            yield group[start:start + size]
 
 
 # Out-of-memory errors by backend: TensorFlow's, PyTorch's (torch.OutOfMemoryError), XLA's status.
