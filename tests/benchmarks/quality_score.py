@@ -99,6 +99,13 @@ def write_csv(rows: list[Row], path: Path) -> None:
         writer.writerows(asdict(r) for r in rows)
 
 
+def read_csv(path: Path) -> list[Row]:
+    """The rows `write_csv` wrote, typed again (a stopped run's pairs, for --report-only)."""
+    kinds = {"pair": str, "band": str, "tool": str, "notes": str, "steps": lambda v: int(v) if v else None}
+    with open(path, newline="") as f:
+        return [Row(**{k: kinds.get(k, float)(v) for k, v in row.items()}) for row in csv.DictReader(f)]
+
+
 def tables(rows: list[Row], bands: tuple[str, ...]) -> str:
     """Markdown: per band, per tool, median and worst of each figure (worst: the highest ratio or
     seconds, the lowest edges), with failures and notes counted."""
