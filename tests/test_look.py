@@ -52,6 +52,18 @@ def test_strength_zero_leaves_the_content_unchanged_and_more_strength_means_more
     assert styled[0] > styled[1] > styled[2]
 
 
+def test_strength_zero_is_the_content_exactly_in_bf16_and_when_scaled_up(optimizer):
+    """No step is taken at strength 0: in bf16 the targets' round-off made a gradient from the
+    content, which Adam's normalized steps turned into 14 levels of noise on the real weights, and
+    a sprite under min_size came back from its round trip through 32 px changed."""
+    content, style = smooth_image(20, 24, 12), smooth_image(32, 32, 13)
+    result = stylize(content, style, params=StyleParams(steps=5, max_size=32, precision="bf16", strength=0.0),
+                     extractor=optimizer)
+    np.testing.assert_array_equal(result.image.rgb, content)
+    assert (result.height, result.width) == (27, 32) and result.steps == 0 and result.history == ()
+    assert result.losses.content == pytest.approx(0.0, abs=1e-3) and result.losses.style > 0
+
+
 def test_style_size_is_in_the_assets_pixels_whatever_its_size(optimizer, monkeypatch):
     seen = []
     real = optimizer.style_grams

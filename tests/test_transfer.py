@@ -278,7 +278,7 @@ def test_a_transparent_gif_at_strength_0_records_no_content_loss(optimizer, fmt,
     from batch_nst.assets import animation
     from batch_nst.assets.animation import Animation
 
-    sources = [_rgba(32, 32, seed + 30) for seed in range(frames)]
+    sources = [rgba(32, 32, seed + 30) for seed in range(frames)]
     pictures = [images.Picture(p[..., :3] // 64 * 64 + 32, np.where(p[..., 3] > 0, 255, 0).astype(np.uint8))
                 for p in sources]  # binary alpha, few colours (GIF: 255), colour under alpha 0 as an editor leaves it
     content = Animation(tuple(pictures), (100,) * frames, 0, fmt, disposal=None if fmt == "WEBP" else (1,) * frames)

@@ -133,7 +133,9 @@ def stylize_many(
     run = _Run(optimizer, params, style_cache, on_step, resume, checkpoint, checkpoint_every)
     optimize_started = time.perf_counter()
     cells, linked = units[0]
-    if len(units) == 1 and linked and max_cells is not None and len(cells) > max_cells:  # a long animation
+    if params.strength == 0:
+        written, histories, terms = run.unchanged(contents, units, style_sets, keys)
+    elif len(units) == 1 and linked and max_cells is not None and len(cells) > max_cells:  # a long animation
         written, histories, terms = run.chunked(contents[0], cells, style_sets[0], keys[0], max_cells)
     else:
         written, histories, terms = run.together(contents, units, style_sets, keys)
@@ -193,6 +195,18 @@ class _Run:
                                                                                       self.params)]
         # Recorded losses are always fp32 on the images as written, comparable across precisions.
         return written, histories, batch.written_terms(written, final if batch.precision == "fp32" else None)
+
+    def unchanged(self, contents: Sequence[Any], units: list[tuple[list[Picture], bool]], style_sets: list,
+                  keys: list) -> tuple:
+        """strength 0 is the content unchanged, exactly, and no step is taken: from the content the
+        loss is zero, but the targets' round-off (bf16, or another kernel than the step's) is not,
+        and Adam's normalized steps would turn it into pixel noise of the learning rate's size.
+        The content's own losses are recorded, as for any written image."""
+        items = [(cell, st, k) for (cells, _), st, k in zip(units, style_sets, keys) for cell in cells]
+        previous = [p for cells, linked in units for p in sequence.links(cells, linked)]
+        written = [cell for content, (cells, _) in zip(contents, units) for cell in _stored(content, cells, self.params)]
+        batch = Batch.of(self.optimizer, self.params, self.cache, items, previous)
+        return written, [() for _ in written], batch.written_terms(written)
 
     def chunked(self, content: Any, frames: list[Picture], styles: list[Picture], key, chunk: int) -> tuple:
         """One animation `chunk` frames at a time (sequence.run_chunks); the recorded terms chunk by

@@ -23,7 +23,6 @@ from batch_nst import storage
 from batch_nst.engine.checkpoint import State
 from batch_nst.errors import BatchNSTError
 from batch_nst.job.manifest import WorkItem
-from batch_nst.params import StyleParams
 from batch_nst.weights import resolve_weights
 
 if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's setup in __init__
