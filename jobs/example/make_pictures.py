@@ -3,12 +3,9 @@
     python jobs/example/make_pictures.py --weights WEIGHTS [--steps 150] [--only strength frames ...]
 
 Each picture is a strip of labelled panels (inputs, then results side by side), written to
-jobs/example/pictures/. Transparent pixels are shown over a checkerboard. `look.png` was made on
-the real ImageNet weights (`--weights imagenet-q8 --steps 300 --only look`); the other committed
-pictures were made with the seeded VGG19 of the tests (`python -c "from tests import vgg_weights;
-vgg_weights.write_legacy_h5('seeded.h5')"`), because the ImageNet weights cannot be downloaded
-where they were made: they show what each option does to an image's structure (sizes, alpha,
-seams, colour, cells), not what ImageNet features make of a style.
+jobs/example/pictures/. Transparent pixels are shown over a checkerboard. The committed pictures
+were made on the real ImageNet weights at the defaults: `--weights imagenet-q8 --steps 150`, and
+`--steps 300 --only look` for look.png (report.png, a screenshot, with the seeded test weights).
 """
 
 from __future__ import annotations
