@@ -275,7 +275,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     bar = console.RunProgress(args.quiet)
     try:
-        summary = driver.run(_job_config(args), on_record=bar.update, on_start=bar.start, on_pool=bar.pool)
+        summary = driver.run(_job_config(args), on_chunk=bar.update, on_start=bar.start, on_pool=bar.pool)
     finally:
         bar.close()
     console.print_run(summary, args.output_root, args.json)

@@ -28,8 +28,9 @@ class RunProgress:
         self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
                         desc=f"{self.done} already done")
 
-    def update(self, rec, summary) -> None:
-        self.bar.update(1)
+    def update(self, chunk, summary) -> None:
+        """A finished chunk (a table of its records): the bar moves once per chunk, not per item."""
+        self.bar.update(chunk.num_rows)
         elapsed = self.bar.format_dict["elapsed"] or 1e-9
         self.bar.set_postfix_str(f"ok {summary.ok}, failed {summary.failed}, to do {self.todo - self.bar.n}, "
                                  f"{60 * self.bar.n / elapsed:.1f} items/min", refresh=False)

@@ -1,5 +1,6 @@
 """Chaos: workers killed with SIGKILL mid-run. Every row ends `ok` exactly once, nothing partial."""
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from batch_nst.job import driver as job, pool, stopping
+from batch_nst.job import driver as job, pool, records, stopping
+from batch_nst.job.pending import Chunk
 from batch_nst.params import StyleParams
 
 
@@ -44,7 +46,7 @@ def test_killed_workers_lose_nothing_and_duplicate_nothing(ray_session, library,
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = job.run(config, on_record=lambda rec, s: first_record.set())
+    summary = job.run(config, on_chunk=lambda chunk, s: first_record.set())
     thread.join()
     assert killed, "no worker process was found to kill"
     assert (summary.ok, summary.failed, summary.exit_code) == (6, 0, 0)
@@ -88,11 +90,15 @@ def test_driver_killed_mid_run_then_rerun_redoes_at_most_what_was_in_flight(ray_
 
 
 def _finished(root) -> set[str]:
-    """Ids whose records exist: a worker's pending copy, or a part the driver already gathered them into."""
+    """Ids whose records exist: in a worker's pending copy of its chunk, or a part the driver already
+    gathered them into."""
     metadata = root / "metadata"
-    pending = {p.stem for p in (metadata / "_pending").rglob("*.parquet")}
-    parts = metadata.glob("part-*.parquet")  # written atomically: never half a file
-    return pending | {i for p in parts for i in pq.read_table(p, columns=["id"])["id"].to_pylist()}
+    files = [*(metadata / "_pending").rglob("*.parquet"), *metadata.glob("part-*.parquet")]  # written atomically
+    found = set()
+    for path in files:
+        with contextlib.suppress(OSError):  # a pending file gathered and deleted since the listing
+            found |= set(pq.read_table(path, columns=["id"])["id"].to_pylist())
+    return found
 
 
 class _PoolLosingPoison:
@@ -111,7 +117,7 @@ class _PoolLosingPoison:
             if any(i.id == self.poison for i in chunk):
                 lost += chunk
             else:
-                yield from ({"id": i.id, "status": "ok"} for i in chunk)
+                yield Chunk(records.table(records.record(id=i.id, status="ok") for i in chunk))
         return lost
 
 
@@ -122,7 +128,8 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     plan = job.Plan(todo=items, done=[], invalid=[], weights_identity="w")
     config = job.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
     workers = _PoolLosingPoison("i5")
-    recs = {r["id"]: r for r in job._collect(workers, config, plan, "r1", stopping.Stop(grace=0))}
+    recs = {r["id"]: r for chunk in job._collect(workers, config, plan, "r1", stopping.Stop(grace=0))
+            for r in chunk.table.to_pylist()}
     assert sorted(recs) == sorted(i.id for i in items)  # every row accounted for
     assert [i for i, r in recs.items() if r["status"] != "ok"] == ["i5"]
     assert "died while stylizing it, 3 times" in recs["i5"]["error"]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import fsspec
-import pyarrow.dataset as pads
 import pytest
 
 from batch_nst.job import records
@@ -40,20 +39,6 @@ def test_a_value_of_the_wrong_type_is_refused_naming_its_column_also_under_pytho
     assert done.stdout.strip() == "metadata column total_loss must be Real, got '1.5'", done.stderr[-2000:]
 
 
-def test_writer_flushes_parts_readable_as_one_dataset(tmp_path):
-    root = str(tmp_path / "out")
-    writer = records.Writer(root, "r1", every=2, seconds=3600)
-    for i in range(5):
-        writer.add(_rec(i, status="ok" if i % 2 == 0 else "failed"))
-    writer.flush()
-    files = sorted(p.name for p in (tmp_path / "out" / "metadata").iterdir())
-    assert files == ["part-r1-00000.parquet", "part-r1-00001.parquet", "part-r1-00002.parquet"]
-    table = pads.dataset(root + "/metadata").to_table()
-    assert table.num_rows == 5 and table.schema.equals(records.SCHEMA)
-    assert table.column("loss_history").to_pylist()[0] == [3.0, 2.0]
-    assert records.current_ok(root) == {"item0": "k0", "item2": "k2", "item4": "k4"}
-
-
 def test_current_ok_on_memory_root_and_empty_root():
     fsspec.filesystem("memory").store.clear()
     assert records.current_ok("memory://nothing-here") == {}
@@ -65,37 +50,6 @@ def test_summary_json_and_image_uri(tmp_path):
     uri = records.write_summary(str(tmp_path), "r1", {"counts": {"ok": 1}, "at": records.now()})
     assert json.loads(open(uri).read())["counts"] == {"ok": 1}
     assert records.image_uri("s3://b/out", "hero--ink") == "s3://b/out/images/hero--ink.png"
-
-
-def test_pending_records_count_as_done_and_are_gathered_once(tmp_path):
-    """A killed driver: its workers' pending records are skipped by the next run and gathered
-    into a part once, even when some were already in a part."""
-    import pyarrow.dataset as pads
-
-    root = str(tmp_path)
-    flushed, unflushed = _rec(1), _rec(2)
-    flushed["worker"] = unflushed["worker"] = "host:1"
-    records.write_pending(root, flushed)
-    records.write_pending(root, unflushed)
-    records.write_part(root, "part-r1-00000", [flushed])  # the driver died before deleting pending
-    assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
-    assert pads.dataset(root + "/metadata").to_table().num_rows == 1  # readers never see pending
-    assert records.recover(root) == {"r1": 1}
-    table = pads.dataset(root + "/metadata").to_table().to_pylist()
-    assert sorted(r["id"] for r in table) == ["item1", "item2"]
-    assert records.recover(root) == {} and not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
-
-
-def test_writer_deletes_pending_copies_it_wrote(tmp_path):
-    root = str(tmp_path)
-    rec = _rec(3)
-    rec["worker"] = "host:1"
-    records.write_pending(root, rec)
-    writer = records.Writer(root, "r1")
-    writer.add(rec)
-    writer.flush()
-    assert not list((tmp_path / "metadata" / "_pending").rglob("*.parquet"))
-    assert records.current_ok(root) == {"item3": "k3"}
 
 
 def test_each_of_several_styles_is_redacted_on_its_own():
@@ -123,20 +77,3 @@ def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path):
     rows = {r["id"]: r for r in records.read(root).to_pylist()}
     assert rows["item1"]["style_distance"] is None and rows["item2"]["style_distance"] == 0.5
     assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
-
-
-def test_writer_gathers_what_workers_left_pending_and_leaves_no_empty_folder(tmp_path):
-    """SIGINT while a worker wrote an image and its pending record the driver never received: the
-    summary said '0 finished and recorded'. The writer takes such records in, once."""
-    root = str(tmp_path)
-    received, unreceived = _rec(1), _rec(2)
-    for rec in (received, unreceived):
-        rec["worker"] = "host:1"
-        records.write_pending(root, rec)
-    writer = records.Writer(root, "r1")
-    writer.add(received)
-    assert [r["id"] for r in writer.gather_pending()] == ["item2"]
-    assert writer.gather_pending() == []
-    assert writer.close() == 0
-    assert sorted(r["id"] for r in records.read(root).to_pylist()) == ["item1", "item2"]
-    assert not (tmp_path / "metadata" / "_pending" / "r1").exists()

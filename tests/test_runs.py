@@ -45,15 +45,15 @@ def test_metadata_that_cannot_be_written_loses_no_failure_and_the_next_run_says_
 
 def test_a_driver_that_fails_mid_run_ends_its_summary_crashed(ray_session, library, legacy_weights_path):
     """Defect 5: a run's summary stayed `running` after any crash."""
-    def crash(rec, summary):
+    def crash(chunk, summary):
         raise RuntimeError("the progress display broke")
 
     with pytest.raises(RuntimeError):
-        job.run(_tiny(library, weights=legacy_weights_path), on_record=crash)
+        job.run(_tiny(library, weights=legacy_weights_path), on_chunk=crash)
     (summary_file,) = (library / "out" / "runs").glob("2*.json")
     stored = json.loads(summary_file.read_text())
     assert stored["status"] == "crashed" and "the progress display broke" in stored["crash"]
-    # the record that crashed it, and whatever the workers had finished and left pending by then
+    # the chunk that crashed it, and whatever the workers had finished and left pending by then
     # (gathered at the end: defect 10 of issue 20), each counted once and written once
     written = records.read(str(library / "out")).to_pylist()
     assert stored["counts"]["ok"] == sum(r["status"] == "ok" for r in written) >= 1

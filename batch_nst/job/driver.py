@@ -20,15 +20,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import pyarrow as pa
+
 from batch_nst.engine import backend
 from batch_nst.assets import images
-from batch_nst.job import lease, manifest, pool, quiet, records, runs, stopping
+from batch_nst.job import lease, manifest, pending, pool, quiet, records, runs, stopping
 from batch_nst import storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.job.manifest import WorkItem
+from batch_nst.job.pending import Chunk
 from batch_nst.params import StyleParams
 from batch_nst.job.runs import Summary
 from batch_nst.job.worker import WorkerConfig
+from batch_nst.job.writer import Writer
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,12 @@ def _fingerprints(uris: set[str]) -> tuple[dict[str, str], dict[str, str]]:
     return prints, errors
 
 
-def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] | None = None,
+def run(config: JobConfig, on_chunk: Callable[[pa.Table, Summary], None] | None = None,
         on_start: Callable[[Plan], None] | None = None, on_pool: Callable[[Any], None] | None = None) -> Summary:
     """Run the job; records and summary land under the output root. Raises BatchNSTError before
     any work for a bad manifest, config or weights, and ResourcesError (summary `no_resources`)
-    when no worker could start within `wait_timeout`. `on_pool` gets the pool's status
+    when no worker could start within `wait_timeout`. `on_chunk` gets each finished chunk's
+    records (a table) and the summary so far; `on_pool` gets the pool's status
     (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
     items = manifest.load(config.manifest, config.params, config.skip_invalid)  # a bad one: exit 2, root untouched
@@ -146,33 +151,34 @@ def run(config: JobConfig, on_record: Callable[[dict[str, Any], Summary], None] 
     with stop.handling(), lease.hold(config.output_root, run_id) as dead_run:
         if dead_run:
             runs.mark_crashed(config.output_root, dead_run, run_id)
-        for line in runs.recovered(config.output_root, records.recover(config.output_root), run_id):
+        for line in runs.recovered(config.output_root, pending.recover(config.output_root), run_id):
             _log(line)
         # Planned under the lease: no other run can finish an item between plan and dispatch.
         the_plan = plan(config, items, weights_id)
-        return _run(config, the_plan, run_id, started, on_record, on_start, on_pool, stop)
+        return _run(config, the_plan, run_id, started, on_chunk, on_start, on_pool, stop)
 
 
-def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_record, on_start, on_pool,
+def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_chunk, on_start, on_pool,
          stop: stopping.Stop) -> Summary:
     """The run under the lease: invalid rows recorded, the rest dispatched, the summary written
     whatever happens (`crashed` for an exception, `interrupted` for a signal, `no_resources`)."""
     summary = Summary(run_id=run_id, skipped=len(the_plan.done))
     runs.start(config.output_root, run_id)
-    writer = records.Writer(config.output_root, summary.run_id)
+    writer = Writer(config.output_root, summary.run_id)
     try:
         if on_start:
             on_start(the_plan)
-        for item, reason in the_plan.invalid:
-            rec = records.for_item(item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity,
-                                   status=records.FAILED, error=reason)
-            writer.add(rec)
-            summary.add(rec, invalid=True)
-        for rec in _dispatch(config, the_plan, summary, on_pool, stop) if the_plan.todo else ():
-            writer.add(rec)
-            summary.add(rec)
-            if on_record:
-                on_record(rec, summary)
+        if the_plan.invalid:
+            invalid = records.table(records.for_item(item, run_id=run_id, worker=records.DRIVER,
+                                                     weights=the_plan.weights_identity, status=records.FAILED,
+                                                     error=reason) for item, reason in the_plan.invalid)
+            writer.add(Chunk(invalid))
+            summary.add(invalid, invalid=True)
+        for chunk in _dispatch(config, the_plan, summary, on_pool, stop) if the_plan.todo else ():
+            writer.add(chunk)
+            summary.add(chunk.table)
+            if on_chunk:
+                on_chunk(chunk.table, summary)
     except KeyboardInterrupt:
         summary.interrupted_by = stop.signal or signal.SIGINT
         raise
@@ -187,13 +193,12 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_reco
     return summary
 
 
-def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Writer, started: float,
+def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: Writer, started: float,
          stop: stopping.Stop) -> None:
     """Write what is buffered and what workers left pending (or keep it pending, saying why), then
     the final summary."""
     with contextlib.suppress(BatchNSTError, OSError, ValueError):  # unreadable: the next run recovers them
-        for rec in writer.gather_pending():
-            summary.add(rec)
+        summary.add(writer.gather_pending())
     unwritten = writer.close()
     if unwritten:
         summary.metadata_error = (f"{unwritten} record(s) could not be written to the metadata ({writer.error}); "
@@ -205,8 +210,8 @@ def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: records.Wr
 
 
 def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
-              stop: stopping.Stop) -> Iterator[dict[str, Any]]:
-    """Records of the items to do as workers finish them; an item whose worker died
+              stop: stopping.Stop) -> Iterator[Chunk]:
+    """Records of the items to do, a chunk at a time as workers finish them; an item whose worker died
     `max_attempts` times gets a failed record saying so. The pool's shape and placements go
     into the summary, however the dispatch ends."""
     _init_ray(config)
@@ -227,21 +232,19 @@ def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
 
 
 def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
-             stop: stopping.Stop) -> Iterator[dict[str, Any]]:
-    """Every item's record: from the pool, or, for items whose worker died on every attempt,
-    a failed record after one more try alone (a poison item must not sink its batch-mates).
+             stop: stopping.Stop) -> Iterator[Chunk]:
+    """Every item's record, in chunks: from the pool, or, for items whose worker died on every
+    attempt, a failed record after one more try alone (a poison item must not sink its batch-mates).
     After a stop signal, items without a record get none: the next run does them."""
     lost = yield from workers.drain(_chunks(the_plan.todo, config.batch_items, workers.shape.workers), stop)
     if lost and config.batch_items > 1 and not stop.requested:
         lost = yield from workers.drain(([item] for item in lost), stop)
-    if stop.requested:
+    if stop.requested or not lost:
         return
-    for item in lost:
-        yield records.for_item(
-            item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
-            error=f"the worker process died while stylizing it, {config.max_attempts} times "
-            "(killed, or out of memory)",
-        )
+    yield Chunk(records.table(records.for_item(
+        item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
+        error=f"the worker process died while stylizing it, {config.max_attempts} times (killed, or out of memory)",
+    ) for item in lost))
 
 
 def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[list[WorkItem]]:

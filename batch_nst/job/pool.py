@@ -22,6 +22,7 @@ from batch_nst.errors import ResourcesError
 from batch_nst.job.stopping import Stop
 
 if TYPE_CHECKING:  # imported by the actor's own process only (it unpickles the config there)
+    from batch_nst.job.pending import Chunk
     from batch_nst.job.worker import WorkerConfig
 
 POLL_S = 1.0  # how often the pool wakes to refresh its status and check the wait timeout
@@ -99,9 +100,9 @@ class WorkerActor:
         """Where this worker runs; answering at all means it has started."""
         return self.placement
 
-    def process(self, items) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def process(self, items) -> tuple[dict[str, Any], Chunk]:
         """The chunk's records, with who made them: a changed identity means Ray replaced it."""
-        return self.placement, self.worker.process(items)
+        return self.placement, self.worker.chunk(items)
 
 
 @dataclass
@@ -151,8 +152,8 @@ class Pool:
         self._actors = [actor.remote(self.worker_config, self.verbose) for _ in range(self.shape.workers)]
         self._starting = {a.identity.remote(): i for i, a in enumerate(self._actors)}
 
-    def drain(self, chunks: Iterator[list], stop: Stop) -> Generator[dict[str, Any], None, list]:
-        """Feed chunks to idle started workers and yield their records; return the items whose
+    def drain(self, chunks: Iterator[list], stop: Stop) -> Generator[Chunk, None, list]:
+        """Feed chunks to idle started workers and yield their records, a Chunk each; return the items whose
         chunk was lost on every attempt (its worker died `max_attempts` times). After a stop
         signal no chunk is dispatched; once its grace is over, the items in flight are returned
         too (they get no record: the next run does them)."""
@@ -215,14 +216,14 @@ class Pool:
             return
         self._idle.append(index)
 
-    def _finished(self, ref) -> Generator[dict[str, Any], None, list]:
+    def _finished(self, ref) -> Generator[Chunk, None, list]:
         """The records of a chunk; a chunk whose worker was lost is redone (its records were not
         taken: each item still gets one) or, after `max_attempts`, returned as lost."""
         import ray
 
         index, chunk, attempt = self._busy.pop(ref)
         try:
-            placement, recs = ray.get(ref)
+            placement, done = ray.get(ref)
         except ray.exceptions.RayError as err:
             self._current.pop(index, None)
             self._starting[self._actors[index].identity.remote()] = index  # back when Ray restarts it
@@ -233,7 +234,7 @@ class Pool:
             return list(chunk)
         self._placed(index, placement)
         self._idle.append(index)
-        yield from recs
+        yield done
         return []
 
     def _placed(self, index: int, placement: dict[str, Any]) -> None:

@@ -1,15 +1,14 @@
 """The metadata contract: one Parquet record per item processed per run, and run summaries.
 
 Layout under the output root (DESIGN.md):
-    metadata/part-<run_id>-<seq>.parquet   records, readable with pyarrow.dataset(root + "/metadata")
-    metadata/_pending/<run_id>/<id>.parquet one record each, written by a worker as its item ends
-    runs/<run_id>.json                      the run summary
-Records are plain dicts shaped by `SCHEMA`. A worker writes each record at once to `_pending/`
-(which pyarrow's dataset discovery skips, as it skips every name starting with "_"); the driver
-gathers them into parts every few seconds and deletes the pending copies. So a killed driver
-loses nothing that finished: the next run counts pending records as done and gathers them
-(`recover`), dropping any it had already written, so no record is ever doubled. A driver that
-cannot write its parts (a full disk) keeps its records there too, for the next run.
+    metadata/part-<run_id>-<seq>.parquet      records a run wrote, a part every few thousand
+    metadata/compacted-<stamp>-<n>.parquet    records compaction gathered (compact.py)
+    metadata/_pending/<run_id>/<chunk>.parquet a worker's records of one chunk (pending.py)
+    runs/<run_id>.json                        the run summary
+Records are plain dicts shaped by `SCHEMA` where they are made, and Arrow tables of it wherever
+they travel in numbers (a worker's chunk, the driver's parts): no per-record Python on the way.
+Readers go through `read`, which reads each record once even while a compaction replaces the
+files (`live_files`). pyarrow's dataset discovery skips `_pending/` as every name starting with "_".
 """
 
 from __future__ import annotations
@@ -20,12 +19,11 @@ import io
 import json
 import numbers
 import os
-import uuid
-from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -36,6 +34,9 @@ from batch_nst.params import TERMS
 OK, FAILED = "ok", "failed"
 DRIVER = "driver"  # the `worker` of records the driver makes itself (invalid rows, lost items)
 PENDING = "_pending"
+COMPACTED = "compacted-"  # the names of compacted files (compact.py)
+REPLACES = b"batch_nst.replaces"  # a compacted file's footer key: JSON list of the file names it replaces
+READ_ATTEMPTS = 5  # listings of the metadata a reader tries while compactions replace its files
 
 # The one list of metadata columns: (name, Python type, Parquet type). `Record`'s typed fields and
 # `SCHEMA` are both made from it, so the two cannot drift.
@@ -116,46 +117,63 @@ def metadata_dir(root: str) -> str:
     return storage.join(root, "metadata")
 
 
-def write_part(root: str, name: str, records: list[dict[str, Any]]) -> str:
-    """Write records as one Parquet part `metadata/<name>.parquet`, atomically, and delete the
-    images of the failed ones; returns its URI."""
+def table(recs: Iterable[dict[str, Any]]) -> pa.Table:
+    """Records as one Arrow table of SCHEMA: the form they travel and are written in."""
+    return pa.Table.from_pylist(list(recs), schema=SCHEMA)
+
+
+def write_part(root: str, name: str, records: pa.Table | list[dict[str, Any]]) -> str:
+    """Write records (a table, or rows) as one Parquet part `metadata/<name>.parquet`, atomically,
+    and delete the images of the failed ones; returns its URI."""
+    records = records if isinstance(records, pa.Table) else table(records)
     uri = storage.join(metadata_dir(root), f"{name}.parquet")
-    storage.write_bytes(uri, _parquet(records))
+    storage.write_bytes(uri, parquet(records))
+    failed = records.filter(pc.equal(records["status"], FAILED))["id"].to_pylist()
     # A failed item's image is of an earlier key: once its record is the latest, the image goes,
     # so no image on disk looks current beside a `failed` record.
     with contextlib.suppress(BatchNSTError):  # best effort: the part is written, it must not be again
-        storage.remove(uri for r in records if r["status"] == FAILED for uri in image_uris(root, r["id"]))
+        storage.remove(uri for item_id in failed for uri in image_uris(root, item_id))
     return uri
 
 
-def write_pending(root: str, rec: dict[str, Any]) -> None:
-    """A worker's copy of one record, written as soon as its item ends (atomically)."""
-    storage.write_bytes(_pending_uri(root, rec["run_id"], rec["id"]), _parquet([rec]))
-
-
-def recover(root: str) -> dict[str, int]:
-    """Gather the pending records of earlier runs into parts; returns how many per run.
-
-    Call only while holding the output root's lock: then no live run has pending records.
-    Records already in a part of their run (the driver died between writing a part and deleting
-    its pending copies) are dropped, so nothing is doubled.
-    """
-    pending = storage.join(metadata_dir(root), PENDING)
-    files = storage.glob(storage.join(pending, "*", "*.parquet"))
-    if not files:
-        return {}
-    table = _dataset(pending)
-    written = {(r["run_id"], r["id"], r["key"], r["status"]) for r in read(root, ["run_id", "id", "key", "status"]).to_pylist()}
-    fresh = [r for r in table.to_pylist() if (r["run_id"], r["id"], r["key"], r["status"]) not in written]
-    for run_id in sorted({r["run_id"] for r in fresh}):
-        write_part(root, f"part-{run_id}-recovered-{uuid.uuid4().hex[:8]}", [r for r in fresh if r["run_id"] == run_id])
-    storage.remove(files)
-    return dict(Counter(r["run_id"] for r in fresh))
-
-
 def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:
-    """Every record in the metadata parts (an empty table when there are none yet)."""
-    return _dataset(metadata_dir(root), columns)
+    """Every record in the metadata (an empty table when there are none yet), each once even
+    while a compaction replaces the files under it (`live_files`)."""
+    columns = list(columns) if columns is not None else SCHEMA.names
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return read_files(live_files(root), columns)
+        except BatchNSTError:  # a file listed a moment ago was compacted away: list again
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def live_files(root: str) -> list[str]:
+    """The metadata files that hold the records: every Parquet file under metadata/ except those
+    a compacted file replaces. A compacted file names what it replaces in its own footer
+    (REPLACES), so it and its claim appear together: between its write and the deletion of what
+    it replaces, a reader skips the replaced files; before its write, it reads them."""
+    files = storage.glob(storage.join(metadata_dir(root), "*.parquet"))
+    replaced = {name for uri in files if name_of(uri).startswith(COMPACTED) for name in replaces(footer(uri))}
+    return [uri for uri in files if name_of(uri) not in replaced]
+
+
+def footer(uri: str) -> pq.FileMetaData:
+    """A Parquet file's footer: its rows, and a compacted file's claim (one small read)."""
+    fs, path = storage.filesystem(uri)
+    with storage.errors_naming("read", uri):
+        with fs.open(path, "rb") as f:
+            return pq.read_metadata(f)
+
+
+def replaces(meta: pq.FileMetaData) -> list[str]:
+    """The names of the files a compacted file replaces, from its footer."""
+    return json.loads((meta.metadata or {}).get(REPLACES, b"[]"))
+
+
+def name_of(uri: str) -> str:
+    return uri.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def current_ok(root: str) -> dict[str, str]:
@@ -169,7 +187,18 @@ def current_ok(root: str) -> dict[str, str]:
     return {item_id: key for item_id, (key, status) in latest.items() if status == OK and key}
 
 
+def read_files(files: list[str], columns: list[str]) -> pa.Table:
+    """The records of the given metadata files in SCHEMA (older files lack newer columns: null)."""
+    if not files:
+        return SCHEMA.empty_table().select(columns)
+    fs, _ = storage.filesystem(files[0])
+    paths = [storage.filesystem(uri)[1] for uri in files]
+    with storage.errors_naming("read", storage.parent(files[0])):
+        return pads.dataset(paths, filesystem=fs, format="parquet", schema=SCHEMA).to_table(columns=columns)
+
+
 def _dataset(uri: str, columns: Iterable[str] | None = None) -> pa.Table:
+    """Every Parquet file under a folder (recursively), as one table."""
     columns = list(columns) if columns is not None else SCHEMA.names
     if not storage.exists(uri):
         return SCHEMA.empty_table().select(columns)
@@ -177,13 +206,12 @@ def _dataset(uri: str, columns: Iterable[str] | None = None) -> pa.Table:
     return pads.dataset(path, filesystem=fs, format="parquet", schema=SCHEMA).to_table(columns=columns)
 
 
-def _pending_uri(root: str, run_id: str, item_id: str) -> str:
-    return storage.join(metadata_dir(root), PENDING, run_id, f"{item_id}.parquet")
-
-
-def _parquet(records: list[dict[str, Any]]) -> bytes:
+def parquet(records: pa.Table, metadata: dict[str, str] | None = None) -> bytes:
+    """Records as the bytes of one zstd Parquet file; `metadata` goes into its footer."""
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), buf, compression="zstd")
+    if metadata:
+        records = records.replace_schema_metadata({**(records.schema.metadata or {}), **metadata})
+    pq.write_table(records, buf, compression="zstd")
     return buf.getvalue()
 
 
@@ -234,64 +262,3 @@ def stored_ids(root: str) -> set[str]:
 def checkpoint_uri(root: str, key: str) -> str:
     """Where an item's optimization state waits while it runs (keys are hex: under the root)."""
     return storage.join(root, "checkpoints", f"{key}.npz")
-
-
-class Writer:
-    """Buffers a run's records and writes them as Parquet parts every `every` records or
-    `seconds`, then deletes the workers' pending copies of what it wrote. A part that cannot be
-    written (a full disk) stays buffered and is tried again: a failed write never ends the run."""
-
-    def __init__(self, root: str, run_id: str, every: int = 100, seconds: float = 10.0):
-        self.root, self.run_id, self.every, self.seconds = root, run_id, every, seconds
-        self.error: str | None = None  # why the last write failed; None once one succeeds
-        self._buffer: list[dict[str, Any]] = []
-        self._ids: set[str] = set()  # every id added: a pending copy of one of them is no news
-        self._seq = 0
-        self._last = _monotonic()
-
-    def add(self, rec: dict[str, Any]) -> None:
-        self._buffer.append(rec)
-        self._ids.add(rec["id"])
-        if len(self._buffer) >= self.every or _monotonic() - self._last >= self.seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last = _monotonic()
-        if not self._buffer:
-            return
-        try:
-            write_part(self.root, f"part-{self.run_id}-{self._seq:05d}", self._buffer)
-        except BatchNSTError as err:
-            self.error = str(err)
-            return
-        written, self._buffer, self.error = self._buffer, [], None
-        self._seq += 1
-        with contextlib.suppress(BatchNSTError):  # a copy left behind is dropped by the next `recover`
-            storage.remove(_pending_uri(self.root, self.run_id, r["id"]) for r in written if r["worker"] != DRIVER)
-
-    def gather_pending(self) -> list[dict[str, Any]]:
-        """This run's pending records the driver never received (a stop signal or a crash ended the
-        run while workers were writing them), added like any other: each is a finished item whose
-        image is written, so the summary counts it and the part holds it."""
-        table = _dataset(storage.join(metadata_dir(self.root), PENDING, self.run_id))
-        news = [rec for rec in table.to_pylist() if rec["id"] not in self._ids]
-        for rec in news:
-            self.add(rec)
-        return news
-
-    def close(self) -> int:
-        """The last flush; records that still cannot be written are kept under _pending (each
-        that can be) for the next run to gather. Returns how many were not written (`error` says why)."""
-        self.flush()
-        for rec in self._buffer:
-            with contextlib.suppress(BatchNSTError):
-                write_pending(self.root, rec)
-        if not self._buffer:  # its pending folder is empty now: no run leaves one behind
-            storage.remove_empty_folder(storage.join(metadata_dir(self.root), PENDING, self.run_id))
-        return len(self._buffer)
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()

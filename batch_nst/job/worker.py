@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from batch_nst.assets import animation, images
 from batch_nst.engine import backend, device
-from batch_nst.job import records
+from batch_nst.job import pending, records
 from batch_nst import storage
 from batch_nst.engine.checkpoint import State
 from batch_nst.errors import BatchNSTError
 from batch_nst.job.manifest import WorkItem
+from batch_nst.job.pending import Chunk
 from batch_nst.weights import resolve_weights
 
 if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's setup in __init__
@@ -81,6 +82,12 @@ class Worker:
         self.styles = transfer.StyleCache()  # Gram targets per (style, size, precision)
         self.style_pictures = transfer.StyleCache()  # decoded style images per URI: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stale: list[str] = []  # images of other extensions than those written, removed per chunk
+
+    def chunk(self, items: list[WorkItem]) -> Chunk:
+        """`process`, then the chunk's records copied to one pending file (survives a killed
+        driver): a chunk costs the metadata one PUT, not one per item."""
+        return pending.write_chunk(self.config.output_root, self.config.run_id, self.process(items))
 
     def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
         """Stylize a chunk of items and write their images; return one record per item.
@@ -101,7 +108,19 @@ class Worker:
                 records_out.append(self._failed(item, reason, time.perf_counter() - started))
         for batch in _batches(ready, self._batch_limit):
             records_out += self._batch(batch)
-        return records_out
+        return self._remove_stale(records_out)
+
+    def _remove_stale(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Remove the chunk's stale images in one bulk request (not a DELETE per item); when that
+        fails, the items that had one fail, as they did when each removed its own."""
+        stale, self._stale = self._stale, []
+        try:
+            storage.remove(stale)
+        except BatchNSTError as err:
+            ids = {uri.rsplit("/", 1)[-1].rsplit(".", 1)[0] for uri in stale}
+            return [records.record(**{**rec, "status": records.FAILED, "error": str(err)}) if rec["id"] in ids
+                    else rec for rec in recs]
+        return recs
 
     def _ready(self, item: WorkItem) -> _Ready:
         content = self._content(item.content)
@@ -136,10 +155,10 @@ class Worker:
 
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
         """The image (a still as PNG, an animation in its own container), any stale image of this
-        id under another extension removed, and the record."""
+        id under another extension noted for removal at the chunk's end, and the record."""
         output = records.image_uri(self.config.output_root, item.id, animation.extension_of(result.image))
         storage.write_bytes(output, animation.encode_output(result.image))
-        storage.remove(uri for uri in records.image_uris(self.config.output_root, item.id) if uri != output)
+        self._stale += [uri for uri in records.image_uris(self.config.output_root, item.id) if uri != output]
         notes = [f"content: {_frames_note(content)}"] if _frames_note(content) else []
         notes += [f"style: {s.note}" for s in style if s.note]
         rec = self._ok(item, result, output, "; ".join(notes))
@@ -189,16 +208,11 @@ class Worker:
         return self._record(item, seconds, status=records.FAILED, error=error)
 
     def _record(self, item: WorkItem, seconds: float, **fields: Any) -> dict[str, Any]:
-        rec = records.for_item(
+        return records.for_item(
             item, run_id=self.config.run_id, worker=self.name,
             weights=self.optimizer.extractor.weights.identity, seconds=seconds, backend=self.settings["backend"],
             **self.where, **fields,
         )
-        try:
-            records.write_pending(self.config.output_root, rec)  # survives a killed driver
-        except BatchNSTError:
-            pass  # best effort: the driver still gets the record and writes it in its part
-        return rec
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """The driver's cost at scale: the same small items on simulated clusters of 1, 2 and 4 GPU nodes.
 
-    python -m tests.benchmarks.bench_cluster [--items 200] [--nodes 1 2 4] [--size 16] [--steps 1]
+    python -m tests.benchmarks.bench_cluster [--items 200 1000] [--nodes 1 2 4] [--size 16] [--steps 1]
+                                             [--batch-items 16]
 
 Each cluster is a `ray.cluster_utils.Cluster` on this machine: a head that takes no work and N
 nodes declaring one GPU (Ray schedules one GPU worker on each; TensorFlow runs on the CPU). The
-driver is `batch-nst run --address` in its own process with `--batch-items 1`, so every item is a
-dispatch of its own: the most scheduling per item the job can be asked to do. Measured:
+driver is `batch-nst run --address` in its own process, with `--batch-items` items a chunk (1:
+every item a dispatch of its own, the most scheduling per item the job can be asked to do).
+Measured:
 - items/min over the whole run (driver start to exit, worker start included) and in the steady
   state (first record to last);
-- the driver's CPU time (user + system, from wait4) per item and its peak resident memory;
+- the driver's CPU time (user + system, from wait4) per item and its peak resident memory; with
+  several `--items`, the CPU per item at the margin: the difference between two runs' CPU over
+  the difference of their items, so the driver's start (imports, joining Ray) drops out;
 - scheduling overhead per item: in each worker, the time from one item's end to the next one's
   end less that item's own seconds (the chunk's trip to the driver and back), averaged.
 """
@@ -28,11 +32,11 @@ from tests import ray_nodes, vgg_weights
 from tests.benchmarks.bench_job import make_library
 
 
-def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, tmp: str) -> dict[str, float]:
-    root = os.path.join(tmp, f"out-{nodes}")
+def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, batch: int, tmp: str) -> dict[str, float]:
+    root = os.path.join(tmp, f"out-{nodes}-{os.path.basename(os.path.dirname(manifest))}")
     with ray_nodes.cluster(*[{"num_gpus": 1}] * nodes) as made:
         cmd = [sys.executable, "-m", "batch_nst", "run", manifest, "-o", root, "--weights", weights, "--quiet",
-               "--address", made.address, "--workers", str(nodes), "--gpus-per-worker", "1", "--batch-items", "1",
+               "--address", made.address, "--workers", str(nodes), "--gpus-per-worker", "1", "--batch-items", str(batch),
                "--steps", str(steps), "--max-size", str(size)]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=ray_nodes.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -43,7 +47,7 @@ def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, tmp: s
             raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stderr.read().decode()[-3000:]}")
     recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
     ends = sorted(r["finished_at"].timestamp() for r in recs)
-    return {"nodes": nodes, "items": len(recs), "wall": wall, "per_min": 60 * len(recs) / wall,
+    return {"nodes": nodes, "items": len(recs), "wall": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "per_min": 60 * len(recs) / wall,
             "steady_per_min": 60 * (len(recs) - 1) / (ends[-1] - ends[0]),
             "cpu_ms_per_item": 1000 * (usage.ru_utime + usage.ru_stime) / len(recs), "rss_mib": usage.ru_maxrss / 1024,
             "overhead_ms": 1000 * _gaps(recs), "item_ms": 1000 * sum(r["seconds"] for r in recs) / len(recs)}
@@ -61,23 +65,29 @@ def _gaps(recs: list[dict]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--items", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--batch-items", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "vgg19_seeded_notop.h5")
         vgg_weights.write_legacy_h5(weights)
-        manifest = make_library(os.path.join(tmp, "lib"), args.items, args.size)
+        manifests = {n: make_library(os.path.join(tmp, f"lib{n}"), n, args.size) for n in args.items}
         print("| GPU nodes | items | wall s | items/min | steady items/min | item in worker ms | "
-              "driver CPU ms/item | driver peak RSS MiB | scheduling overhead ms/item |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "driver CPU ms/item | at the margin | driver peak RSS MiB | scheduling overhead ms/item |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for nodes in args.nodes:
-            r = bench(nodes, manifest, weights, args.size, args.steps, tmp)
-            print(f"| {r['nodes']} | {r['items']} | {r['wall']:.1f} | {r['per_min']:.0f} | {r['steady_per_min']:.0f} | "
-                  f"{r['item_ms']:.0f} | {r['cpu_ms_per_item']:.1f} | {r['rss_mib']:.0f} | {r['overhead_ms']:.0f} |",
-                  flush=True)
+            previous = None
+            for n in args.items:
+                r = bench(nodes, manifests[n], weights, args.size, args.steps, args.batch_items, tmp)
+                margin = (f"{1000 * (r['cpu_s'] - previous['cpu_s']) / (r['items'] - previous['items']):.2f}"
+                          if previous else "")
+                print(f"| {r['nodes']} | {r['items']} | {r['wall']:.1f} | {r['per_min']:.0f} | "
+                      f"{r['steady_per_min']:.0f} | {r['item_ms']:.0f} | {r['cpu_ms_per_item']:.2f} | {margin} | "
+                      f"{r['rss_mib']:.0f} | {r['overhead_ms']:.0f} |", flush=True)
+                previous = r
 
 
 if __name__ == "__main__":
