@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(command=_cmd_report)
 
+    p = sub.add_parser("compact", help="rewrite an output root's metadata into few large files, records unchanged")
+    p.add_argument("output_root", help="output root URI of earlier runs")
+    p.add_argument("--json", action="store_true", help="print what it did as JSON")
+    p.set_defaults(command=_cmd_compact)
+
     p = sub.add_parser("weights", help="manage VGG19 weights")
     wsub = p.add_subparsers(required=True, metavar="ACTION")
     f = wsub.add_parser("fetch", help="store VGG19 weights once at URI, where cluster nodes can read them")
@@ -266,6 +271,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed, "
               f"{written.outliers} outliers, {written.noisy} noisy, {written.lost} with the asset lost to review), "
               f"{written.thumbnails} new thumbnails")
+    return EXIT_OK
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from batch_nst.job import compact
+
+    done = compact.under_lease(args.output_root)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(done)))
+    else:
+        print(f"{done.inputs} metadata file(s) compacted into {done.outputs} ({done.records} records, unchanged); "
+              f"{done.deleted} replaced file(s) deleted")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ deep-learning framework: only the workers do.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -24,11 +25,12 @@ import pyarrow as pa
 
 from batch_nst.engine import backend
 from batch_nst.assets import images
-from batch_nst.job import lease, manifest, pending, pool, quiet, records, runs, stopping
+from batch_nst.job import compact, lease, manifest, pending, pool, quiet, records, runs, stopping
 from batch_nst import storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.job.manifest import WorkItem
 from batch_nst.job.pending import Chunk
+from batch_nst.job.planning import Plan, plan
 from batch_nst.params import StyleParams
 from batch_nst.job.runs import Summary
 from batch_nst.job.worker import WorkerConfig
@@ -80,56 +82,6 @@ class JobConfig:
     def on_cluster(self) -> bool:
         """Whether the run joins a cluster (which may grow) rather than this machine alone."""
         return bool(self.address or os.environ.get("RAY_ADDRESS"))
-
-
-@dataclass(frozen=True)
-class Plan:
-    todo: list[WorkItem]  # in dispatch order: grouped by style
-    done: list[WorkItem]  # an `ok` record with the same key exists, and the image it wrote
-    invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time (or rows --skip-invalid kept), why
-    weights_identity: str
-
-    @property
-    def steps(self) -> int:
-        """Estimated work: optimization steps over the items to do."""
-        return sum(sum(item.params.stages()) for item in self.todo)
-
-
-def plan(config: JobConfig, items: list[WorkItem] | None = None, weights_id: str | None = None) -> Plan:
-    """Validate the manifest (unless its `items` are given) and decide what to do from listings
-    and fingerprints alone; `weights_id` saves hashing a weights file already resolved."""
-    items = manifest.load(config.manifest, config.params, config.skip_invalid) if items is None else items
-    weights_id = weights_id or weights.identity(config.weights)
-    invalid = [(item, item.problem) for item in items if item.problem]  # rows kept by --skip-invalid
-    items = [item for item in items if not item.problem]
-    prints, unreadable = _fingerprints({u for item in items for u in (item.content, *item.styles)})
-    current = {} if config.force else records.current_ok(config.output_root)
-    stored = records.stored_ids(config.output_root) if current else set()
-    todo, done = [], []
-    for item in items:
-        missing = [u for u in (item.content, *item.styles) if u not in prints]
-        if missing:
-            invalid.append((item, "; ".join(unreadable.get(u) or f"no such file: {storage.redact(u)}" for u in missing)))
-            continue
-        item = item.keyed(prints[item.content], ";".join(prints[u] for u in item.styles), weights_id)
-        (done if current.get(item.id) == item.key and item.id in stored else todo).append(item)
-    todo.sort(key=lambda item: (item.style, item.params.max_size, item.row))
-    return Plan(todo, done, invalid, weights_id)
-
-
-def _fingerprints(uris: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Fingerprints per URI, listed scheme by scheme, and the error for URIs whose storage could
-    not be listed at all (a scheme nobody installed, a bucket that refuses): those rows fail alone."""
-    by_scheme: dict[str, set[str]] = {}
-    for uri in uris:
-        by_scheme.setdefault(uri.split("://", 1)[0] if "://" in uri else "", set()).add(uri)
-    prints, errors = {}, {}
-    for group in by_scheme.values():
-        try:
-            prints.update(storage.fingerprints(group))
-        except BatchNSTError as err:
-            errors.update(dict.fromkeys(group, str(err)))
-    return prints, errors
 
 
 def run(config: JobConfig, on_chunk: Callable[[pa.Table, Summary], None] | None = None,
@@ -206,7 +158,23 @@ def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: Writer, st
     summary.interrupted_by = summary.interrupted_by or stop.signal
     summary.not_finished = len(the_plan.todo) - summary.ok - summary.failed
     summary.seconds = time.perf_counter() - started
-    runs.finish(config.output_root, summary, {"steps_planned": the_plan.steps, "config": _config_json(config, the_plan)})
+    runs.finish(config.output_root, summary, {"steps_planned": the_plan.steps, "config": _config_json(config, the_plan),
+                                              "compaction": _compact(config.output_root, summary)})
+
+
+def _compact(root: str, summary: Summary) -> dict[str, Any] | None:
+    """Past compact.THRESHOLD live metadata files, the run compacts them at its end, under its
+    lease, so the next plan reads few files. One that fails leaves the metadata whole
+    (compact.py) and the run's status as it was: the next run tries again. An interrupted or
+    crashed run skips it: its grace is for the items in flight."""
+    if summary.status not in (runs.OK, runs.FAILED) or summary.metadata_error:
+        return None
+    try:
+        done = compact.compact_if_due(root)
+    except BatchNSTError as err:
+        _log(f"the metadata could not be compacted (it is whole; the next run tries again): {err}")
+        return {"error": str(err)}
+    return dataclasses.asdict(done) if done else None
 
 
 def _dispatch(config: JobConfig, the_plan: Plan, summary: Summary, on_pool,
