@@ -26,7 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from batch_nst.errors import StorageError
 
 __all__ = ["resolve", "parent", "join", "redact", "filesystem", "read_bytes", "write_bytes", "exists",
-           "glob", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
+           "glob", "names", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
 
 _PREFIX = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # user:password@ may hold a '/' (AWS secrets do), so a ':' before the first '/' marks credentials.
@@ -186,6 +186,21 @@ def glob(pattern: str) -> list[str]:
         return names
     prefix = _split(pattern)[0]
     return [prefix + name.lstrip("/") for name in names]
+
+
+def names(folder: str) -> list[str]:
+    """The names in one folder, from a listing without details (no stat per entry locally: a
+    million names in about a second); a missing folder has none."""
+    fs, path = filesystem(folder)
+    with errors_naming("list", folder):
+        try:
+            if isinstance(fs, LocalFileSystem):  # fsspec's ls spends ~15 us an entry on its path
+                return os.listdir(path)
+            fs.invalidate_cache(path)
+            entries = _retried(lambda: fs.ls(path, detail=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    return [posixpath.basename(entry.rstrip("/")) for entry in entries]
 
 
 def fingerprints(uris: Iterable[str]) -> dict[str, str]:

@@ -335,7 +335,7 @@ def test_an_item_whose_image_was_deleted_is_planned_again(tmp_path, library, leg
     image = tmp_path / "out" / "images" / "hero.png"
     image.parent.mkdir(parents=True)
     image.write_bytes(b"png")
-    assert [i.id for i in driver.plan(config).done] == ["hero"]
+    assert driver.plan(config).done.to_pylist() == ["hero"]
     image.unlink()
     assert [i.id for i in driver.plan(config).todo] == ["hero"]
 

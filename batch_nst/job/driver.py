@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from batch_nst.engine import backend
 from batch_nst.assets import images
-from batch_nst.job import compact, lease, manifest, pending, pool, quiet, records, runs, stopping
+from batch_nst.job import compact, lease, pending, planning, pool, quiet, records, runs, stopping
 from batch_nst import storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.job.manifest import WorkItem
@@ -92,7 +92,7 @@ def run(config: JobConfig, on_chunk: Callable[[pa.Table, Summary], None] | None 
     records (a table) and the summary so far; `on_pool` gets the pool's status
     (`2 of 8 workers running, 6 waiting for {GPU: 1}`) whenever it changes."""
     started = time.perf_counter()
-    items = manifest.load(config.manifest, config.params, config.skip_invalid)  # a bad one: exit 2, root untouched
+    rows = planning.load(config)  # a bad manifest: exit 2, root untouched
     # A file or URI is fetched and hashed here, and the 8-bit copy checked: unreachable weights are
     # exit 2 now, not N failures later. `imagenet` is Keras' download, which would load the framework
     # in the driver: each node's workers fetch it, and if they cannot, every worker fails to start
@@ -106,7 +106,7 @@ def run(config: JobConfig, on_chunk: Callable[[pa.Table, Summary], None] | None 
         for line in runs.recovered(config.output_root, pending.recover(config.output_root), run_id):
             _log(line)
         # Planned under the lease: no other run can finish an item between plan and dispatch.
-        the_plan = plan(config, items, weights_id)
+        the_plan = plan(config, rows, weights_id)
         return _run(config, the_plan, run_id, started, on_chunk, on_start, on_pool, stop)
 
 

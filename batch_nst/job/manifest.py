@@ -38,7 +38,7 @@ REQUIRED = ("content", "style")
 COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
 MAX_REPORTED = 20
 _PARAMS = frozenset(param_names())
-_key_json = functools.lru_cache(maxsize=256)(StyleParams.key_json)  # per distinct params, not per row
+key_json = functools.lru_cache(maxsize=256)(StyleParams.key_json)  # per distinct params, not per row
 OUTPUT_FOLDERS = ("images", "report", "checkpoints", "metadata", "runs")  # of an output root
 
 
@@ -63,7 +63,7 @@ class WorkItem:
         """This item with its key: changes iff an input, a parameter, the weights or the algorithm do."""
         payload = json.dumps(
             [ALGORITHM_VERSION, self.id, self.content, content_fp, self.style, style_fp,
-             _key_json(self.params), weights_identity]
+             key_json(self.params), weights_identity]
         )
         return WorkItem(self.row, self.id, self.content, self.style, self.params,
                         hashlib.sha256(payload.encode()).hexdigest()[:32])
@@ -129,22 +129,32 @@ def _format(uri: str) -> str:
 
 
 def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
-    """(column names, rows as dicts). Text is never taken for null: 'NA', 'NaN', 'null', 'N/A' are
-    read as written (and refused where they are not valid), a CSV's empty cell as "" (not given)."""
+    """(column names, rows as dicts)."""
+    if _format(uri) == "jsonl":
+        try:
+            return _json_lines(storage.read_bytes(uri))
+        except ValueError as err:
+            raise ManifestError(f"manifest {storage.redact(uri)}: not a readable jsonl table: {err}") from None
+    table = read_table(uri)
+    return table.column_names, _rows(table)
+
+
+def read_table(uri: str) -> pa.Table | None:
+    """A CSV or Parquet manifest as one Arrow table; None for JSON Lines (parsed row by row, as
+    written). Text is never taken for null: 'NA', 'NaN', 'null', 'N/A' are read as written (and
+    refused where they are not valid), a CSV's empty cell as "" (not given)."""
     kind = _format(uri)
+    if kind == "jsonl":
+        return None
     data = storage.read_bytes(uri)
     try:
-        if kind == "jsonl":
-            return _json_lines(data)
         if kind == "csv":
-            table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+            return pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(COLUMNS, pa.string()), null_values=[], strings_can_be_null=False,
                 quoted_strings_can_be_null=False))
-        else:
-            table = pq.read_table(io.BytesIO(data))
+        return pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ManifestError(f"manifest {storage.redact(uri)}: not a readable {kind} table: {err}") from None
-    return table.column_names, _rows(table)
 
 
 def _json_lines(data: bytes) -> tuple[list[str], list[dict[str, Any]]]:

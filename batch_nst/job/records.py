@@ -22,6 +22,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -177,14 +178,28 @@ def name_of(uri: str) -> str:
 
 
 def current_ok(root: str) -> dict[str, str]:
-    """{id: key} of the ids whose latest record, pending ones included, is `ok`: what a run may
+    """{id: key} of the ids whose latest record, pending ones included, is `ok` (`latest_ok`)."""
+    latest = latest_ok(root)
+    return dict(zip(latest["id"].to_pylist(), latest["key"].to_pylist()))
+
+
+def latest_ok(root: str) -> pa.Table:
+    """(id, key) of the ids whose latest record, pending ones included, is `ok`: what a run may
     skip. Only the latest counts: after runs with steps 5, 8, 5 the image on disk is the steps-8
-    one, so the steps-5 `ok` record of the first run must not make the third skip."""
+    one, so the steps-5 `ok` record of the first run must not make the third skip. Latest: the
+    greatest `finished_at`, then the last read; found with one stable sort of integers (an id's
+    group number, its time, its place), not per row in Python nor by a grouping of strings: a
+    million records in about a second and a few hundred MB."""
     columns = ["id", "key", "status", "finished_at"]
     table = pa.concat_tables([read(root, columns), _dataset(storage.join(metadata_dir(root), PENDING), columns)])
-    table = table.sort_by([("finished_at", "ascending")])
-    latest = dict(zip(table["id"].to_pylist(), zip(table["key"].to_pylist(), table["status"].to_pylist())))
-    return {item_id: key for item_id, (key, status) in latest.items() if status == OK and key}
+    if table.num_rows:
+        groups = pc.dictionary_encode(table["id"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+        times = pc.fill_null(table["finished_at"].cast(pa.int64()), np.iinfo(np.int64).max)  # a null sorts last
+        order = np.lexsort((np.arange(table.num_rows), times.to_numpy(), groups))
+        ends = np.append(groups[order][1:] != groups[order][:-1], True)  # the last of each id's group
+        table = table.take(pa.array(order[ends]))
+    table = table.filter(pc.and_(pc.equal(table["status"], OK), pc.is_valid(table["key"])))
+    return table.select(["id", "key"])
 
 
 def read_files(files: list[str], columns: list[str]) -> pa.Table:
@@ -255,8 +270,16 @@ def output_uri(root: str, output: str) -> str:
 def stored_ids(root: str) -> set[str]:
     """The ids that have an image under the root, from one listing of images/: a record says an
     item is done only while its image is still there (someone may have deleted it)."""
-    names = (uri.rsplit("/", 1)[-1] for uri in storage.glob(storage.join(root, "images", "*")))
-    return {name.rsplit(".", 1)[0] for name in names if name.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS}
+    return set(stored_id_array(root).to_pylist())
+
+
+def stored_id_array(root: str) -> pa.Array:
+    """`stored_ids` as an Arrow array, from names alone (no per-file stat: a million images list
+    in about a second)."""
+    names = pa.array(storage.names(storage.join(root, "images")), pa.string())
+    parts = pc.split_pattern(names, ".", reverse=True, max_splits=1)
+    images = pc.is_in(pc.list_element(parts, 1), value_set=pa.array(IMAGE_EXTENSIONS))
+    return pc.list_element(parts, 0).filter(pc.fill_null(images, False))
 
 
 def checkpoint_uri(root: str, key: str) -> str:

@@ -1,6 +1,6 @@
 """Peak memory: the driver planning a 1,000,000-row manifest, and one worker at 256/512/1024 px.
 
-    python -m tests.benchmarks.bench_memory [--rows 1000000] [--sizes 256 512 1024]
+    python -m tests.benchmarks.bench_memory [--rows 1000000] [--sizes 256 512 1024] [--plain]
 
 Each measurement runs in a fresh process and reports its peak resident set (ru_maxrss). The
 manifest's rows reference 1,000 real files (distinct ids, two styles, varied steps), so planning
@@ -41,17 +41,23 @@ print(base, peak)
 """
 
 
-def driver_peak(rows: int, folder: str, weights: str) -> float:
+def write_assets(folder: str) -> None:
+    """1,000 content files assets/a0000.png ... and two styles, style0.png and style1.png."""
     os.makedirs(os.path.join(folder, "assets"), exist_ok=True)
     for i in range(1000):
         Image.fromarray(smooth_image(16, 16, i)).save(os.path.join(folder, "assets", f"a{i:04d}.png"))
     for s in range(2):
         Image.fromarray(smooth_image(16, 16, 5000 + s)).save(os.path.join(folder, f"style{s}.png"))
+
+
+def driver_peak(rows: int, folder: str, weights: str, plain: bool) -> float:
+    """`batch-nst plan`'s peak RSS; `plain`: without the per-row `steps` (planned in columns)."""
+    write_assets(folder)
     manifest = os.path.join(folder, "manifest.csv")
     with open(manifest, "w") as f:
-        f.write("id,content,style,steps\n")
+        f.write("id,content,style" + ("" if plain else ",steps") + "\n")
         for i in range(rows):
-            f.write(f"r{i:07d},assets/a{i % 1000:04d}.png,style{i % 2}.png,{100 + i % 5}\n")
+            f.write(f"r{i:07d},assets/a{i % 1000:04d}.png,style{i % 2}.png" + ("" if plain else f",{100 + i % 5}") + "\n")
     proc = subprocess.run([sys.executable, "-m", "batch_nst", "plan", manifest, "-o", os.path.join(folder, "out"),
                            "--weights", weights], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -72,11 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--plain", action="store_true", help="no per-row option: the manifest is planned in columns")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="bench-memory-")
     weights = os.path.join(folder, "vgg19_seeded_notop.h5")
     vgg_weights.write_legacy_h5(weights)
-    print(f"driver: `batch-nst plan` of a {args.rows}-row manifest: peak RSS {driver_peak(args.rows, folder, weights):.0f} MiB")
+    print(f"driver: `batch-nst plan` of a {args.rows}-row manifest: peak RSS {driver_peak(args.rows, folder, weights, args.plain):.0f} MiB")
     print("| size | worker RSS with the network loaded | peak RSS stylizing | growth | growth per megapixel |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
