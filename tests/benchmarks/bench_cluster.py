@@ -12,7 +12,9 @@ Measured:
   state (first record to last);
 - the driver's CPU time (user + system, from wait4) per item and its peak resident memory; with
   several `--items`, the CPU per item at the margin: the difference between two runs' CPU over
-  the difference of their items, so the driver's start (imports, joining Ray) drops out;
+  the difference of their items, so the driver's start (imports, joining Ray) drops out; for the
+  whole process and for its main thread alone (where planning, dispatch, gathering and writing
+  run: Ray's own threads cost CPU per second of wall time, which a loaded machine stretches);
 - scheduling overhead per item: in each worker, the time from one item's end to the next one's
   end less that item's own seconds (the chunk's trip to the driver and back), averaged.
 """
@@ -35,7 +37,7 @@ from tests.benchmarks.bench_job import make_library
 def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, batch: int, tmp: str) -> dict[str, float]:
     root = os.path.join(tmp, f"out-{nodes}-{os.path.basename(os.path.dirname(manifest))}")
     with ray_nodes.cluster(*[{"num_gpus": 1}] * nodes) as made:
-        cmd = [sys.executable, "-m", "batch_nst", "run", manifest, "-o", root, "--weights", weights, "--quiet",
+        cmd = [sys.executable, "-c", MAIN_THREAD, "run", manifest, "-o", root, "--weights", weights, "--quiet",
                "--address", made.address, "--workers", str(nodes), "--gpus-per-worker", "1", "--batch-items", str(batch),
                "--steps", str(steps), "--max-size", str(size)]
         started = time.perf_counter()
@@ -43,14 +45,22 @@ def bench(nodes: int, manifest: str, weights: str, size: int, steps: int, batch:
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode()
         if proc.returncode != 0:
-            raise SystemExit(f"run failed ({proc.returncode}):\n{proc.stderr.read().decode()[-3000:]}")
+            raise SystemExit(f"run failed ({proc.returncode}):\n{err[-3000:]}")
     recs = pads.dataset(os.path.join(root, "metadata")).to_table().to_pylist()
     ends = sorted(r["finished_at"].timestamp() for r in recs)
-    return {"nodes": nodes, "items": len(recs), "wall": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "per_min": 60 * len(recs) / wall,
+    return {"nodes": nodes, "items": len(recs), "wall": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "main_s": float(err.rsplit("MAIN_THREAD_CPU ", 1)[1].split()[0]), "per_min": 60 * len(recs) / wall,
             "steady_per_min": 60 * (len(recs) - 1) / (ends[-1] - ends[0]),
             "cpu_ms_per_item": 1000 * (usage.ru_utime + usage.ru_stime) / len(recs), "rss_mib": usage.ru_maxrss / 1024,
             "overhead_ms": 1000 * _gaps(recs), "item_ms": 1000 * sum(r["seconds"] for r in recs) / len(recs)}
+
+
+# The driver with its main thread's CPU printed at exit: planning, dispatch, gathering and writing
+# happen there; Ray's own threads (gRPC, heartbeats) cost CPU per second of wall time, not per item.
+MAIN_THREAD = ("import atexit, runpy, sys, time; atexit.register(lambda: print(f'MAIN_THREAD_CPU {time.thread_time()}', "
+               "file=sys.stderr)); sys.argv[0] = 'batch-nst'; runpy.run_module('batch_nst', run_name='__main__')")
 
 
 def _gaps(recs: list[dict]) -> float:
@@ -61,6 +71,11 @@ def _gaps(recs: list[dict]) -> float:
         mine = sorted((r for r in recs if r["worker"] == worker), key=lambda r: r["finished_at"])
         gaps += [(b["finished_at"] - a["finished_at"]).total_seconds() - b["seconds"] for a, b in zip(mine, mine[1:])]
     return sum(gaps) / len(gaps)
+
+
+def _margin(run: dict, previous: dict | None, key: str) -> str:
+    """CPU ms per item between two runs (their difference over the difference of their items)."""
+    return f"{1000 * (run[key] - previous[key]) / (run['items'] - previous['items']):.2f}" if previous else ""
 
 
 def main() -> None:
@@ -76,17 +91,17 @@ def main() -> None:
         vgg_weights.write_legacy_h5(weights)
         manifests = {n: make_library(os.path.join(tmp, f"lib{n}"), n, args.size) for n in args.items}
         print("| GPU nodes | items | wall s | items/min | steady items/min | item in worker ms | "
-              "driver CPU ms/item | at the margin | driver peak RSS MiB | scheduling overhead ms/item |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "driver CPU ms/item | at the margin | main thread at the margin | driver peak RSS MiB | "
+              "scheduling overhead ms/item |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for nodes in args.nodes:
             previous = None
             for n in args.items:
                 r = bench(nodes, manifests[n], weights, args.size, args.steps, args.batch_items, tmp)
-                margin = (f"{1000 * (r['cpu_s'] - previous['cpu_s']) / (r['items'] - previous['items']):.2f}"
-                          if previous else "")
+                margin, main = (_margin(r, previous, key) for key in ("cpu_s", "main_s"))
                 print(f"| {r['nodes']} | {r['items']} | {r['wall']:.1f} | {r['per_min']:.0f} | "
                       f"{r['steady_per_min']:.0f} | {r['item_ms']:.0f} | {r['cpu_ms_per_item']:.2f} | {margin} | "
-                      f"{r['rss_mib']:.0f} | {r['overhead_ms']:.0f} |", flush=True)
+                      f"{main} | {r['rss_mib']:.0f} | {r['overhead_ms']:.0f} |", flush=True)
                 previous = r
 
 
