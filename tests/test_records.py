@@ -77,3 +77,16 @@ def test_parts_written_before_a_column_existed_read_it_as_null(tmp_path):
     rows = {r["id"]: r for r in records.read(root).to_pylist()}
     assert rows["item1"]["style_distance"] is None and rows["item2"]["style_distance"] == 0.5
     assert records.current_ok(root) == {"item1": "k1", "item2": "k2"}
+
+
+def test_a_part_removes_the_images_its_records_make_stale(tmp_path):
+    """A still that was an animation leaves no .gif beside its .png, a failed item no image: done
+    a part at a time (bulk requests), not with a DELETE per item from the workers."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("hero.gif", "hero.png", "gone.png", "gone.webp", "kept.png"):
+        (images / name).write_bytes(b"")
+    records.write_part(str(tmp_path), "part-r1-00000", [
+        records.record(id="hero", status="ok", output=str(images / "hero.png"), run_id="r1"),
+        records.record(id="gone", status="failed", error="broken", run_id="r1")])
+    assert sorted(p.name for p in images.iterdir()) == ["hero.png", "kept.png"]

@@ -238,3 +238,15 @@ def test_a_misspelt_or_mistyped_config_fails_where_it_is_built_naming_the_field(
     with pytest.raises(TypeError, match=r"^WorkerConfig.gpu_fraction must be float or None, got True$"):
         WorkerConfig(output_root="out", weights="w.h5", run_id="r1", gpu_fraction=True)
     assert WorkerConfig(output_root="out", weights="w.h5", run_id="r1", gpu_fraction=1).gpu_fraction == 1
+
+
+def test_a_chunk_costs_the_metadata_one_write_and_no_delete(worker, tmp_path, monkeypatch):
+    """Issue 21: a pending PUT and a DELETE per item neared an object store's request limits at
+    sprite rates. Now a chunk writes its images and one pending file, and deletes nothing."""
+    writes, deletes = [], []
+    real_write = storage.write_bytes
+    monkeypatch.setattr(storage, "write_bytes", lambda uri, data: (writes.append(uri), real_write(uri, data)))
+    monkeypatch.setattr(storage, "remove", lambda uris: deletes.append(list(uris)))
+    chunk = worker.chunk(_items(tmp_path, 4))
+    assert chunk.table.num_rows == 4 and chunk.pending in writes
+    assert [uri for uri in writes if "/images/" not in uri] == [chunk.pending] and deletes == []

@@ -125,16 +125,24 @@ def table(recs: Iterable[dict[str, Any]]) -> pa.Table:
 
 def write_part(root: str, name: str, records: pa.Table | list[dict[str, Any]]) -> str:
     """Write records (a table, or rows) as one Parquet part `metadata/<name>.parquet`, atomically,
-    and delete the images of the failed ones; returns its URI."""
+    then delete the images no record stands for; returns its URI."""
     records = records if isinstance(records, pa.Table) else table(records)
     uri = storage.join(metadata_dir(root), f"{name}.parquet")
     storage.write_bytes(uri, parquet(records))
-    failed = records.filter(pc.equal(records["status"], FAILED))["id"].to_pylist()
-    # A failed item's image is of an earlier key: once its record is the latest, the image goes,
-    # so no image on disk looks current beside a `failed` record.
     with contextlib.suppress(BatchNSTError):  # best effort: the part is written, it must not be again
-        storage.remove(uri for item_id in failed for uri in image_uris(root, item_id))
+        storage.remove(stale_images(root, records))
     return uri
+
+
+def stale_images(root: str, records: pa.Table) -> list[str]:
+    """The images the records make stale: a failed item's (of an earlier key: no image on disk
+    looks current beside a `failed` record), and an ok item's under another extension than its
+    output's (a still that was an animation). Removed a part at a time, in bulk requests (~1,000
+    names each on object stores), not with a DELETE per item from the workers."""
+    columns = (records[name].to_pylist() for name in ("id", "status", "output"))
+    return [image_uri(root, item_id, extension) for item_id, status, output in zip(*columns)
+            for extension in IMAGE_EXTENSIONS
+            if status == FAILED or (output is not None and not output.endswith("." + extension))]
 
 
 def read(root: str, columns: Iterable[str] | None = None) -> pa.Table:

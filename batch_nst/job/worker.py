@@ -82,7 +82,6 @@ class Worker:
         self.styles = transfer.StyleCache()  # Gram targets per (style, size, precision)
         self.style_pictures = transfer.StyleCache()  # decoded style images per URI: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._stale: list[str] = []  # images of other extensions than those written, removed per chunk
 
     def chunk(self, items: list[WorkItem]) -> Chunk:
         """`process`, then the chunk's records copied to one pending file (survives a killed
@@ -108,19 +107,7 @@ class Worker:
                 records_out.append(self._failed(item, reason, time.perf_counter() - started))
         for batch in _batches(ready, self._batch_limit):
             records_out += self._batch(batch)
-        return self._remove_stale(records_out)
-
-    def _remove_stale(self, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Remove the chunk's stale images in one bulk request (not a DELETE per item); when that
-        fails, the items that had one fail, as they did when each removed its own."""
-        stale, self._stale = self._stale, []
-        try:
-            storage.remove(stale)
-        except BatchNSTError as err:
-            ids = {uri.rsplit("/", 1)[-1].rsplit(".", 1)[0] for uri in stale}
-            return [records.record(**{**rec, "status": records.FAILED, "error": str(err)}) if rec["id"] in ids
-                    else rec for rec in recs]
-        return recs
+        return records_out
 
     def _ready(self, item: WorkItem) -> _Ready:
         content = self._content(item.content)
@@ -154,11 +141,10 @@ class Worker:
             return [self._failed(first.item, _describe(err), time.perf_counter() - started)]
 
     def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
-        """The image (a still as PNG, an animation in its own container), any stale image of this
-        id under another extension noted for removal at the chunk's end, and the record."""
+        """The image (a still as PNG, an animation in its own container) and the record; an image
+        of this id under another extension goes when the record is written (records.write_part)."""
         output = records.image_uri(self.config.output_root, item.id, animation.extension_of(result.image))
         storage.write_bytes(output, animation.encode_output(result.image))
-        self._stale += [uri for uri in records.image_uris(self.config.output_root, item.id) if uri != output]
         notes = [f"content: {_frames_note(content)}"] if _frames_note(content) else []
         notes += [f"style: {s.note}" for s in style if s.note]
         rec = self._ok(item, result, output, "; ".join(notes))
