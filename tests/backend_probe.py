@@ -1,17 +1,11 @@
-"""What the parity tests compare across backends, computed in a process of one backend.
+"""The parity group of tests/probe.py: what tests/test_backends.py compares across backends.
 
-    python -m tests.backend_probe BACKEND WEIGHTS OUT.npz [--threads N] [--resume CHECKPOINT|-]
-
-Keras fixes its backend at import, so tests/test_backends.py runs this once per backend, all
-backends at once, and compares the files: every loss term and its pixel gradient (plain, tileable, masked), a 10-step
-stylize of one pair, L-BFGS, a batch of
-two sprite sheets under the multiscale schedule, and a run resumed from a checkpoint (written here, or another backend's).
+Every loss term and its pixel gradient (plain, tileable, masked), a 10-step stylize of one pair,
+L-BFGS, a batch of two sprite sheets under the multiscale schedule, and a run resumed from a
+checkpoint (another backend's: TensorFlow's, sent when its probe is done).
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
 
 CASES = ("plain", "tileable", "masked")
 SIZE, STEPS, CHECKPOINT_AT = 32, 10, 5
@@ -37,48 +31,33 @@ def sprite_mask():
     return ((((y - 16) ** 2 + (x - 14) ** 2) < 100) * 1.0)[None, ..., None].astype(np.float32)
 
 
-def read_checkpoint(source: str) -> bytes:
-    """A checkpoint file's bytes, or stdin's for "-": the parity tests start this probe beside
-    TensorFlow's and send TensorFlow's checkpoint when that probe is done, so the resume comes last."""
-    if source == "-":
-        return sys.stdin.buffer.read()
-    with open(source, "rb") as f:
-        return f.read()
+def pair(optimizer):
+    """The stylized pair, its targets, and the seed's arithmetic for the runs compared.
 
-
-def probe_parser() -> argparse.ArgumentParser:
-    """What every probe is given: its backend, the weights, the file it writes, its share of the cores."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("backend")
-    parser.add_argument("weights")
-    parser.add_argument("out")
-    parser.add_argument("--threads", type=int, help="CPU threads: this probe's share of the cores")
-    return parser
-
-
-def main() -> None:
-    parser = probe_parser()
-    parser.add_argument("--resume", help="a checkpoint (npz) to continue the 10-step run from; - reads it from stdin")
-    args = parser.parse_args()
-    from batch_nst.engine import backend
-
-    backend.use(args.backend, threads=args.threads)
+    Under "area" at 32 px the content term is 256x, and with it the round-off of its zero
+    gradient at step 1, which Adam's normalized first steps turn into pixels 3-4 levels apart
+    between backends (losses still within 0.5%); style_norm="target" likewise magnifies the small
+    layers' round-off. The terms are compared under the defaults (`terms`)."""
     import numpy as np
-    from keras import ops
 
-    from batch_nst.engine import distance, losses
-    from batch_nst.engine.checkpoint import State
-    from batch_nst.engine.optimize import Optimizer
-    from batch_nst.params import SEED, WEIGHTED_TERMS, StyleParams
-    from batch_nst.engine.transfer import stylize_many
-    from batch_nst.engine.vgg import Extractor, Variant
-    from batch_nst.weights import Weights
+    from batch_nst.engine import losses
+    from batch_nst.params import SEED, StyleParams
     from tests.conftest import smooth_image
 
-    distance.REFERENCE_SIDE = 64  # as in-process tests take it (tests/conftest.py): no distance is compared here
-    optimizer = Optimizer(Extractor(Weights(args.weights, "seeded:0", args.weights)))
     content = smooth_image(SIZE, SIZE, 1)[None].astype(np.float32)
     style = smooth_image(SIZE, SIZE, 2)[None].astype(np.float32)
+    targets = losses.Targets(optimizer.content_features(content), optimizer.style_grams(style))
+    return content, style, targets, StyleParams(steps=STEPS, precision="fp32", **SEED)
+
+
+def terms(optimizer, content, style) -> dict:
+    """Each weighted term and its pixel gradient, one term switched on at a time, in each case."""
+    from keras import ops
+
+    from batch_nst.engine import losses
+    from batch_nst.engine.vgg import Variant
+    from batch_nst.params import WEIGHTED_TERMS, StyleParams
+
     image, out = probe_image(), {}
     for case in CASES:
         params, mask = StyleParams(tileable=case == "tileable"), sprite_mask() if case == "masked" else None
@@ -89,16 +68,23 @@ def main() -> None:
         gradient = optimizer.gradient(image.shape, "fp32", params)
         for term in WEIGHTED_TERMS:
             weights = {name: ops.convert_to_tensor(float(name == term)) for name in WEIGHTED_TERMS}
-            (_, terms), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", variant),
-                                        targets.tensors(), weights)
-            out[f"{case}/{term}"] = ops.convert_to_numpy(terms[term])
+            (_, values), grad = gradient(ops.convert_to_tensor(image), optimizer.variables("fp32", variant),
+                                         targets.tensors(), weights)
+            out[f"{case}/{term}"] = ops.convert_to_numpy(values[term])
             out[f"{case}/{term}/grad"] = ops.convert_to_numpy(grad)
-    # The seed's arithmetic: under "area" at 32 px the content term is 256x, and with it the round-off
-    # of its zero gradient at step 1, which Adam's normalized first steps turn into pixels 3-4 levels
-    # apart between backends (losses still within 0.5%); style_norm="target" likewise magnifies the
-    # small layers' round-off. The terms above are compared under the defaults.
-    params = StyleParams(steps=STEPS, precision="fp32", **SEED)
-    targets = losses.Targets(optimizer.content_features(content), optimizer.style_grams(style))
+    return out
+
+
+def parity(optimizer) -> dict:
+    """The parity group's arrays, this backend's checkpoint (step 5 of 10) among them."""
+    import numpy as np
+
+    from batch_nst.engine.transfer import stylize_many
+    from batch_nst.params import SEED, StyleParams
+    from tests.conftest import smooth_image
+
+    content, style, targets, params = pair(optimizer)
+    out = terms(optimizer, content, style)
     pixels, (history,) = optimizer.run(content, targets, params)
     out["run/pixels"], out["run/history"] = pixels, np.asarray(history)
     _, (history,) = optimizer.run(content, targets, StyleParams(steps=STEPS, optimizer="lbfgs", precision="fp32",
@@ -113,12 +99,15 @@ def main() -> None:
     states = []
     optimizer.run(content, targets, params, checkpoint=states.append, checkpoint_every=CHECKPOINT_AT)
     out["checkpoint"] = np.frombuffer(states[0].to_bytes(), np.uint8)
-    if args.resume:
-        resume = State.from_bytes(read_checkpoint(args.resume))
-        resumed, (history,) = optimizer.run(content, targets, params, resume=resume)
-        out["resumed/pixels"], out["resumed/history"] = resumed, np.asarray(history)
-    np.savez(args.out, **out)
+    return out
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def resumed(optimizer, checkpoint: bytes) -> dict:
+    """The 10-step run continued from another backend's checkpoint."""
+    import numpy as np
+
+    from batch_nst.engine.checkpoint import State
+
+    content, _, targets, params = pair(optimizer)
+    pixels, (history,) = optimizer.run(content, targets, params, resume=State.from_bytes(checkpoint))
+    return {"resumed/pixels": pixels, "resumed/history": np.asarray(history)}

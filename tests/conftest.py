@@ -65,6 +65,15 @@ def optimizer(extractor):
     return Optimizer(extractor)
 
 
+@pytest.fixture(scope="session")
+def probes(legacy_weights_path, tmp_path_factory):
+    """Each backend's results and log from tests/probe.py, for tests/test_autodiff.py and
+    tests/test_backends.py alike: one process a backend serves both."""
+    from tests import probe
+
+    return probe.run_all(legacy_weights_path, tmp_path_factory.mktemp("probes"))
+
+
 @pytest.fixture(autouse=True)
 def _small_reference_side(request, monkeypatch):
     """Every item's style distance runs the network once at the reference side (256 px): on two

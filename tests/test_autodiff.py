@@ -2,9 +2,9 @@
 gradients of the function given; several Adam steps per compiled call and the compiled PyTorch
 step, on every backend.
 
-tests/steps_probe.py runs in a process per backend (all at once, a core's share each) with one
-step per call and four (so a 10-step run makes calls of 4, 4 and 2, and one checkpointed every 5
-steps calls of 4, 1, 4, 1). Four steps in one call are the arithmetic of four single steps, op for
+tests/steps_probe.py runs in a process per backend (tests/probe.py: all at once, a core's share
+each, the processes that also serve the parity tests) with one step per call and four (so a
+10-step run makes calls of 4, 4 and 2, and one checkpointed every 5 steps calls of 4, 1, 4, 1). Four steps in one call are the arithmetic of four single steps, op for
 op: TensorFlow's `while_loop`, JAX's `scan` and PyTorch's Python loop give the same bits, so the
 comparisons are exact. Compiled PyTorch (`torch.compile`, Inductor) fuses and reorders float
 arithmetic, so it is compared with eager PyTorch within what round-off does over 10 Adam steps
@@ -14,10 +14,6 @@ arithmetic, so it is compared with eager PyTorch within what round-off does over
 from __future__ import annotations
 
 import importlib.util
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -30,45 +26,22 @@ from tests.steps_probe import CHECKPOINT_AT, STEPS
 
 # Compiling the PyTorch step takes ~80 s of CPU time (minutes on a loaded machine); it runs beside the others.
 pytestmark = pytest.mark.timeout(900)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 BACKENDS = ["tensorflow", *[pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                                                          reason=f"{name} not installed"))
                             for name in ("jax", "torch")]]
-# name: (backend, $BATCH_NST_TORCH_COMPILE, extra arguments)
-PROBES = {"tensorflow": ("tensorflow", "0", []), "jax": ("jax", "0", []), "torch": ("torch", "0", []),
-          "torch-compiled": ("torch", "1", ["--k", "4"]), "torch-broken": ("torch", "1", ["--k", "4", "--break-compile"])}
-
-
-def _start(name: str, weights: str, folder: pathlib.Path, threads: int) -> subprocess.Popen:
-    backend, compile_, extra = PROBES[name]
-    cmd = [sys.executable, "-m", "tests.steps_probe", backend, weights, str(folder / f"{name}.npz"),
-           "--threads", str(threads), *extra]
-    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": backend, "BATCH_NST_TORCH_COMPILE": compile_}
-    with open(folder / f"{name}.log", "w") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+BROKEN = "broken/"
 
 
 @pytest.fixture(scope="module")
-def probes(legacy_weights_path, tmp_path_factory) -> dict[str, tuple[dict[str, np.ndarray], str]]:
-    """Each installed backend's results and log, their probes run at once."""
-    folder = tmp_path_factory.mktemp("steps")
-    names = [n for n, (backend, _, _) in PROBES.items() if importlib.util.find_spec(backend) is not None]
-    threads = max(1, len(os.sched_getaffinity(0)) // len(names))
-    procs = {name: _start(name, legacy_weights_path, folder, threads) for name in names}
-    try:
-        results = {}
-        for name, proc in procs.items():
-            log = folder / f"{name}.log"
-            assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
-            with np.load(folder / f"{name}.npz") as z:
-                results[name] = (dict(z), log.read_text())
-        return results
-    finally:
-        for proc in procs.values():  # after a failure, the probes still running: none left behind
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+def probes(probes):
+    """The session's probes (tests/probe.py), with the failing-compile run, which the PyTorch
+    probe makes last under `broken/`, as a probe of its own: "torch-broken", with that log."""
+    if "torch" not in probes:
+        return probes
+    results, log = probes["torch"]
+    broken = {name[len(BROKEN):]: value for name, value in results.items() if name.startswith(BROKEN)}
+    return {**probes, "torch-broken": (broken, log)}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,18 +1,17 @@
 """The engine on TensorFlow, JAX and PyTorch gives the same results up to float round-off.
 
 The whole suite runs on one backend (TensorFlow unless $KERAS_BACKEND says otherwise); this group
-runs tests/backend_probe.py in a process per backend and compares each with TensorFlow's: every
-loss term and its gradient (plain, tileable, masked), a 10-step stylize, and a checkpoint written
-on TensorFlow resumed on the others. Backend selection and per-process device settings are tested
+runs tests/backend_probe.py in a process per backend (tests/probe.py, the processes that also
+serve tests/test_autodiff.py) and compares each with TensorFlow's: every loss term and its
+gradient (plain, tileable, masked), a 10-step stylize, and a checkpoint written on TensorFlow
+resumed on the others. Backend selection and per-process device settings are tested
 here too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -24,69 +23,22 @@ from batch_nst.errors import ParamsError
 from batch_nst.params import WEIGHTED_TERMS
 from tests.backend_probe import CASES
 
+pytestmark = pytest.mark.timeout(900)  # the probes' fixture, where this module's tests are the first to ask for it
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OTHERS = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None,
                                                         reason=f"{name} not installed (the [{name}] extra)"))
           for name in ("jax", "torch")]
 
 
-def _start(name: str, weights: str, folder: pathlib.Path, threads: int, resume: bool) -> subprocess.Popen:
-    """The probe of one backend, started; its output goes to a file (no pipe to fill while the
-    others run). With `resume` it reads a checkpoint from stdin at its end."""
-    cmd = [sys.executable, "-m", "tests.backend_probe", name, weights, str(folder / f"{name}.npz"),
-           "--threads", str(threads), *(["--resume", "-"] if resume else [])]
-    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": name}
-    with open(folder / f"{name}.log", "w") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE if resume else subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT)
-
-
-def _finish(name: str, proc: subprocess.Popen, folder: pathlib.Path) -> dict[str, np.ndarray]:
-    """A started probe's results, once it exits; its log's tail if it failed."""
-    code = proc.wait(timeout=600)
-    assert code == 0, (folder / f"{name}.log").read_text()[-4000:]
-    with np.load(folder / f"{name}.npz") as z:
-        return dict(z)
-
-
-def _send(proc: subprocess.Popen, checkpoint: bytes) -> None:
-    """The checkpoint to a probe's stdin; one that has died already is reported by `_finish`."""
-    with contextlib.suppress(BrokenPipeError):
-        proc.stdin.write(checkpoint)
-        proc.stdin.close()
-
-
-@pytest.fixture(scope="module")
-def probes(legacy_weights_path, tmp_path_factory):
-    """Every installed backend's results, their probes run at once on a fair share of the cores
-    each (one after another they were most of this group's time). TensorFlow's checkpoint (step 5
-    of 10) goes to the others' stdin when its probe is done, and they resume from it."""
-    folder = tmp_path_factory.mktemp("probe")
-    names = [name for name in ("jax", "torch") if importlib.util.find_spec(name) is not None]
-    threads = max(1, len(os.sched_getaffinity(0)) // (1 + len(names)))
-    others = {name: _start(name, legacy_weights_path, folder, threads, resume=True) for name in names}
-    tensorflow = _start("tensorflow", legacy_weights_path, folder, threads, resume=False)
-    try:
-        ref = _finish("tensorflow", tensorflow, folder)
-        for proc in others.values():
-            _send(proc, ref["checkpoint"].tobytes())
-        return ref, {name: _finish(name, proc, folder) for name, proc in others.items()}
-    finally:
-        for proc in [tensorflow, *others.values()]:  # after a failure, the probes still running: none left behind
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def ref(probes):
     """TensorFlow's results, the reference."""
-    return probes[0]
+    return probes["tensorflow"][0]
 
 
 @pytest.fixture(scope="module", params=OTHERS)
 def other(request, probes):
-    return probes[1][request.param]
+    return probes[request.param][0]
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
