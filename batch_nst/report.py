@@ -20,11 +20,12 @@ import statistics
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from batch_nst.job import records
 from batch_nst import storage, thumbnails
 from batch_nst.errors import BatchNSTError
+from batch_nst.job.records import Record
 from batch_nst.params import WEIGHTED_TERMS, StyleParams
 
 BOX = 128  # their box on the page: larger ones shrink to fit, smaller ones scale up
@@ -54,16 +55,16 @@ def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "d
     """Write the report page of every item's latest record under `root`, or of one run's records
     (then the style medians are those of that run's items). `sort`: "distance" puts outliers first,
     then ok items by style distance, failed last; "id" orders rows by item id."""
-    table = records.read(root).to_pylist()
+    table = records.from_table(records.read(root))
     if not table:
         raise BatchNSTError(f"no records under {storage.redact(root)}: run a job there first")
-    rows = _latest(table) if run_id is None else [r for r in table if r["run_id"] == run_id]
+    rows = _latest(table) if run_id is None else [r for r in table if r.run_id == run_id]
     if not rows:
-        runs = ", ".join(sorted({r["run_id"] for r in table}))
+        runs = ", ".join(sorted({r.run_id for r in table}))
         raise BatchNSTError(f"run {run_id!r} has no records under {storage.redact(root)} (runs: {runs})")
     ratios = _ratios(rows)
-    rows.sort(key=(lambda r: r["id"]) if sort == "id" else (lambda r: _by_distance(r, ratios)))
-    current = {r["id"]: r["key"] for r in _latest([r for r in table if r["status"] == records.OK])}
+    rows.sort(key=(lambda r: r.id) if sort == "id" else (lambda r: _by_distance(r, ratios)))
+    current = {r.id: r.key for r in _latest([r for r in table if r.status == records.OK])}
     folder = storage.join(root, "report")
     existing = {path.rsplit("/", 1)[-1] for path in storage.glob(storage.join(folder, "thumbs", "*.png"))}
     wanted = {name: uri for row in rows for name, uri in thumbnails.for_row(row, current, root)}
@@ -73,31 +74,31 @@ def write(root: str, run_id: str | None = None, threads: int = 8, sort: str = "d
     available = (existing & set(wanted)) | {name for name, ok in made.items() if ok}
     page = storage.join(folder, f"{run_id}.html" if run_id else "index.html")
     title = f"batch-nst run {run_id}" if run_id else "batch-nst: every item's latest record"
-    links = {id(r): _href(folder, records.output_uri(root, r["output"])) for r in rows if r["output"]}
+    links = {id(r): _href(folder, records.output_uri(root, r.output)) for r in rows if r.output}
     storage.write_bytes(page, _page(title, storage.redact(root), rows, available, current, ratios, links).encode())
-    ok = sum(r["status"] == records.OK for r in rows)
+    ok = sum(r.status == records.OK for r in rows)
     outliers = sum(_outlier(r, ratios) for r in rows)
     noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
     return Report(storage.redact(page), len(rows), ok, len(rows) - ok, outliers, noisy, lost, sum(made.values()))
 
 
-def _ratios(rows: list[dict[str, Any]]) -> dict[int, float]:
+def _ratios(rows: list[Record]) -> dict[int, float]:
     """Each ok row's style distance over its style's median (by the record's `style` string),
     keyed by id(row); only styles with OUTLIER_MIN_ITEMS ok rows with a distance (older records
     have none) get one: with fewer, a median says nothing about which item stands out."""
-    by_style: dict[str, list[dict[str, Any]]] = {}
+    by_style: dict[str, list[Record]] = {}
     for row in rows:
-        if row["status"] == records.OK and row.get("style_distance") is not None:
-            by_style.setdefault(row["style"], []).append(row)
+        if row.status == records.OK and row.style_distance is not None:
+            by_style.setdefault(row.style, []).append(row)
     ratios = {}
     for group in by_style.values():
-        median = statistics.median(r["style_distance"] for r in group)
+        median = statistics.median(r.style_distance for r in group)
         if len(group) >= OUTLIER_MIN_ITEMS and median > 0:
-            ratios.update({id(r): r["style_distance"] / median for r in group})
+            ratios.update({id(r): r.style_distance / median for r in group})
     return ratios
 
 
-def _outlier(row: dict[str, Any], ratios: dict[int, float]) -> bool:
+def _outlier(row: Record, ratios: dict[int, float]) -> bool:
     return _flagged(ratios.get(id(row)))
 
 
@@ -105,35 +106,35 @@ def _flagged(ratio: float | None) -> bool:
     return ratio is not None and ratio > OUTLIER
 
 
-def _quality_flags(row: dict[str, Any]) -> list[str]:
+def _quality_flags(row: Record) -> list[str]:
     """"noisy" and "asset lost" where an ok record's quality numbers say so (older records have none)."""
-    if row["status"] != records.OK:
+    if row.status != records.OK:
         return []
     flags = []
-    if row.get("speckle") is not None and row["speckle"] > NOISY * max(row.get("content_speckle") or 0.0, SPECKLE_FLOOR):
+    if row.speckle is not None and row.speckle > NOISY * max(row.content_speckle or 0.0, SPECKLE_FLOOR):
         flags.append("noisy")
-    if row.get("edges") is not None and row["edges"] < EDGES_LOST:
+    if row.edges is not None and row.edges < EDGES_LOST:
         flags.append("asset lost")
     return flags
 
 
-def _by_distance(row: dict[str, Any], ratios: dict[int, float]) -> tuple:
+def _by_distance(row: Record, ratios: dict[int, float]) -> tuple:
     """Flagged items (outliers, noisy, asset lost) first, then ok items by distance (farthest
     first), those without one, failed last."""
-    distance = row.get("style_distance")
-    if row["status"] != records.OK:
-        return (3, 0.0, row["id"])
+    distance = row.style_distance
+    if row.status != records.OK:
+        return (3, 0.0, row.id)
     flagged = _outlier(row, ratios) or bool(_quality_flags(row))
     if distance is None:
-        return (0 if flagged else 2, 0.0, row["id"])
-    return (0 if flagged else 1, -distance, row["id"])
+        return (0 if flagged else 2, 0.0, row.id)
+    return (0 if flagged else 1, -distance, row.id)
 
 
-def _latest(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _latest(table: list[Record]) -> list[Record]:
     """Each id's most recent record: what the output root holds for it now."""
-    latest: dict[str, dict[str, Any]] = {}
-    for row in sorted(table, key=lambda r: r["finished_at"]):
-        latest[row["id"]] = row
+    latest: dict[str, Record] = {}
+    for row in sorted(table, key=lambda r: r.finished_at):
+        latest[row.id] = row
     return list(latest.values())
 
 
@@ -147,10 +148,10 @@ def _href(folder: str, uri: str) -> str | None:
     return urllib.parse.quote(posixpath.relpath(there[1], here[1]))
 
 
-def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], current: dict[str, str],
+def _page(title: str, root: str, rows: list[Record], thumbs: set[str], current: dict[str, str],
           ratios: dict[int, float], links: dict[int, str | None]) -> str:
-    ok = sum(r["status"] == records.OK for r in rows)
-    body = "\n".join(_row(r, thumbs, current.get(r["id"]) == r["key"], ratios.get(id(r)), links.get(id(r)))
+    ok = sum(r.status == records.OK for r in rows)
+    body = "\n".join(_row(r, thumbs, current.get(r.id) == r.key, ratios.get(id(r)), links.get(id(r)))
                      for r in rows)
     noisy, lost = (sum(flag in _quality_flags(r) for r in rows) for flag in ("noisy", "asset lost"))
     return _TEMPLATE.format(
@@ -159,44 +160,44 @@ def _page(title: str, root: str, rows: list[dict[str, Any]], thumbs: set[str], c
         noisy_times=f"{NOISY:g}", floor=f"{SPECKLE_FLOOR:g}", edges=f"{EDGES_LOST:g}")
 
 
-def _distance(row: dict[str, Any], ratio: float | None) -> str:
+def _distance(row: Record, ratio: float | None) -> str:
     """The style distance, and how it stands to its style's median where there is one."""
-    if row.get("style_distance") is None:
+    if row.style_distance is None:
         return "style distance —"
     median = "" if ratio is None else f" ({ratio:.2f}× its style's median)"
-    return f"style distance {row['style_distance']:.4g}{median}"
+    return f"style distance {row.style_distance:.4g}{median}"
 
 
-def _quality(row: dict[str, Any]) -> str:
+def _quality(row: Record) -> str:
     """Speckle against the content's, and the edges kept (older records have neither)."""
-    if row.get("speckle") is None:
+    if row.speckle is None:
         return "speckle —"
-    return f"speckle {row['speckle']:.2f} (content {row['content_speckle']:.2f}) · edges kept {row['edges']:.2f}"
+    return f"speckle {row.speckle:.2f} (content {row.content_speckle:.2f}) · edges kept {row.edges:.2f}"
 
 
-def _row(row: dict[str, Any], thumbs: set[str], current: bool, ratio: float | None = None,
+def _row(row: Record, thumbs: set[str], current: bool, ratio: float | None = None,
          link: str | None = None) -> str:
-    pictures = [_img(thumbnails.content_name(row), "content", row["content"], thumbs)]
-    pictures.append("".join(_img(thumbnails.style_name(uri), "style", uri, thumbs) for uri in row["style"].split(";")))
-    if row["status"] == records.OK:
+    pictures = [_img(thumbnails.content_name(row), "content", row.content, thumbs)]
+    pictures.append("".join(_img(thumbnails.style_name(uri), "style", uri, thumbs) for uri in row.style.split(";")))
+    if row.status == records.OK:
         gone = "unreadable" if current else "replaced by a later run"
-        pictures.append(_img(thumbnails.result_name(row), "result", row["output"], thumbs, gone, link if current else None)
+        pictures.append(_img(thumbnails.result_name(row), "result", row.output, thumbs, gone, link if current else None)
                         + _frames(row))
-        terms = " · ".join(f"{name} {row[f'{name}_loss']:.4g}" for name in WEIGHTED_TERMS)
-        ran = " ".join(html.escape(str(row[k])) for k in ("precision", "backend") if row.get(k))
-        outcome = (f"<b>total {row['total_loss']:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>{_quality(row)}<br>"
-                   f"{row['steps']} steps at "
-                   f"{row['opt_width']}x{row['opt_height']} ({ran}), {row['seconds']:.1f} s"
-                   f"{_curve(row['loss_history'] or [])}")
+        terms = " · ".join(f"{name} {row.loss(name):.4g}" for name in WEIGHTED_TERMS)
+        ran = " ".join(html.escape(str(value)) for value in (row.precision, row.backend) if value)
+        outcome = (f"<b>total {row.total_loss:.4g}</b><br>{terms}<br>{_distance(row, ratio)}<br>{_quality(row)}<br>"
+                   f"{row.steps} steps at "
+                   f"{row.opt_width}x{row.opt_height} ({ran}), {row.seconds:.1f} s"
+                   f"{_curve(row.loss_history or [])}")
     else:
         pictures.append('<div class="missing">no result</div>')
-        outcome = f'<div class="error">{html.escape(row["error"] or "failed")}</div>'
+        outcome = f'<div class="error">{html.escape(row.error or "failed")}</div>'
     cells = "".join(f"<td>{p}</td>" for p in pictures)
     flag = "".join(f'<br><span class="flag">⚑ {name}</span>'
                    for name in ["outlier"] * _flagged(ratio) + _quality_flags(row))
-    return (f'<tr class="{html.escape(row["status"])}{" outlier" if flag else ""}"><th>{html.escape(row["id"])}<br>'
-            f'<span class="status">{html.escape(row["status"])}</span>{flag}<br><small>run {html.escape(row["run_id"])}'
-            f"</small></th>{cells}<td>{outcome}</td><td>{_params(row['params'])}</td></tr>")
+    return (f'<tr class="{html.escape(row.status)}{" outlier" if flag else ""}"><th>{html.escape(row.id)}<br>'
+            f'<span class="status">{html.escape(row.status)}</span>{flag}<br><small>run {html.escape(row.run_id)}'
+            f"</small></th>{cells}<td>{outcome}</td><td>{_params(row.params)}</td></tr>")
 
 
 def _img(name: str, role: str, uri: str, thumbs: set[str], missing: str = "unreadable",
@@ -209,9 +210,9 @@ def _img(name: str, role: str, uri: str, thumbs: set[str], missing: str = "unrea
     return img if link is None else f'<a href="{html.escape(link)}">{img}</a>'
 
 
-def _frames(row: dict[str, Any]) -> str:
+def _frames(row: Record) -> str:
     """An animation's frame count under its result (records before issue 20 have none)."""
-    return f'<div class="frames">▶ {row["frames"]} frames</div>' if (row.get("frames") or 1) > 1 else ""
+    return f'<div class="frames">▶ {row.frames} frames</div>' if (row.frames or 1) > 1 else ""
 
 
 def _curve(history: Iterable[float]) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from typing import Any
-
 import numpy as np
 from PIL import Image
 
@@ -27,27 +25,27 @@ THUMB = 160  # thumbnails' long side, in pixels (never more than the source's)
 MAX_FRAMES = 100  # an animated thumbnail's frames at most: a longer animation keeps every n-th, timing kept
 
 
-def for_row(row: dict[str, Any], current: dict[str, str], root: str) -> list[tuple[str, str]]:
+def for_row(row: records.Record, current: dict[str, str], root: str) -> list[tuple[str, str]]:
     """(thumbnail file name, source URI) of an item's content, styles and result. A result is
     made only while its image is still this record's: a later run with another key overwrote it."""
-    names = [(content_name(row), row["content"])]
-    names += [(style_name(uri), uri) for uri in row["style"].split(";")]
-    if row["status"] == records.OK and row["output"] and current.get(row["id"]) == row["key"]:
-        names.append((result_name(row), records.output_uri(root, row["output"])))
+    names = [(content_name(row), row.content)]
+    names += [(style_name(uri), uri) for uri in row.style.split(";")]
+    if row.status == records.OK and row.output and current.get(row.id) == row.key:
+        names.append((result_name(row), records.output_uri(root, row.output)))
     return names
 
 
-def content_name(row: dict[str, Any]) -> str:
+def content_name(row: records.Record) -> str:
     """By key (it changes with the content's bytes) and URI (rows refused before keying have none)."""
-    return f"content-{_digest(row['key'] + row['content'])}.png"
+    return f"content-{_digest(row.key + row.content)}.png"
 
 
 def style_name(uri: str) -> str:
     return f"style-{_digest(uri)}.png"
 
 
-def result_name(row: dict[str, Any]) -> str:
-    return f"{row['key']}-result.png"
+def result_name(row: records.Record) -> str:
+    return f"{row.key}-result.png"
 
 
 def make(folder: str, name: str, uri: str) -> bool:

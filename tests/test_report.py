@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -107,12 +108,12 @@ def test_an_older_runs_page_never_shows_a_newer_result_and_refused_rows_keep_the
 
     copy = tmp_path / "root"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("report"))
-    rows = records.read(str(copy)).to_pylist()
-    crate = next(r for r in rows if r["id"] == "crate")
-    refused = [{**crate, "id": f"refused{i}", "key": "", "status": "failed", "output": None, "run_id": "run-b",
-                "content": content, "error": "style missing"} for i, content in enumerate([
-                    crate["content"], next(r for r in rows if r["id"] == "sprite")["content"]])]
-    newer = {**crate, "key": "k1-new", "run_id": "run-b", "finished_at": records.now()}
+    rows = records.from_table(records.read(str(copy)))
+    crate = next(r for r in rows if r.id == "crate")
+    refused = [replace(crate, id=f"refused{i}", key="", status="failed", output=None, run_id="run-b",
+                       content=content, error="style missing") for i, content in enumerate([
+                           crate.content, next(r for r in rows if r.id == "sprite").content])]
+    newer = replace(crate, key="k1-new", run_id="run-b", finished_at=records.now())
     records.write_part(str(copy), "part-run-b-00000", [newer, *refused])
     report.write(str(copy), "run-a")
     old_page = (copy / "report" / "run-a.html").read_text()
@@ -128,11 +129,11 @@ def test_outliers_of_their_style_are_flagged_and_listed_first(root, tmp_path, ca
     few to judge. An older record has no distance: shown as "—", never flagged."""
     copy = tmp_path / "root"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("report"))
-    crate = next(r for r in records.read(str(copy)).to_pylist() if r["id"] == "crate")
+    crate = next(r for r in records.from_table(records.read(str(copy))) if r.id == "crate")
     made = [("a1", "a", 1.0), ("a2", "a", 1.1), ("a3", "a", 0.9), ("a4", "a", 1.0), ("a5", "a", 2.5),
             ("b1", "b", 1.0), ("b2", "b", 50.0), ("old", "a", None)]
-    rows = [{**crate, "id": item_id, "key": f"k-{item_id}", "style": str(tmp_path / f"style-{style}.png"),
-             "style_distance": distance, "run_id": "run-b", "finished_at": records.now()}
+    rows = [replace(crate, id=item_id, key=f"k-{item_id}", style=str(tmp_path / f"style-{style}.png"),
+                    style_distance=distance, run_id="run-b", finished_at=records.now())
             for item_id, style, distance in made]
     records.write_part(str(copy), "part-run-b-00000", rows)
     written = report.write(str(copy))
@@ -156,11 +157,11 @@ def test_noisy_items_and_lost_assets_are_flagged_and_listed_first(root, tmp_path
     kept under 0.3 is an asset lost; an older record without the numbers is neither."""
     copy = tmp_path / "root"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("report"))
-    crate = next(r for r in records.read(str(copy)).to_pylist() if r["id"] == "crate")
+    crate = next(r for r in records.from_table(records.read(str(copy))) if r.id == "crate")
     made = [("clean", 2.9, 0.0, 0.8), ("noisy", 3.1, 0.0, 0.8), ("grainy-content", 5.9, 4.0, 0.8),
             ("grainier", 6.1, 4.0, 0.8), ("lost", 1.0, 1.0, 0.29), ("old", None, None, None)]
-    rows = [{**crate, "id": item_id, "key": f"k-{item_id}", "speckle": speckle, "content_speckle": content,
-             "edges": edges, "run_id": "run-c", "finished_at": records.now()}
+    rows = [replace(crate, id=item_id, key=f"k-{item_id}", speckle=speckle, content_speckle=content,
+                    edges=edges, run_id="run-c", finished_at=records.now())
             for item_id, speckle, content, edges in made]
     records.write_part(str(copy), "part-run-c-00000", rows)
     written = report.write(str(copy), run_id="run-c")
@@ -179,9 +180,8 @@ def test_older_records_with_outputs_relative_to_the_run_s_folder_report_from_any
     """Before absolute outputs, `run -o out` recorded `out/images/x.png`: found under the root."""
     copy = tmp_path / "copy"
     shutil.copytree(root / "images", copy / "images")
-    rows = records.read(str(root)).to_pylist()
-    for row in rows:
-        row["output"] = row["output"] and f"out/images/{os.path.basename(row['output'])}"
+    rows = [replace(row, output=row.output and f"out/images/{os.path.basename(row.output)}")
+            for row in records.from_table(records.read(str(root)))]
     records.write_part(str(copy), "part-run-a-00000", rows)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
@@ -203,7 +203,7 @@ def test_an_animation_shows_as_an_animation_with_its_frame_count_and_results_lin
     out = tmp_path / "out"
     worker = Worker(WorkerConfig(output_root=str(out), weights=legacy_weights_path, run_id="run-a"))
     recs = worker.process(items)
-    assert [r["frames"] for r in recs] == [3, 1]
+    assert [r.frames for r in recs] == [3, 1]
     records.write_part(str(out), "part-run-a-00000", recs)
     report.write(str(out))
     page = (out / "report" / "index.html").read_text()

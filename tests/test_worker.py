@@ -43,16 +43,16 @@ def test_chunk_gives_one_record_per_item_in_batches(worker, tmp_path):
     items.append(WorkItem(6, "bad", str(tmp_path / "bad.png"), items[0].style, PARAMS, "kb"))
     traces = worker.optimizer.traces
     recs = worker.process(items)
-    assert sorted(r["id"] for r in recs) == ["bad", "item0", "item1", "item2", "item3", "item4"]
-    by_id = {r["id"]: r for r in recs}
-    assert by_id["bad"]["status"] == "failed" and "bad.png: not an image" in by_id["bad"]["error"]
-    assert all(by_id[f"item{i}"]["status"] == "ok" and by_id[f"item{i}"]["steps"] == 3 for i in range(5))
+    assert sorted(r.id for r in recs) == ["bad", "item0", "item1", "item2", "item3", "item4"]
+    by_id = {r.id: r for r in recs}
+    assert by_id["bad"].status == "failed" and "bad.png: not an image" in by_id["bad"].error
+    assert all(by_id[f"item{i}"].status == "ok" and by_id[f"item{i}"].steps == 3 for i in range(5))
     assert worker.optimizer.traces - traces <= 2  # a batch of 4 and a batch of 1: one trace each
-    assert by_id["item0"]["precision"] == "fp32" and by_id["item0"]["key"] == "k0"
+    assert by_id["item0"].precision == "fp32" and by_id["item0"].key == "k0"
     for rec in (by_id["item0"], by_id["item4"]):  # batched and alone: recomputed from the stored files
-        stored, style = (images.decode(open(uri, "rb").read(), uri) for uri in (rec["output"], rec["style"]))
+        stored, style = (images.decode(open(uri, "rb").read(), uri) for uri in (rec.output, rec.style))
         distance = style_distance(stored, style, params=PARAMS, extractor=worker.optimizer)
-        assert rec["style_distance"] == pytest.approx(distance, rel=1e-5) and distance > 0
+        assert rec.style_distance == pytest.approx(distance, rel=1e-5) and distance > 0
 
 
 def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):
@@ -65,10 +65,10 @@ def test_one_failing_item_in_a_batch_fails_alone(worker, tmp_path, monkeypatch):
         return real_write(uri, data)
 
     monkeypatch.setattr(storage, "write_bytes", flaky)
-    by_id = {r["id"]: r for r in worker.process(items)}
-    assert by_id["item1"]["status"] == "failed" and "permission denied" in by_id["item1"]["error"]
-    assert by_id["item0"]["status"] == by_id["item2"]["status"] == "ok"
-    assert np.isfinite(by_id["item0"]["total_loss"])
+    by_id = {r.id: r for r in worker.process(items)}
+    assert by_id["item1"].status == "failed" and "permission denied" in by_id["item1"].error
+    assert by_id["item0"].status == by_id["item2"].status == "ok"
+    assert np.isfinite(by_id["item0"].total_loss)
 
 
 class OutOfMemoryError(RuntimeError):
@@ -90,9 +90,9 @@ def test_out_of_memory_on_one_huge_item_is_that_items_error(worker, tmp_path, mo
     monkeypatch.setattr(transfer, "stylize_many", tight_memory)
     small = _items(tmp_path, 1)
     huge = WorkItem(9, "huge", _png(tmp_path / "huge.png", smooth_image(48, 48, 7)), small[0].style, PARAMS, "kh")
-    by_id = {r["id"]: r for r in worker.process([*small, huge])}
-    assert by_id["item0"]["status"] == "ok"
-    assert by_id["huge"]["status"] == "failed" and by_id["huge"]["error"].startswith("out of memory while stylizing")
+    by_id = {r.id: r for r in worker.process([*small, huge])}
+    assert by_id["item0"].status == "ok"
+    assert by_id["huge"].status == "failed" and by_id["huge"].error.startswith("out of memory while stylizing")
 
 
 @pytest.mark.parametrize("params, size, stage", [
@@ -109,7 +109,7 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 98))
     item = WorkItem(1, "long", _png(tmp_path / "c.png", smooth_image(*size, 5)), style, params, "kl")
     plain = Worker(WorkerConfig(output_root=str(tmp_path / "plain"), weights=legacy_weights_path, run_id="r0"))
-    assert plain.process([item])[0]["status"] == "ok"
+    assert plain.process([item])[0].status == "ok"
     root = str(tmp_path / "out")
     worker = Worker(WorkerConfig(output_root=root, weights=legacy_weights_path, run_id="r1", checkpoint_every=5))
     real_save = worker._save
@@ -133,7 +133,7 @@ def test_a_preempted_item_resumes_from_its_checkpoint(legacy_weights_path, tmp_p
 
     monkeypatch.setattr(optimize.Optimizer, "run", spy)
     (rec,) = worker.process([item])
-    assert rec["status"] == "ok" and rec["steps"] == 12 and len(rec["loss_history"]) == 12
+    assert rec.status == "ok" and rec.steps == 12 and len(rec.loss_history) == 12
     assert starts and starts[0] is not None and (starts[0].step, starts[0].stage) == (5, stage)
     assert not checkpoint.exists()
     assert (tmp_path / "out" / "images" / "long.png").read_bytes() == (tmp_path / "plain" / "images" / "long.png").read_bytes()
@@ -154,15 +154,15 @@ def test_an_animation_comes_back_whole_in_its_container_with_recomputable_losses
                    duration=[100, 200, 300], loop=0)
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
     (rec,) = worker.process([WorkItem(1, "anim", str(tmp_path / f"anim.{extension}"), style, PARAMS, "ka")])
-    assert rec["status"] == "ok" and rec["note"] == "content: 3 frames" and rec["output"].endswith(f"anim.{extension}")
-    stored = animation.decode(open(rec["output"], "rb").read(), rec["output"])
+    assert rec.status == "ok" and rec.note == "content: 3 frames" and rec.output.endswith(f"anim.{extension}")
+    stored = animation.decode(open(rec.output, "rb").read(), rec.output)
     assert (stored.durations, stored.loop, stored.format) == ((100, 200, 300), 0, fmt)
     assert all(frame.alpha[0, 0] == 0 and frame.alpha[1, 1] == 255 for frame in stored.frames)
     content = animation.decode(open(tmp_path / f"anim.{extension}", "rb").read(), "content")
     style_picture = images.decode(open(style, "rb").read(), style)
     losses = evaluate(content, style_picture, stored, params=PARAMS, extractor=worker.optimizer)
-    assert rec["total_loss"] == pytest.approx(losses.total, rel=1e-5) and losses.temporal > 0
-    assert rec["style_distance"] == pytest.approx(
+    assert rec.total_loss == pytest.approx(losses.total, rel=1e-5) and losses.temporal > 0
+    assert rec.style_distance == pytest.approx(
         style_distance(stored, style_picture, params=PARAMS, extractor=worker.optimizer), rel=1e-5)
 
 
@@ -175,8 +175,8 @@ def test_a_one_frame_gif_is_written_as_a_gif_with_its_timing_and_transparency(wo
     frame.save(tmp_path / "one.gif", duration=70, loop=0)
     style = _png(tmp_path / "style.png", smooth_image(32, 32, 97))
     (rec,) = worker.process([WorkItem(1, "one", str(tmp_path / "one.gif"), style, PARAMS, "k1")])
-    assert rec["status"] == "ok" and rec["output"].endswith("images/one.gif") and rec["note"] is None
-    stored = animation.decode(open(rec["output"], "rb").read(), rec["output"])
+    assert rec.status == "ok" and rec.output.endswith("images/one.gif") and rec.note is None
+    stored = animation.decode(open(rec.output, "rb").read(), rec.output)
     assert (stored.format, len(stored.frames), stored.durations, stored.loop) == ("GIF", 1, (70,), 0)
     assert stored.frames[0].alpha[0, 0] == 0 and stored.frames[0].alpha[1, 1] == 255
 
@@ -184,7 +184,7 @@ def test_a_one_frame_gif_is_written_as_a_gif_with_its_timing_and_transparency(wo
 def test_a_sheet_that_does_not_split_fails_naming_its_file(worker, tmp_path):
     (item,) = _items(tmp_path, 1, size=(32, 30))
     (rec,) = worker.process([WorkItem(1, "sheet", item.content, item.style, StyleParams(grid="4x4"), "ks")])
-    assert rec["status"] == "failed" and f"{item.content}: 30x32 does not split into a 4x4 grid" in rec["error"]
+    assert rec.status == "failed" and f"{item.content}: 30x32 does not split into a 4x4 grid" in rec.error
 
 
 def test_a_relative_root_is_recorded_as_an_absolute_output(worker, tmp_path, monkeypatch):
@@ -194,7 +194,7 @@ def test_a_relative_root_is_recorded_as_an_absolute_output(worker, tmp_path, mon
     relative = Worker.__new__(Worker)
     relative.__dict__.update(worker.__dict__, config=dataclasses.replace(worker.config, output_root="out"))
     rec = relative.process(_items(tmp_path, 1))[0]
-    assert rec["status"] == "ok" and rec["output"] == str(tmp_path / "out" / "images" / "item0.png")
+    assert rec.status == "ok" and rec.output == str(tmp_path / "out" / "images" / "item0.png")
 
 
 def test_an_unexpected_error_reading_an_item_is_its_recorded_reason(worker, tmp_path, monkeypatch):
@@ -207,8 +207,8 @@ def test_an_unexpected_error_reading_an_item_is_its_recorded_reason(worker, tmp_
 
     monkeypatch.setattr(animation, "decode", broken)
     rec = worker.process(_items(tmp_path, 1))[0]
-    assert rec["status"] == "failed"
-    assert rec["error"] == f"{tmp_path / 'c0.png'}: AssertionError: frames differ in size"
+    assert rec.status == "failed"
+    assert rec.error == f"{tmp_path / 'c0.png'}: AssertionError: frames differ in size"
 
 
 def test_batch_pixels_come_from_the_device_unless_given(legacy_weights_path, tmp_path, monkeypatch):
@@ -226,7 +226,7 @@ def test_batch_pixels_come_from_the_device_unless_given(legacy_weights_path, tmp
     monkeypatch.setattr(device, "probe", lambda: device.CPU)
     assert Worker(dataclasses.replace(config, gpu_fraction=None)).config.batch_pixels == device.CPU_BATCH_PIXELS
     (rec,) = gpu.process(_items(tmp_path, 1))
-    assert rec["status"] == "ok" and rec["backend"] == ran != "auto"
+    assert rec.status == "ok" and rec.backend == ran != "auto"
 
 
 def test_a_misspelt_or_mistyped_config_fails_where_it_is_built_naming_the_field():

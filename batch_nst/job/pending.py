@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,11 +42,11 @@ def folder(root: str, run_id: str | None = None) -> str:
     return storage.join(base, run_id) if run_id else base
 
 
-def write_chunk(root: str, run_id: str, recs: list[dict[str, Any]]) -> Chunk:
-    """A worker's copy of a chunk's records, written atomically as one file; best effort (the
-    driver still gets the records and writes them in its part when this write fails)."""
-    table = records.table(recs)
-    name = hashlib.sha256("\n".join(rec["id"] for rec in recs).encode()).hexdigest()[:24]
+def write_chunk(root: str, run_id: str, recs: pa.Table | list[records.Record]) -> Chunk:
+    """A worker's copy of a chunk's records (a table, or Records), written atomically as one file;
+    best effort (the driver still gets the records and writes them in its part when this write fails)."""
+    table = recs if isinstance(recs, pa.Table) else records.table(recs)
+    name = hashlib.sha256("\n".join(table["id"].to_pylist()).encode()).hexdigest()[:24]
     uri = storage.join(folder(root, run_id), f"{name}.parquet")
     try:
         storage.write_bytes(uri, records.parquet(table))

@@ -5,8 +5,9 @@ Layout under the output root (DESIGN.md):
     metadata/compacted-<stamp>-<n>.parquet    records compaction gathered (compact.py)
     metadata/_pending/<run_id>/<chunk>.parquet a worker's records of one chunk (pending.py)
     runs/<run_id>.json                        the run summary
-Records are plain dicts shaped by `SCHEMA` where they are made, and Arrow tables of it wherever
-they travel in numbers (a worker's chunk, the driver's parts): no per-record Python on the way.
+Records are `Record`s where they are made or read one by one (a worker's items, the report), and
+Arrow tables of `SCHEMA` wherever they travel in numbers (a worker's chunk, the driver's parts):
+no per-record Python on the way.
 Readers go through `read`, which reads each record once even while a compaction replaces the
 files (`live_files`). pyarrow's dataset discovery skips `_pending/` as every name starting with "_".
 """
@@ -17,9 +18,8 @@ import contextlib
 import dataclasses
 import io
 import json
-import numbers
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
 
 import numpy as np
@@ -30,7 +30,15 @@ import pyarrow.parquet as pq
 
 from batch_nst import storage
 from batch_nst.errors import BatchNSTError
-from batch_nst.params import TERMS
+from batch_nst.job.schema import COLUMNS, SCHEMA, Record, for_item, from_table, now, record, table
+
+__all__ = [  # with schema.py's Record and what makes one: writers and readers reach them here (records.Record)
+    "COLUMNS", "SCHEMA", "Record", "for_item", "from_table", "now", "record", "table",
+    "OK", "FAILED", "DRIVER", "PENDING", "COMPACTED", "REPLACES", "READ_ATTEMPTS", "IMAGE_EXTENSIONS",
+    "metadata_dir", "write_part", "stale_images", "read", "live_files", "footer", "replaces", "name_of", "current_ok",
+    "latest_ok", "read_files", "parquet", "write_summary", "image_uri", "image_uris", "output_uri", "stored_ids",
+    "stored_id_array", "checkpoint_uri",
+]
 
 OK, FAILED = "ok", "failed"
 DRIVER = "driver"  # the `worker` of records the driver makes itself (invalid rows, lost items)
@@ -39,91 +47,12 @@ COMPACTED = "compacted-"  # the names of compacted files (compact.py)
 REPLACES = b"batch_nst.replaces"  # a compacted file's footer key: JSON list of the file names it replaces
 READ_ATTEMPTS = 5  # listings of the metadata a reader tries while compactions replace its files
 
-# The one list of metadata columns: (name, Python type, Parquet type). `Record`'s typed fields and
-# `SCHEMA` are both made from it, so the two cannot drift.
-_TEXT, _REAL, _WHOLE = (str, pa.string()), (numbers.Real, pa.float64()), (numbers.Integral, pa.int32())
-COLUMNS = [
-    ("id", *_TEXT),
-    ("key", *_TEXT),
-    ("content", *_TEXT),
-    ("style", *_TEXT),
-    ("output", *_TEXT),
-    ("status", *_TEXT),
-    ("error", *_TEXT),
-    *((f"{term}_loss", *_REAL) for term in TERMS),  # total weighted, the others unweighted
-    ("style_distance", *_REAL),  # to the style at one reference size (distance.py); null before it
-    ("speckle", *_REAL),  # of the image: mean |pixel - 3x3 median| over opaque pixels (assets/quality.py)
-    ("content_speckle", *_REAL),  # the content's, what `speckle` is read against
-    ("edges", *_REAL),  # correlation of the image's edge strength with the content's (1 kept, 0 gone)
-    ("loss_history", list, pa.list_(pa.float32())),
-    ("steps", *_WHOLE),
-    ("frames", *_WHOLE),  # of the written image: 1 a still (a one-frame GIF too), more an animation
-    ("height", *_WHOLE),  # of the written image (the content's own size)
-    ("width", *_WHOLE),
-    ("opt_height", *_WHOLE),  # size the optimization ran at
-    ("opt_width", *_WHOLE),
-    ("seconds", *_REAL),  # the item in its worker: read, stylize, write
-    ("optimize_seconds", *_REAL),  # inside the optimization steps only
-    ("params", *_TEXT),  # effective StyleParams, canonical JSON
-    ("weights", *_TEXT),
-    ("precision", *_TEXT),  # the network arithmetic that ran (params holds the request)
-    ("backend", *_TEXT),  # the Keras backend that ran it (not part of the key)
-    ("note", *_TEXT),  # e.g. "content: first frame of 12"
-    ("worker", *_TEXT),
-    ("node", *_TEXT),  # the Ray node id of the worker (None for the driver's records)
-    ("accelerators", list, pa.list_(pa.string())),  # the GPU ids Ray gave the worker; empty on CPU
-    ("run_id", *_TEXT),
-    ("finished_at", datetime, pa.timestamp("ms", tz="UTC")),
-]
-SCHEMA = pa.schema([(name, arrow) for name, _, arrow in COLUMNS])
-
-
-def _check(record: Any) -> None:
-    """Every column None or of its type, checked by code (an `assert` is gone under python -O)."""
-    for name, kind, _ in COLUMNS:
-        value = getattr(record, name)
-        accepted = (list, tuple) if kind is list else kind  # a history may come as a tuple
-        if value is not None and (not isinstance(value, accepted) or isinstance(value, bool)):
-            raise TypeError(f"metadata column {name} must be {kind.__name__}, got {value!r}")
-
-
-Record = dataclasses.make_dataclass(
-    "Record", [(name, kind | None, dataclasses.field(default=None)) for name, kind, _ in COLUMNS], frozen=True,
-    namespace={"__post_init__": _check, "__doc__": "One metadata row: every column of COLUMNS, None where unset."})
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def record(**fields: Any) -> dict[str, Any]:
-    """A row with every column present (missing ones None), built through `Record`: an unknown
-    column or a value of the wrong type fails here, naming it."""
-    unknown = set(fields) - set(SCHEMA.names)
-    if unknown:
-        raise TypeError(f"not metadata columns: {sorted(unknown)}")
-    return dataclasses.asdict(Record(**fields))
-
-
-def for_item(item, *, run_id: str, worker: str, weights: str, seconds: float = 0.0, **fields: Any) -> dict[str, Any]:
-    """A record of a WorkItem (`batch_nst.job.manifest.WorkItem`): its identity plus `fields`."""
-    return record(
-        id=item.id, key=item.key, content=storage.redact(item.content), style=";".join(storage.redact(uri) for uri in item.styles),
-        params=item.params.to_json(), weights=weights, worker=worker, run_id=run_id,
-        finished_at=now(), seconds=seconds, **fields,
-    )
-
 
 def metadata_dir(root: str) -> str:
     return storage.join(root, "metadata")
 
 
-def table(recs: Iterable[dict[str, Any]]) -> pa.Table:
-    """Records as one Arrow table of SCHEMA: the form they travel and are written in."""
-    return pa.Table.from_pylist(list(recs), schema=SCHEMA)
-
-
-def write_part(root: str, name: str, records: pa.Table | list[dict[str, Any]]) -> str:
+def write_part(root: str, name: str, records: pa.Table | list[Record]) -> str:
     """Write records (a table, or rows) as one Parquet part `metadata/<name>.parquet`, atomically,
     then delete the images no record stands for; returns its URI."""
     records = records if isinstance(records, pa.Table) else table(records)

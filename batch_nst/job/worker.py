@@ -24,6 +24,7 @@ from batch_nst.engine.checkpoint import State
 from batch_nst.errors import BatchNSTError
 from batch_nst.job.manifest import WorkItem
 from batch_nst.job.pending import Chunk
+from batch_nst.job.records import Record
 from batch_nst.weights import resolve_weights
 
 if TYPE_CHECKING:  # the engine imports Keras, which must wait for the backend's setup in __init__
@@ -88,7 +89,7 @@ class Worker:
         driver): a chunk costs the metadata one PUT, not one per item."""
         return pending.write_chunk(self.config.output_root, self.config.run_id, self.process(items))
 
-    def process(self, items: list[WorkItem]) -> list[dict[str, Any]]:
+    def process(self, items: list[WorkItem]) -> list[Record]:
         """Stylize a chunk of items and write their images; return one record per item.
 
         Items whose optimization size and parameters match run as one batch of up to
@@ -123,7 +124,7 @@ class Worker:
             return 1
         return max(1, min(self.config.batch_items, self.config.batch_pixels // (size[0] * size[1] * cells)))
 
-    def _batch(self, batch: list[_Ready]) -> list[dict[str, Any]]:
+    def _batch(self, batch: list[_Ready]) -> list[Record]:
         started, first = time.perf_counter(), batch[0]
         items = [one.item for one in batch]
         try:
@@ -140,7 +141,7 @@ class Worker:
                 return [rec for one in batch for rec in self._batch([one])]
             return [self._failed(first.item, _describe(err), time.perf_counter() - started)]
 
-    def _write(self, item: WorkItem, content, style, result: Result) -> dict[str, Any]:
+    def _write(self, item: WorkItem, content, style, result: Result) -> Record:
         """The image (a still as PNG, an animation in its own container) and the record; an image
         of this id under another extension goes when the record is written (records.write_part)."""
         output = records.image_uri(self.config.output_root, item.id, animation.extension_of(result.image))
@@ -177,7 +178,7 @@ class Worker:
     def _read(self, uri: str) -> tuple[bytes, str, int]:
         return storage.read_bytes(uri), storage.redact(uri), self.config.max_pixels
 
-    def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> dict[str, Any]:
+    def _ok(self, item: WorkItem, result: Result, output: str, note: str) -> Record:
         losses = dataclasses.asdict(result.losses)
         return self._record(
             # absolute: a relative root would only mean something from the folder the run started in
@@ -190,10 +191,10 @@ class Worker:
             precision=result.precision,
         )
 
-    def _failed(self, item: WorkItem, error: str, seconds: float) -> dict[str, Any]:
+    def _failed(self, item: WorkItem, error: str, seconds: float) -> Record:
         return self._record(item, seconds, status=records.FAILED, error=error)
 
-    def _record(self, item: WorkItem, seconds: float, **fields: Any) -> dict[str, Any]:
+    def _record(self, item: WorkItem, seconds: float, **fields: Any) -> Record:
         return records.for_item(
             item, run_id=self.config.run_id, worker=self.name,
             weights=self.optimizer.extractor.weights.identity, seconds=seconds, backend=self.settings["backend"],

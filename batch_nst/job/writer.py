@@ -80,7 +80,7 @@ class Writer:
         self.flush()
         unwritten = [chunk for chunk in self._buffer if not chunk.pending and chunk.table.num_rows]
         if unwritten:
-            pending.write_chunk(self.root, self.run_id, pa.concat_tables([c.table for c in unwritten]).to_pylist())
+            pending.write_chunk(self.root, self.run_id, pa.concat_tables([c.table for c in unwritten]))
         if not self._buffer:  # its pending folder is empty now: no run leaves one behind
             storage.remove_empty_folder(pending.folder(self.root, self.run_id))
         return self._rows
