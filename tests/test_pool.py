@@ -7,7 +7,7 @@ import re
 import pytest
 from PIL import Image
 
-from batch_nst import cli
+from batch_nst import cli, commands
 from batch_nst.job import pool
 from batch_nst.cli import main
 from batch_nst.errors import ParamsError
@@ -33,7 +33,7 @@ POOL_FLAGS = ("wait_timeout", "max_attempts", "batch_items", "checkpoint_every",
 def test_cli_defaults_are_job_configs(capsys):
     """One copy of each default: `run` without pool flags builds JobConfig's own values, and
     `run --help` shows each beside its flag."""
-    built = cli._job_config(cli._parser().parse_args(["run", "m.csv", "-o", "out", "--weights", "w.h5"]))
+    built = commands.job_config(cli._parser().parse_args(["run", "m.csv", "-o", "out", "--weights", "w.h5"]))
     defaults = JobConfig(manifest="m.csv", output_root="out", weights="w.h5")
     for name in ("workers", "gpus_per_worker", "address", *POOL_FLAGS):
         assert getattr(built, name) == getattr(defaults, name), name

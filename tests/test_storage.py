@@ -11,61 +11,6 @@ from batch_nst.errors import StorageError
 from tests.conftest import count_calls
 
 
-# --- URIs ---------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("uri, base, expected", [
-    ("art/a.png", "s3://b/jobs", "s3://b/jobs/art/a.png"),
-    ("../styles/ink.jpg", "s3://b/jobs/", "s3://b/styles/ink.jpg"),
-    ("a/../b.png", "memory://lib", "memory://lib/b.png"),
-    ("x.png", "file:///data/lib", "file:///data/lib/x.png"),
-    ("gs://other/x.png", "s3://b/jobs", "gs://other/x.png"),
-    ("memory://lib/x.png", "/data", "memory://lib/x.png"),
-    ("/data/../abs/x.png", "s3://b", "/abs/x.png"),
-    ("art/../x.png", "/data/lib", "/data/lib/x.png"),
-])
-def test_resolve(uri, base, expected):
-    assert storage.resolve(uri, base) == expected
-
-
-def test_resolve_relative_to_a_relative_folder_or_the_cwd(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert storage.resolve("x.png") == str(tmp_path / "x.png")
-    assert storage.resolve("../x.png", "lib/jobs") == str(tmp_path / "lib" / "x.png")
-
-
-def test_resolve_refuses_to_climb_above_a_bucket():
-    with pytest.raises(StorageError, match="climbs above"):
-        storage.resolve("../../x.png", "s3://b")
-
-
-@pytest.mark.parametrize("uri, expected", [
-    ("s3://b/x/m.csv", "s3://b/x"),
-    ("memory://lib/jobs/m.csv", "memory://lib/jobs"),
-    ("s3://b/x/", "s3://b"),
-    ("/data/lib/m.csv", "/data/lib"),
-])
-def test_parent(uri, expected):
-    assert storage.parent(uri) == expected
-
-
-def test_join_keeps_the_scheme_and_uses_os_path_for_local_folders(tmp_path):
-    assert storage.join("s3://b/out", "images", "a.png") == "s3://b/out/images/a.png"
-    assert storage.join("memory://out/", "runs", "r.json") == "memory://out/runs/r.json"
-    assert storage.join(str(tmp_path), "metadata") == os.path.join(str(tmp_path), "metadata")
-
-
-@pytest.mark.parametrize("uri, expected", [
-    ("s3://KEY:SECRET@bucket/x", "s3://***@bucket/x"),
-    ("s3://AKIA:se/cr+et@bucket/a@2x.png", "s3://***@bucket/a@2x.png"),
-    ("s3://bucket/a@2x.png", "s3://bucket/a@2x.png"),
-    ("https://h/x.png?X-Amz-Signature=abc&size=2&access_token=t0k", "https://h/x.png?X-Amz-Signature=***&size=2&access_token=***"),
-    ("https://h/x?sv=1&sig=s1g", "https://h/x?sv=1&sig=***"),
-    ("/plain/path.png", "/plain/path.png"),
-])
-def test_redact(uri, expected):
-    assert storage.redact(uri) == expected
-
-
 # --- read, write, exists ------------------------------------------------------------------------
 
 def test_round_trip_on_memory_local_and_file_uris(mem, tmp_path):
