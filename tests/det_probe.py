@@ -1,16 +1,16 @@
 """Whether a batch's input gradient repeats itself bit for bit, call to call and process to process.
 
     python -m tests.det_probe BACKEND PRECISION... [--weights PATH] [--side 192] [--batch 2] [--calls 4]
-                              [--layers L1,L2,...] [--in-trace] [--threads N]
+                              [--layers L1,L2,...] [--threads N]
 
 In this fresh process, for each PRECISION (`fp32`, `bf16`, or `auto`: what
 `vgg.effective_precision` resolves it to here): batch_nst's own loss and its gradient
 (`Optimizer.gradient`, default StyleParams, targets from two other seeded batches) with respect to
 a seeded batch of `batch` images of `side` px, seeded weights, computed `calls` times; prints one
 line `<precision> <sha256 of the gradient's bytes> <seconds>` per call. With `--layers` the loss is
-the sum of those VGG19 layers' squares instead; `--in-trace` then builds the network inside the
-first trace, which no engine path does (a Keras network built there keeps its random initial
-weights: different in every process, which is what made bf16 look irreproducible in issue 20).
+the sum of those VGG19 layers' squares instead. (Issue 20's probe that made bf16 look
+irreproducible across processes built the bf16 network inside the first trace, where Keras keeps
+its random initial weights, different in every process; `Extractor.model` now refuses that.)
 
 Run several at once: one hash in all of them is what README's "same bytes for the same input and
 seed" needs (tests/test_determinism.py). 2 x 192 px is the smallest batch measured to show
@@ -36,7 +36,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--calls", type=int, default=4)
     parser.add_argument("--layers", help="comma-separated layers whose squares are the loss (default: batch_nst's loss)")
-    parser.add_argument("--in-trace", action="store_true", help="with --layers: the network built inside the first trace")
     parser.add_argument("--threads", type=int, help="CPU threads, as a worker given that many cores sets them")
     args = parser.parse_args()
     from batch_nst.engine import backend
@@ -55,12 +54,11 @@ def main() -> None:
         extractor = Extractor(Weights(path, "seeded:0", path))
         for precision in args.precisions:
             layers = tuple(args.layers.split(",")) if args.layers else None
-            for line in hashes(extractor, precision, args.side, args.batch, args.calls, layers, args.in_trace):
+            for line in hashes(extractor, precision, args.side, args.batch, args.calls, layers):
                 print(line, flush=True)
 
 
-def hashes(extractor, precision: str, side: int, batch: int, calls: int, layers: tuple[str, ...] | None = None,
-           in_trace: bool = False):
+def hashes(extractor, precision: str, side: int, batch: int, calls: int, layers: tuple[str, ...] | None = None):
     """One `<precision> <sha256> <seconds>` line per call, `precision` resolved."""
     import numpy as np
     from keras import ops
@@ -79,13 +77,11 @@ def hashes(extractor, precision: str, side: int, batch: int, calls: int, layers:
         args = (optimizer.variables(precision, vgg.Variant()), targets.tensors(), optimize.loss_weights(params))
         gradient = lambda x: step(x, *args)  # noqa: E731
     else:
-        backend = autodiff.current()
-        if not in_trace:
-            model = extractor.model(precision)
-            variables = backend.variables(model)
+        backend, model = autodiff.current(), extractor.model(precision)
+        variables = backend.variables(model)
 
         def objective(x):
-            features = extractor(x, precision) if in_trace else vgg.features(model, variables, x)
+            features = vgg.features(model, variables, x)
             return sum(ops.sum(ops.square(ops.cast(features[name], "float32"))) for name in layers), ()
 
         gradient = backend.compile(backend.value_and_grad(objective), lambda: None)

@@ -2,6 +2,7 @@
 
 
 import fsspec
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -142,6 +143,19 @@ def test_bf16_network_keeps_float32_weights_and_close_features(extractor):
     ref = ops.convert_to_numpy(fp32[losses.CONTENT_LAYER])
     err = np.abs(ops.convert_to_numpy(ops.cast(bf16[losses.CONTENT_LAYER], "float32")) - ref).max()
     assert err < 0.05 * np.abs(ref).max()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="only TensorFlow traces while Keras builds")
+def test_a_network_first_requested_inside_a_trace_is_refused(weights):
+    """Built while TensorFlow traces, VGG19 keeps Keras' random initial weights, not the file's:
+    different in every process (issue 20's bf16 'irreproducibility'). Built before, it serves."""
+    import tensorflow as tf
+
+    extractor, x = Extractor(weights), ops.convert_to_tensor(smooth_image(16, 16, 1)[None].astype(np.float32))
+    with pytest.raises(RuntimeError, match="inside a compiled function"):
+        tf.function(lambda x: extractor(x, "bf16")[losses.CONTENT_LAYER])(x)
+    extractor.model("bf16")
+    assert tf.function(lambda x: extractor(x, "bf16")[losses.CONTENT_LAYER])(x).shape == (1, 1, 1, 512)
 
 
 def test_uint8_pixels_give_the_features_of_their_float_values(extractor):

@@ -63,12 +63,25 @@ class Extractor:
 
     def model(self, precision: str = "fp32", variant: Variant = Variant()) -> keras.Model:
         """The network for a precision ("fp32" or "bf16") and a variant; build it outside any
-        compiled function."""
+        compiled function: one built while TensorFlow traces keeps Keras' random initial weights,
+        not the file's (different in every process: measured, issue 20), so that is refused."""
+        if (precision, variant) not in self._models and _tracing():
+            raise RuntimeError(f"the {precision} network ({variant}) was first requested inside a compiled "
+                               "function: build it before (Extractor.model), where the weights file loads")
         if (precision, Variant()) not in self._models:
             self._models[(precision, Variant())] = _truncated(self.weights, precision)
         if (precision, variant) not in self._models:
             self._models[(precision, variant)] = _variant(self._models[(precision, Variant())], variant)
         return self._models[(precision, variant)]
+
+
+def _tracing() -> bool:
+    """Whether TensorFlow is tracing a function here (JAX and PyTorch build networks eagerly)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
 
 
 def features(model: keras.Model, variables: tuple, pixels: Any) -> dict[str, Any]:
