@@ -62,9 +62,10 @@ class _TensorFlow:
         batch's input gradient on CPU differed in its last bits from call to call and from process
         to process (one input, 4 items of 256 px: four different results in five calls), so one
         manifest gave different bytes run to run and a resumed item could not equal an
-        uninterrupted one (issue 20). Off, at fp32 every call in every process gives one result, for
-        ~6-9% more time a step on CPU (4 items of 256 px, bf16 and fp32). At bf16 (oneDNN) one
-        process repeats itself, but separate processes can still differ: not fixed yet."""
+        uninterrupted one (issue 20). Off, at fp32 and at bf16 (oneDNN) every call in every process
+        gives one result (tests/test_determinism.py), for ~6-9% more time a step on CPU (4 items of
+        256 px). Set here, not in `backend.use`: library callers (`batch_nst.stylize`) compile
+        steps without ever calling `use`, and the option must hold before any step is traced."""
         import tensorflow as tf
 
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
