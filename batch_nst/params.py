@@ -3,14 +3,16 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 4, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 5, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
-weight 1e7), VGG19 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px
-and brought back down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF tutorial's 0.02 on
-[0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most 512 px; the content,
-TV and temporal terms are taken per 512x512 area, TV per 512 px side (`loss_scale="area"`, issue 13).
-`style_norm="seed"`, `loss_scale="seed"`, `min_size=0`, style weight 1e-2, TV weight 0.12 and
-`pooling="max"` are the seed's arithmetic exactly (`SEED`). `precision` only changes the network's arithmetic (bf16
+weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
+with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
+down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF
+tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most
+512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
+(`loss_scale="area"`, issue 13). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
+`min_size=0`, style weight 1e-2, content weight 4e-2 at block5_conv2, TV weight 0.12,
+`pooling="max"`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16
 where the hardware runs it natively); the losses and their weights stay float32.
 """
 
@@ -34,6 +36,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
 STYLE_NORMS = ("target", "seed")
 POOLINGS = ("avg", "max")
+CONTENT_LAYERS = ("block4_conv2", "block5_conv2")  # the network is cut at the deeper one
 MAX_STAGES = 6
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(float32).max, without importing numpy here
 # Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
@@ -45,7 +48,7 @@ WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 # The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
 SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12,
-        "pooling": "max"}
+        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2}
 
 
 def _opt(help_: str, **bounds: Any) -> Any:
@@ -70,7 +73,7 @@ class StyleParams:
                       low=0, high=16384),
     )
     style_weight: float = field(default=1e7, metadata=_opt("weight of the mean style loss", low=0.0))
-    content_weight: float = field(default=4e-2, metadata=_opt("weight of the content loss", low=0.0))
+    content_weight: float = field(default=3e-5, metadata=_opt("weight of the content loss", low=0.0))
     tv_weight: float = field(default=1.0, metadata=_opt("weight of the total-variation loss", low=0.0))
     temporal_weight: float = field(
         default=TEMPORAL_WEIGHT,
@@ -100,6 +103,12 @@ class StyleParams:
         metadata=_opt("VGG19's four poolings: avg (Gatys et al. 2016; every pixel of a window gets gradient, so no "
                       "hatching) or max (Keras' network, the seed: gradient reaches one pixel in four)",
                       choices=POOLINGS),
+    )
+    content_layer: str = field(
+        default="block4_conv2",
+        metadata=_opt("VGG19 layer the content loss compares: block4_conv2 (Gatys et al.'s conv4_2: 1/8 of the size "
+                      "optimized, so an asset's shapes and edges hold) or block5_conv2 (the seed's: 1/16, an 8x8 grid "
+                      "at 128 px)", choices=CONTENT_LAYERS),
     )
     learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
     seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
