@@ -3,14 +3,16 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 4, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 5, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
-weight 1e7), VGG19 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px
-and brought back down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF tutorial's 0.02 on
-[0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most 512 px; the content,
-TV and temporal terms are taken per 512x512 area, TV per 512 px side (`loss_scale="area"`, issue 13).
-`style_norm="seed"`, `loss_scale="seed"`, `min_size=0`, style weight 1e-2, TV weight 0.12 and
-`pooling="max"` are the seed's arithmetic exactly (`SEED`). `precision` only changes the network's arithmetic (bf16
+weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
+with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
+down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF
+tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most
+512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
+(`loss_scale="area"`, issue 13). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
+`min_size=0`, style weight 1e-2, content weight 4e-2 at block5_conv2, TV weight 0.12,
+`pooling="max"`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16
 where the hardware runs it natively); the losses and their weights stay float32.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from batch_nst.errors import ParamsError
+from batch_nst.fields import checked, opt
 
 INITS = ("content", "noise")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -34,8 +37,8 @@ OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
 STYLE_NORMS = ("target", "seed")
 POOLINGS = ("avg", "max")
+CONTENT_LAYERS = ("block4_conv2", "block5_conv2")  # the network is cut at the deeper one
 MAX_STAGES = 6
-FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(float32).max, without importing numpy here
 # Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
 # no stiller, the content worse); README, "One look".
 TEMPORAL_WEIGHT = 0.1
@@ -45,133 +48,134 @@ WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 # The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
 SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12,
-        "pooling": "max"}
-
-
-def _opt(help_: str, **bounds: Any) -> Any:
-    """A field's CLI help and numeric bounds, kept beside its default."""
-    return {"help": help_, **bounds}
+        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2}
 
 
 @dataclass(frozen=True)
 class StyleParams:
     """What shapes one stylized image. Hashable, JSON-able, validated on construction."""
 
-    steps: int = field(default=1000, metadata=_opt("optimization steps", low=1, high=100_000))
+    steps: int = field(default=1000, metadata=opt("optimization steps", low=1, high=100_000))
     max_size: int = field(
-        default=512, metadata=_opt("long side the optimization runs at, at most (larger assets are scaled down)",
+        default=512, metadata=opt("long side the optimization runs at, at most (larger assets are scaled down)",
                                    low=16, high=16384)
     )
     min_size: int = field(
         default=256,
-        metadata=_opt("smaller assets are optimized with this long side (at most max_size) and brought back to "
+        metadata=opt("smaller assets are optimized with this long side (at most max_size) and brought back to "
                       "their own size, alpha exact: VGG sees a 96 px sprite as 6x6 deep features, and the way down "
                       "averages away the pixel noise the optimizer leaves (0 = never scaled up, the seed)",
                       low=0, high=16384),
     )
-    style_weight: float = field(default=1e7, metadata=_opt("weight of the mean style loss", low=0.0))
-    content_weight: float = field(default=4e-2, metadata=_opt("weight of the content loss", low=0.0))
-    tv_weight: float = field(default=1.0, metadata=_opt("weight of the total-variation loss", low=0.0))
+    style_weight: float = field(default=1e7, metadata=opt("weight of the mean style loss", low=0.0))
+    content_weight: float = field(default=3e-5, metadata=opt("weight of the content loss", low=0.0))
+    tv_weight: float = field(default=1.0, metadata=opt("weight of the total-variation loss", low=0.0))
     temporal_weight: float = field(
         default=TEMPORAL_WEIGHT,
-        metadata=_opt("animations: weight of the term keeping consecutive output frames close where their content "
+        metadata=opt("animations: weight of the term keeping consecutive output frames close where their content "
                       "frames agree (0 = frames independent); no effect on still images", low=0.0),
     )
     strength: float = field(
         default=0.5,
-        metadata=_opt("style strength, 0 to 1: 0 = the content unchanged, 1 = style only, 0.5 = the weights as "
+        metadata=opt("style strength, 0 to 1: 0 = the content unchanged, 1 = style only, 0.5 = the weights as "
                       "given; scales style, TV and temporal weights by 2*strength and content by 2*(1-strength)",
                       low=0.0, high=1.0),
     )
     loss_scale: str = field(
         default="area",
-        metadata=_opt("area: content and temporal terms scaled by 512*512/(H*W) of the size optimized, TV by "
+        metadata=opt("area: content and temporal terms scaled by 512*512/(H*W) of the size optimized, TV by "
                       "512/sqrt(H*W), so every size gets a 512x512 image's balance; seed: the seed's plain sums",
                       choices=LOSS_SCALES),
     )
     style_norm: str = field(
         default="target",
-        metadata=_opt("target: each style layer's loss taken relative to its target Gram's mean square, so all five "
+        metadata=opt("target: each style layer's loss taken relative to its target Gram's mean square, so all five "
                       "layers count (on ImageNet VGG19 block4's raw loss outweighs block1's 1e5 times, which leaves "
                       "colour speckle); seed: the seed's plain mean of the layers' losses", choices=STYLE_NORMS),
     )
     pooling: str = field(
         default="avg",
-        metadata=_opt("VGG19's four poolings: avg (Gatys et al. 2016; every pixel of a window gets gradient, so no "
+        metadata=opt("VGG19's four poolings: avg (Gatys et al. 2016; every pixel of a window gets gradient, so no "
                       "hatching) or max (Keras' network, the seed: gradient reaches one pixel in four)",
                       choices=POOLINGS),
     )
-    learning_rate: float = field(default=5.0, metadata=_opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
-    seed: int = field(default=0, metadata=_opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
-    init: str = field(default="content", metadata=_opt("start from the content image or from noise", choices=INITS))
+    content_layer: str = field(
+        default="block4_conv2",
+        metadata=opt("VGG19 layer the content loss compares: block4_conv2 (Gatys et al.'s conv4_2: 1/8 of the size "
+                      "optimized, so an asset's shapes and edges hold) or block5_conv2 (the seed's: 1/16, an 8x8 grid "
+                      "at 128 px)", choices=CONTENT_LAYERS),
+    )
+    learning_rate: float = field(default=5.0, metadata=opt("Adam learning rate, in pixel units", low=0.0, open_low=True))
+    seed: int = field(default=0, metadata=opt("random seed (used by --init noise)", low=0, high=2**31 - 1))
+    init: str = field(default="content", metadata=opt("start from the content image or from noise", choices=INITS))
     stop_tol: float = field(
         default=0.0,
-        metadata=_opt("stop an item once its loss improved by less than this fraction over stop_window steps "
+        metadata=opt("stop an item once its loss improved by less than this fraction over stop_window steps "
                       "(0 = off: always run all steps)", low=0.0, high=1.0),
     )
-    stop_window: int = field(default=20, metadata=_opt("steps stop_tol looks back over", low=1, high=10_000))
+    stop_window: int = field(default=20, metadata=opt("steps stop_tol looks back over", low=1, high=10_000))
     style_scale: float = field(
         default=1.0,
-        metadata=_opt("style image's size relative to the optimization's long side: < 1 finer strokes, "
+        metadata=opt("style image's size relative to the optimization's long side: < 1 finer strokes, "
                       "> 1 coarser", low=0.05, high=8.0),
     )
     style_size: int = field(
         default=0,
-        metadata=_opt("the style image's long side in the asset's own pixels, whatever the asset's size: strokes "
+        metadata=opt("the style image's long side in the asset's own pixels, whatever the asset's size: strokes "
                       "of one size across a library (0 = off: style_scale decides)", low=0, high=16384),
     )
     style_blend: str = field(
         default="",
-        metadata=_opt("weights of several styles (style URIs joined by ';'), e.g. '0.7;0.3'; empty = equal"),
+        metadata=opt("weights of several styles (style URIs joined by ';'), e.g. '0.7;0.3'; empty = equal"),
     )
     preserve_color: bool = field(
         default=False,
-        metadata=_opt("keep the content's colours: transfer the style to luminance only"),
+        metadata=opt("keep the content's colours: transfer the style to luminance only"),
     )
     alpha_mode: str = field(
         default="restore",
-        metadata=_opt("restore: alpha set aside and put back exactly (the seed); mask: also compute the losses over "
+        metadata=opt("restore: alpha set aside and put back exactly (the seed); mask: also compute the losses over "
                       "opaque pixels only and leave fully transparent pixels' colour untouched", choices=ALPHA_MODES),
     )
     tileable: bool = field(
         default=False,
-        metadata=_opt("seamless textures: circular padding in every convolution and a wrapping TV loss"),
+        metadata=opt("seamless textures: circular padding in every convolution and a wrapping TV loss"),
     )
     schedule: str = field(
         default="single",
-        metadata=_opt("single: optimize at max_size only (the seed); multiscale: coarse to fine, each stage twice "
+        metadata=opt("single: optimize at max_size only (the seed); multiscale: coarse to fine, each stage twice "
                       "the last's size up to max_size (or the asset's own size), each starting from the last",
                       choices=SCHEDULES),
     )
     stage_steps: str = field(
         default="",
-        metadata=_opt("multiscale: steps of each stage, coarse to fine, e.g. '300;100;50' (then `steps` is not "
+        metadata=opt("multiscale: steps of each stage, coarse to fine, e.g. '300;100;50' (then `steps` is not "
                       "used); empty = three stages of steps, steps/2, steps/4"),
     )
     optimizer: str = field(
         default="adam",
-        metadata=_opt("adam (the seed) or lbfgs (Gatys et al.'s; steps = iterations, learning_rate unused, "
+        metadata=opt("adam (the seed) or lbfgs (Gatys et al.'s; steps = iterations, learning_rate unused, "
                       "precision auto = fp32)",
                       choices=OPTIMIZERS),
     )
     grid: str = field(
         default="",
-        metadata=_opt("sprite sheets and atlases: COLSxROWS equal cells, each stylized with the same style "
+        metadata=opt("sprite sheets and atlases: COLSxROWS equal cells, each stylized with the same style "
                       "targets and put back in place; empty = the whole image"),
     )
     frames: bool = field(
         default=False,
-        metadata=_opt("with grid: the sheet's cells, in reading order, are the frames of one animation (a "
+        metadata=opt("with grid: the sheet's cells, in reading order, are the frames of one animation (a "
                       "flipbook), optimized together with the temporal term"),
     )
     precision: str = field(
         default="auto",
-        metadata=_opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
+        metadata=opt("network arithmetic: auto = bf16 where the hardware has it, else fp32", choices=PRECISIONS),
     )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+            object.__setattr__(self, f.name, checked(f, getattr(self, f.name)))
         self.blend_weights(None)  # validates style_blend's numbers
         self._stage_list()
         sheet = self.cells() != (1, 1)  # also validates grid
@@ -276,52 +280,3 @@ def _defaults() -> StyleParams:
 def param_names() -> tuple[str, ...]:
     """Names of every StyleParams field, in declaration order (CLI flags, manifest columns)."""
     return tuple(f.name for f in dataclasses.fields(StyleParams))
-
-
-def _checked(f: dataclasses.Field, value: Any) -> Any:
-    """Coerce `value` to the field's type and check its bounds, or raise ParamsError naming it."""
-    kind = type(f.default)
-    meta = f.metadata
-    try:
-        value = _coerce(kind, value)
-    except (TypeError, ValueError):
-        finite = " (a finite number)" if kind is float else ""
-        raise ParamsError(f"{f.name} must be {kind.__name__}{finite}, got {value!r}") from None
-    if kind is float and abs(value) > FLOAT32_MAX:  # the losses and the optimizer run in float32
-        raise ParamsError(f"{f.name} must be at most {FLOAT32_MAX:.4g} (float32's largest), got {value!r}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ParamsError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and (value < low or (meta.get("open_low") and value == low)):
-        raise ParamsError(f"{f.name} must be {'>' if meta.get('open_low') else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ParamsError(f"{f.name} must be <= {high}, got {value!r}")
-    return value
-
-
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _coerce(kind: type, value: Any) -> Any:
-    """bool/int/float/str from CLI strings or table cells; bools for numbers, and non-integral
-    floats for ints, are refused."""
-    if kind is bool:
-        if isinstance(value, bool) or value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _BOOLS:
-            return _BOOLS[value.strip().lower()]
-        raise ValueError(value)
-    if isinstance(value, bool):
-        raise TypeError(value)
-    if kind is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    if kind is float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(value)
-        return value
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value

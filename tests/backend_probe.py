@@ -46,8 +46,8 @@ def pair(optimizer):
 
     content = smooth_image(SIZE, SIZE, 1)[None].astype(np.float32)
     style = smooth_image(SIZE, SIZE, 2)[None].astype(np.float32)
-    targets = losses.Targets(optimizer.content_features(content), optimizer.style_grams(style))
-    return content, style, targets, StyleParams(steps=STEPS, precision="fp32", **SEED)
+    params = StyleParams(steps=STEPS, precision="fp32", **SEED)
+    return content, style, losses.Targets(optimizer.content_features(content, params), optimizer.style_grams(style)), params
 
 
 def terms(optimizer, content, style) -> dict:
@@ -62,7 +62,7 @@ def terms(optimizer, content, style) -> dict:
     for case in CASES:
         params, mask = StyleParams(tileable=case == "tileable"), sprite_mask() if case == "masked" else None
         variant = Variant.of(params)
-        targets = losses.Targets(optimizer.content_features(content, variant=variant),
+        targets = losses.Targets(optimizer.content_features(content, params),
                                  optimizer.style_grams(style, mask=mask, variant=Variant(pooling=params.pooling)),
                                  None if mask is None else losses.layer_masks(mask))
         gradient = optimizer.gradient(image.shape, "fp32", params)

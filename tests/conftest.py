@@ -127,12 +127,14 @@ def ray_session(s3_endpoint):
 
 
 def problem(optimizer, size=32, seeds=(1, 2)):
-    """An optimization's input: a content batch of one and its targets (the optimizer's tests)."""
+    """An optimization's input: a content batch of one and its targets (the optimizer's tests),
+    the content's through the defaults' network and content layer."""
     from batch_nst.engine.losses import Targets
+    from batch_nst.params import StyleParams
 
     content = smooth_image(size, size, seeds[0])[None].astype(np.float32)
     style = smooth_image(size, size, seeds[1])[None].astype(np.float32)
-    return content, Targets(optimizer.content_features(content), optimizer.style_grams(style))
+    return content, Targets(optimizer.content_features(content, StyleParams()), optimizer.style_grams(style))
 
 
 def rgba(h, w, seed):

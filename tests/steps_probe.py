@@ -55,6 +55,6 @@ def steps(extractor, ks: list[int]) -> dict:
     for k in ks:
         optimizer = Optimizer(extractor, steps_per_call=k)
         grams = optimizer.style_grams(style)
-        targets = Targets(optimizer.content_features(content), {n: ops.repeat(g, 2, axis=0) for n, g in grams.items()})
+        targets = Targets(optimizer.content_features(content, params), {n: ops.repeat(g, 2, axis=0) for n, g in grams.items()})
         out.update({f"k{k}/{name}": value for name, value in run_k(optimizer, content, targets, params).items()})
     return out

@@ -14,8 +14,8 @@ import batch_nst
 PACKAGE = pathlib.Path(batch_nst.__file__).parent
 # Layer of each module, by its dotted name under batch_nst; a subpackage's modules share its layer.
 FLOOR, ASSETS, ENGINE, JOB, TOP = range(5)
-LAYERS = {"errors": FLOOR, "params": FLOOR, "uris": FLOOR, "storage": FLOOR, "cache": FLOOR, "weights": FLOOR,
-          "imagenet_q8": FLOOR, "assets": ASSETS, "engine": ENGINE, "job": JOB,
+LAYERS = {"errors": FLOOR, "fields": FLOOR, "params": FLOOR, "uris": FLOOR, "storage": FLOOR, "cache": FLOOR,
+          "weights": FLOOR, "imagenet_q8": FLOOR, "assets": ASSETS, "engine": ENGINE, "job": JOB,
           "cli": TOP, "commands": TOP, "console": TOP, "report": TOP, "thumbnails": TOP, "__init__": TOP, "__main__": TOP}
 NO_STORAGE = (ASSETS, ENGINE)  # pixels and the optimization touch no fsspec (weights come as a local file)
 

@@ -126,12 +126,29 @@ def test_batch_items_are_independent(rng):
     np.testing.assert_allclose(batched, solo, rtol=1e-6)
 
 
+@pytest.mark.parametrize("layer", losses.CONTENT_LAYERS)
+def test_the_content_term_compares_the_chosen_layer_only(rng, layer):
+    """content_layer picks the features the content term reads (and its mask); the other content
+    layer's features, however far off, change nothing."""
+    shapes = {n: (1, 4, 4, 3) for n in losses.STYLE_LAYERS} | {n: (1, 2, 2, 5) for n in losses.CONTENT_LAYERS}
+    feats = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
+    target = ops.convert_to_tensor(rng.normal(size=(1, 2, 2, 5)).astype(np.float32))
+    targets = losses.Targets(content=target, grams=losses.style_targets(feats))
+    image = ops.zeros((1, 8, 8, 3))
+    weights = {"style": 0.0, "content": 1.0, "tv": 0.0, "temporal": 0.0}
+    other = next(n for n in losses.CONTENT_LAYERS if n != layer)
+    far = feats | {other: feats[other] + 1e3}
+    got = [float(losses.loss_terms(f, image, targets, weights, content_layer=layer)["content"][0]) for f in (feats, far)]
+    want = 0.5 * np.sum((np.asarray(feats[layer]) - np.asarray(target)) ** 2)
+    assert got == pytest.approx([want, want], rel=1e-6)
+
+
 def test_layer_masks_are_tensorflows_area_resize_onto_each_layers_grid(rng):
     """The masks' box filter (NumPy, for every backend) is what tf.image.resize(method="area") gives."""
     tf = pytest.importorskip("tensorflow")
     mask = rng.uniform(size=(2, 37, 21, 1)).astype(np.float32)
     got = losses.layer_masks(mask)
-    for name in (*losses.STYLE_LAYERS, losses.CONTENT_LAYER):
+    for name in (*losses.STYLE_LAYERS, *losses.CONTENT_LAYERS):
         height, width = 37, 21
         for _ in range(int(name[5]) - 1):
             height, width = height // 2, width // 2

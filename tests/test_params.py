@@ -10,7 +10,7 @@ from batch_nst.errors import ParamsError
 def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
-    assert (p.style_weight, p.content_weight, p.tv_weight) == (1e7, 4e-2, 1.0)
+    assert (p.style_weight, p.content_weight, p.tv_weight, p.content_layer) == (1e7, 3e-5, 1.0, "block4_conv2")
     assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
                                                                                             False)
     assert p.pooling == "avg"
@@ -20,7 +20,8 @@ def test_the_seed_overrides_give_the_seeds_arithmetic():
     seed = StyleParams(**SEED)
     assert (seed.style_norm, seed.loss_scale, seed.min_size, seed.style_weight, seed.tv_weight, seed.pooling) == (
         "seed", "seed", 0, 1e-2, 0.12, "max")
-    assert (seed.content_weight, seed.learning_rate, seed.steps) == (4e-2, 5.0, 1000)  # unchanged from the seed
+    assert (seed.content_weight, seed.content_layer) == (4e-2, "block5_conv2")
+    assert (seed.learning_rate, seed.steps) == (5.0, 1000)  # unchanged from the seed
 
 
 def test_strength_moves_the_style_to_content_odds_monotonically():

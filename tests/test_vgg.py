@@ -17,7 +17,7 @@ from tests.conftest import smooth_image
 
 
 def test_extractor_is_cut_at_the_content_layer(extractor):
-    assert extractor.model().layers[-1].name == losses.CONTENT_LAYER
+    assert extractor.model().layers[-1].name == losses.CONTENT_LAYERS[-1]
     names = {layer.name for layer in extractor.model().layers}
     assert "block5_conv3" not in names and "block5_pool" not in names
     feats = extractor(ops.convert_to_tensor(smooth_image(32, 48, 0)[None].astype(np.float32)))

@@ -94,8 +94,7 @@ class Batch:
         """Content features and style Grams at `size` through the network in `precision`."""
         side = prepare.style_side(self.params, size, content)
         grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
-        features = self.optimizer.content_features(prepare.prepared(content, self.params, size), precision,
-                                                   Variant.of(self.params))
+        features = self.optimizer.content_features(prepare.prepared(content, self.params, size), self.params, precision)
         mask = prepare.mask(content, size, self.params)
         return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
 

@@ -16,18 +16,18 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from batch_nst.params import WEIGHTED_TERMS
+from batch_nst.params import CONTENT_LAYERS, WEIGHTED_TERMS
 
 REFERENCE_AREA = 512 * 512  # loss_scale="area": the pixel sums are taken per this many pixels
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-CONTENT_LAYER = "block5_conv2"
+CONTENT_LAYER = "block5_conv2"  # the seed's; StyleParams.content_layer chooses among CONTENT_LAYERS
 
 
 @dataclass(frozen=True)
 class Targets:
     """Constant targets of one optimization, computed once, never per step."""
 
-    content: Any  # [B, h, w, 512] features of the content image at CONTENT_LAYER
+    content: Any  # [B, h, w, 512] features of the content image at the content layer
     grams: dict[str, Any]  # layer -> [B, C, C] Gram matrices of the style image
     masks: dict[str, Any] | None = None  # layer -> [B, h, w, 1] opacity on its grid (alpha_mode="mask")
     temporal: dict[str, Any] | None = None  # animations: see `temporal_loss`; None for still images
@@ -148,16 +148,18 @@ def style_targets(features: dict[str, Any], masks: dict[str, Any] | None = None)
 
 
 def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any], *,
-               wrap: bool = False, loss_scale: str = "seed", style_norm: str = "seed") -> dict[str, Any]:
+               wrap: bool = False, loss_scale: str = "seed", style_norm: str = "seed",
+               content_layer: str = CONTENT_LAYER) -> dict[str, Any]:
     """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted (the pixel sums scaled by
-    `area_scale`, the style layers by `style_term`), and `total`, their sum weighted by `weights`
-    (term name -> float32 scalar), which the optimizer descends."""
+    `area_scale`, the style layers by `style_term`, the content at `content_layer`, where
+    `targets.content` was taken), and `total`, their sum weighted by `weights` (term name ->
+    float32 scalar), which the optimizer descends."""
     masks = targets.masks or {}
     grams = {n: gram_matrix(features[n], masks.get(n)) for n in STYLE_LAYERS}
     scale = area_scale(image.shape[1], image.shape[2], loss_scale)
     terms = {
         "style": style_term(grams, targets.grams, style_norm),
-        "content": scale * content_loss(features[CONTENT_LAYER], targets.content, masks.get(CONTENT_LAYER)),
+        "content": scale * content_loss(features[content_layer], targets.content, masks.get(content_layer)),
         "tv": math.sqrt(scale) * tv_loss(image, wrap),
         "temporal": scale * temporal_loss(image, targets.temporal),
     }
@@ -171,7 +173,7 @@ def layer_masks(mask: np.ndarray) -> dict[str, Any]:
     Each 2x2 pooling before a layer halves the grid, rounding down.
     """
     out = {}
-    for name in (*STYLE_LAYERS, CONTENT_LAYER):
+    for name in (*STYLE_LAYERS, *CONTENT_LAYERS):
         height, width = mask.shape[1:3]
         for _ in range(int(name[5]) - 1):  # blockN: N - 1 poolings before it
             height, width = height // 2, width // 2

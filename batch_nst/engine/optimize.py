@@ -56,9 +56,10 @@ class Optimizer:
         # (at most three per run, see `_Adam.call_size`) on TF and JAX, one per shape on PyTorch.
         self.traces = 0
 
-    def content_features(self, content: np.ndarray, precision: str = "fp32", variant: Variant = Variant()) -> Any:
-        """Content target: float32 features of content pixels [B, H, W, 3] at the content layer."""
-        return ops.cast(self.extractor(content, precision, variant)[losses.CONTENT_LAYER], "float32")
+    def content_features(self, content: np.ndarray, params: StyleParams, precision: str = "fp32") -> Any:
+        """Content target: float32 features of content pixels [B, H, W, 3] through the network
+        `params` optimize with, at their content layer (the two must be those of the run)."""
+        return ops.cast(self.extractor(content, precision, Variant.of(params))[params.content_layer], "float32")
 
     def style_grams(self, style: np.ndarray, precision: str = "fp32", mask: np.ndarray | None = None,
                     variant: Variant = Variant()) -> dict[str, Any]:
@@ -245,7 +246,8 @@ def record(history: list[float], total: float, params: StyleParams) -> bool:
 
 def loss_options(params: StyleParams) -> dict[str, Any]:
     """The parameters that shape `losses.loss_terms`' graph, as its keyword arguments."""
-    return {"wrap": params.tileable, "loss_scale": params.loss_scale, "style_norm": params.style_norm}
+    return {"wrap": params.tileable, "loss_scale": params.loss_scale, "style_norm": params.style_norm,
+            "content_layer": params.content_layer}
 
 
 def loss_weights(params: StyleParams) -> dict[str, Any]:

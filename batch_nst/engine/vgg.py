@@ -18,13 +18,13 @@ from keras.applications import vgg19
 
 from batch_nst.engine import autodiff, backend
 from batch_nst.errors import WeightsError
-from batch_nst.engine.losses import CONTENT_LAYER, STYLE_LAYERS
+from batch_nst.engine.losses import CONTENT_LAYERS, STYLE_LAYERS
 
 if TYPE_CHECKING:  # resolving weights touches storage; the network only needs the local file
     from batch_nst.params import StyleParams
     from batch_nst.weights import Weights
 
-LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
+LAYERS = (*STYLE_LAYERS, *CONTENT_LAYERS)
 # Four 2x poolings come before block5: each side needs 16 px to leave one feature pixel there.
 MIN_SIDE = 16
 # Keras dtype policy per precision: bf16 runs the convolutions in bfloat16 with float32 weights;

@@ -91,10 +91,10 @@ def main() -> None:
     pictures = {
         "look": lambda: [panel(crate, "content"), panel(waves, "style"),
                          panel(run(crate, waves, max_size=256, **SEED), "the seed's recipe"),
-                         panel(run(crate, waves, max_size=256), "defaults (version 4)"),
+                         panel(run(crate, waves, max_size=256), "defaults (version 5)"),
                          panel(potion, "content (sprite)"), panel(mosaic, "style"),
                          panel(run(potion, mosaic, max_size=256, **SEED), "the seed's recipe"),
-                         panel(run(potion, mosaic, max_size=256), "defaults (version 4)")],
+                         panel(run(potion, mosaic, max_size=256), "defaults (version 5)")],
         "alpha_mode": lambda: [panel(potion, "content (sprite)"), panel(mosaic, "style"),
                        panel(run(potion, mosaic), "alpha_mode=restore"),
                        panel(run(potion, mosaic, alpha_mode="mask"), "alpha_mode=mask")],

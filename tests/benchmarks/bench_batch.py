@@ -42,7 +42,7 @@ def item_step_seconds(optimizer: Optimizer, batch: int, size: int, precision: st
     content = np.concatenate([smooth_image(size, size, i)[None] for i in range(batch)]).astype(np.float32)
     style = smooth_image(size, size, 999)[None].astype(np.float32)
     grams = {k: np.repeat(v.numpy(), batch, axis=0) for k, v in optimizer.style_grams(style, precision).items()}
-    targets = Targets(optimizer.content_features(content, precision), grams)
+    targets = Targets(optimizer.content_features(content, StyleParams(), precision), grams)
     optimizer.run(content, targets, StyleParams(steps=3), precision=precision)  # trace + warm up
     started = time.perf_counter()
     optimizer.run(content, targets, StyleParams(steps=steps), precision=precision)
@@ -53,7 +53,7 @@ def gradient_error(optimizer: Optimizer, size: int) -> None:
     """Print bf16's gradient error against fp32's, per weighted loss term, mid-optimization."""
     params = StyleParams(steps=100)
     content, style = (smooth_image(size, size, seed)[None].astype(np.float32) for seed in (1, 2))
-    targets = Targets(optimizer.content_features(content), optimizer.style_grams(style))
+    targets = Targets(optimizer.content_features(content, params), optimizer.style_grams(style))
     pixels, _ = optimizer.run(content, targets, params)
     image = tf.constant(pixels)
     weights = {"style": params.style_weight, "content": params.content_weight, "tv": params.tv_weight}

@@ -106,8 +106,8 @@ def main() -> None:
     for size in args.sizes:
         content = smooth_image(size, size, 1)[None].astype(np.float32)
         style = smooth_image(size, size, 2)[None].astype(np.float32)
-        targets = Targets(plain.content_features(content), plain.style_grams(style))
-        bf16_targets = Targets(plain.content_features(content, "bf16"), plain.style_grams(style, "bf16"))
+        targets = Targets(plain.content_features(content, params), plain.style_grams(style))
+        bf16_targets = Targets(plain.content_features(content, params, "bf16"), plain.style_grams(style, "bf16"))
         ref = eager_reference(path, content, targets, params, args.steps)
         fast = engine(plain, content, targets, params, args.steps)
         half = engine(plain, content, bf16_targets, params, args.steps, "bf16")

@@ -63,7 +63,7 @@ def measure(backend: str, weights: str, sizes: dict, steps: int) -> None:
         content = np.stack([smooth_image(size, size, seed) for seed in range(batch)]).astype(np.float32)
         network = Variant.of(StyleParams())  # the defaults' network, as the runs below use
         grams = optimizer.style_grams(smooth_image(size, size, 99)[None].astype(np.float32), "bf16", variant=network)
-        targets = Targets(optimizer.content_features(content, "bf16", network),
+        targets = Targets(optimizer.content_features(content, StyleParams(), "bf16"),
                           {n: ops.repeat(g, batch, axis=0) for n, g in grams.items()})
         optimizer.run(content, targets, StyleParams(steps=STEPS_PER_CALL), precision="bf16")  # compiles
         memory.reset()
