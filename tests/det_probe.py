@@ -72,9 +72,10 @@ def hashes(extractor, precision: str, side: int, batch: int, calls: int, layers:
     if layers is None:
         params, optimizer = StyleParams(precision=precision), optimize.Optimizer(extractor)
         content, style = (rng.uniform(0, 255, pixels.shape).astype(np.float32) for _ in range(2))
-        targets = losses.Targets(optimizer.content_features(content, precision), optimizer.style_grams(style, precision))
+        targets = losses.Targets(optimizer.content_features(content, params, precision),
+                                 optimizer.style_grams(style, precision, variant=vgg.Variant.of(params)))
         step = optimizer.gradient(pixels.shape, precision, params)
-        args = (optimizer.variables(precision, vgg.Variant()), targets.tensors(), optimize.loss_weights(params))
+        args = (optimizer.variables(precision, vgg.Variant.of(params)), targets.tensors(), optimize.loss_weights(params))
         gradient = lambda x: step(x, *args)  # noqa: E731
     else:
         backend, model = autodiff.current(), extractor.model(precision)
