@@ -65,13 +65,48 @@ def optimizer(extractor):
     return Optimizer(extractor)
 
 
-@pytest.fixture(scope="session")
-def probes(legacy_weights_path, tmp_path_factory):
-    """Each backend's results and log from tests/probe.py, for tests/test_autodiff.py and
-    tests/test_backends.py alike: one process a backend serves both."""
+PROBES_NICE = 10  # the probes run beside the other tests on the cores those leave idle
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that read the backends' probes run last: the probes, started with the session
+    (`_probes_started`), have had the whole run to finish."""
+    items.sort(key=lambda item: "probes" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _probes_started(request, tmp_path_factory):
+    """Starts tests/probe.py's processes (one a backend, ~2 minutes of two cores) in the background
+    when this session has a test that reads them; stops any still running when the session ends."""
+    if not any("probes" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    import concurrent.futures
+    import threading
+
     from tests import probe
 
-    return probe.run_all(legacy_weights_path, tmp_path_factory.mktemp("probes"))
+    weights, folder = request.getfixturevalue("legacy_weights_path"), tmp_path_factory.mktemp("probes")
+    done, procs = concurrent.futures.Future(), {}
+
+    def run() -> None:
+        try:
+            done.set_result(probe.run_all(weights, folder, nice=PROBES_NICE, procs=procs))
+        except BaseException as err:  # noqa: BLE001  handed to the test that reads the probes
+            done.set_exception(err)
+
+    threading.Thread(target=run, name="probes", daemon=True).start()
+    yield done
+    for proc in list(procs.values()):
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def probes(_probes_started):
+    """Each backend's results and log from tests/probe.py, for tests/test_autodiff.py and
+    tests/test_backends.py alike: one process a backend serves both."""
+    return _probes_started.result()
 
 
 @pytest.fixture(autouse=True)

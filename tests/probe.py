@@ -7,7 +7,8 @@ tests/backend_probe.py) and tests/test_autodiff.py (the steps group, tests/steps
 the results of one such process per backend, plus one for compiled PyTorch ($BATCH_NST_TORCH_COMPILE).
 Each process runs every group its backend is asked for: the framework's import and the network's
 weights, most of a short probe's time, are paid once per backend, not once per group.
-`run_all` starts them together, a fair share of the cores each, as a session fixture does.
+`run_all` starts them together, a fair share of the cores each, as a session fixture does: in
+the background at the session's start, niced, so they use the cores the other tests leave idle.
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ def _broken_steps(extractor) -> dict:
     return steps_probe.steps(extractor, [4])
 
 
-def run_all(weights: str, folder: pathlib.Path) -> dict[str, tuple[dict, str]]:
-    """Each installed backend's results and log, their probes run at once; TensorFlow's
-    checkpoint goes to the others' stdin when its probe is done."""
+def run_all(weights: str, folder: pathlib.Path, nice: int = 0,
+            procs: dict[str, subprocess.Popen] | None = None) -> dict[str, tuple[dict, str]]:
+    """Each installed backend's results and log, their probes run at once (at `nice`); TensorFlow's
+    checkpoint goes to the others' stdin when its probe is done. `procs`, if given, is filled with
+    the running probes, so a caller can stop them."""
     names = [name for name, (backend, _, _) in PROBES.items() if importlib.util.find_spec(backend) is not None]
     threads = max(1, len(os.sched_getaffinity(0)) // len(names))
-    procs = {name: _start(name, weights, folder, threads) for name in names}
+    procs = {} if procs is None else procs
+    procs.update({name: _start(name, weights, folder, threads, nice) for name in names})
     try:
         results = {"tensorflow": _finish("tensorflow", procs["tensorflow"], folder)}
         checkpoint = results["tensorflow"][0]["checkpoint"].tobytes()
@@ -95,15 +99,16 @@ def run_all(weights: str, folder: pathlib.Path) -> dict[str, tuple[dict, str]]:
             proc.wait()
 
 
-def _start(name: str, weights: str, folder: pathlib.Path, threads: int) -> subprocess.Popen:
-    """One probe, started; its output goes to a file (no pipe to fill while the others run)."""
+def _start(name: str, weights: str, folder: pathlib.Path, threads: int, nice: int) -> subprocess.Popen:
+    """One probe, started at `nice`; its output goes to a file (no pipe to fill while the others run)."""
     backend, compile_, extra = PROBES[name]
     cmd = [sys.executable, "-m", "tests.probe", backend, weights, str(folder / f"{name}.npz"),
            "--threads", str(threads), *extra]
     env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": backend, "BATCH_NST_TORCH_COMPILE": compile_}
     stdin = subprocess.PIPE if "--resume" in extra else subprocess.DEVNULL
     with open(folder / f"{name}.log", "w") as log:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
 
 def _send(proc: subprocess.Popen, checkpoint: bytes) -> None:
