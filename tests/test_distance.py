@@ -1,5 +1,6 @@
 """The style distance: zero to itself, growing with another style, the same at any size, recomputable."""
 
+import numpy as np
 import pytest
 
 from batch_nst.assets import images
@@ -27,6 +28,20 @@ def test_the_distance_hardly_depends_on_the_outputs_size_or_style_scale(optimize
     assert at[64] == pytest.approx(at[256], rel=0.1)
     scaled = PARAMS.with_overrides({"style_scale": 2.0})
     assert style_distance(big, style, params=scaled, extractor=optimizer) == at[256]
+
+
+def test_a_sprite_is_scored_by_what_is_seen_not_the_colour_under_its_transparent_pixels(optimizer):
+    """A sprite whose visible half is the style itself and whose transparent half holds another
+    picture: near the style as seen, whatever the alpha mode it ran in; counted whole (no alpha),
+    as far as the other picture makes it."""
+    style, other = smooth_image(64, 64, 9), smooth_image(64, 64, 10)
+    alpha = np.concatenate([np.full((64, 64, 1), 255, np.uint8), np.zeros((64, 64, 1), np.uint8)], axis=1)
+    sprite = np.concatenate([np.concatenate([style, other], axis=1), alpha], axis=2)
+    whole = style_distance(sprite[..., :3], style, params=PARAMS, extractor=optimizer)
+    for mode in ("restore", "mask"):
+        seen = style_distance(sprite, style, params=PARAMS.with_overrides({"alpha_mode": mode}), extractor=optimizer)
+        print(f"{mode}: seen {seen:.6g}, whole {whole:.6g}")
+        assert seen < 0.6 * whole
 
 
 def test_results_carry_the_distance_of_the_image_as_written(optimizer):

@@ -6,6 +6,11 @@ to one reference long side, REFERENCE_SIDE, and takes the fp32 Gram distance the
 the style layers: a library's items compare, and an item far from the others sharing its style is
 an outlier worth a look. It never depends on style_scale or style_size (the style is taken at the
 reference size itself) nor on the precision the item ran in.
+
+It scores what a player sees: Grams weighted by the output's opacity, whatever `alpha_mode` the item
+ran in. Under `restore` the optimization also stylizes the colour under transparent pixels, which no
+one sees; counted, it made a walk frame (65% transparent) score 0.24 of its content's distance as
+written, 0.66 as seen.
 """
 
 from __future__ import annotations
@@ -75,10 +80,10 @@ def _cell_distances(optimizer: Optimizer, params: StyleParams, cells: list[tuple
 def _distances(optimizer: Optimizer, params: StyleParams, size: tuple[int, int],
                cells: list[tuple[Picture, dict]]) -> np.ndarray:
     """The style term of same-size cells against their style Grams, [B]: the losses' own path
-    (layers weighed by params.style_norm, luminance with preserve_color, opacity-weighted with
-    alpha_mode="mask", wrapped padding when tileable), in fp32."""
+    (layers weighed by params.style_norm, luminance with preserve_color, wrapped padding when
+    tileable), in fp32, each cell's Grams weighted by its opacity."""
     pixels = np.concatenate([prepare.prepared(cell, params, size) for cell, _ in cells])
-    masks = [prepare.mask(cell, size, params) for cell, _ in cells]
+    masks = [prepare.opacity(cell, size) for cell, _ in cells]
     mask = None
     if any(m is not None for m in masks):  # cells without alpha count as opaque
         mask = np.concatenate([np.ones((1, *size, 1), np.float32) if m is None else m for m in masks])
