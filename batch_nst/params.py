@@ -3,16 +3,17 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 5, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 6, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
 weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
 down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF
 tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most
 512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
-(`loss_scale="area"`, issue 13). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
+(`loss_scale="area"`, issue 13); sprites' losses count their opaque pixels only
+(`alpha_mode="mask"`). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
 `min_size=0`, style weight 1e-2, content weight 4e-2 at block5_conv2, TV weight 0.12,
-`pooling="max"`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16
+`pooling="max"`, `alpha_mode="restore"`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16
 where the hardware runs it natively); the losses and their weights stay float32.
 """
 
@@ -48,7 +49,7 @@ WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 # The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
 SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12,
-        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2}
+        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2, "alpha_mode": "restore"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class StyleParams:
         metadata=opt("keep the content's colours: transfer the style to luminance only"),
     )
     alpha_mode: str = field(
-        default="restore",
+        default="mask",
         metadata=opt("restore: alpha set aside and put back exactly (the seed); mask: also compute the losses over "
                       "opaque pixels only and leave fully transparent pixels' colour untouched", choices=ALPHA_MODES),
     )

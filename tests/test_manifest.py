@@ -223,14 +223,14 @@ def test_null_overrides_in_parquet_mean_the_default(mem):
 
     table = pa.table({"content": ["a.png", "b.png", "c.png"], "style": ["s.png"] * 3, "id": [None, "bee", None],
                       "tv_weight": [float("nan"), None, 0.5], "steps": pa.array([None, 4, None], pa.int64()),
-                      "alpha_mode": [None, "mask", None]})
+                      "alpha_mode": [None, "restore", None]})
     buf = io.BytesIO()
     pq.write_table(table, buf)
     _put(mem, "/m.parquet", buf.getvalue())
     items = manifest.load("memory://m.parquet", StyleParams(tv_weight=2.0))
     assert [i.id for i in items] == ["a--s", "bee", "c--s"]
     assert [(i.params.tv_weight, i.params.steps, i.params.alpha_mode) for i in items] == [
-        (2.0, 1000, "restore"), (2.0, 4, "mask"), (0.5, 1000, "restore")]
+        (2.0, 1000, "mask"), (2.0, 4, "restore"), (0.5, 1000, "mask")]
 
 
 def test_null_and_nan_overrides_in_json_lines_mean_the_default(mem):

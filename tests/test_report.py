@@ -29,7 +29,7 @@ def root(legacy_weights_path, tmp_path_factory):
     params = StyleParams(steps=4, max_size=32, precision="fp32")
     items = [
         WorkItem(1, "crate", _png(inputs / "crate.png", smooth_image(32, 48, 4)), style, params, "k1"),
-        WorkItem(2, "sprite", _png(inputs / "sprite.png", sprite), style, params.with_overrides({"alpha_mode": "mask"}), "k2"),
+        WorkItem(2, "sprite", _png(inputs / "sprite.png", sprite), style, params.with_overrides({"alpha_mode": "restore"}), "k2"),
         WorkItem(3, "broken", str(inputs / "broken.png"), style, params, "k3"),
     ]
     worker = Worker(WorkerConfig(output_root=str(out), weights=legacy_weights_path, run_id="run-a"))
@@ -44,7 +44,7 @@ def test_the_page_shows_each_item_with_thumbnails_losses_params_and_errors(root)
     page = (root / "report" / "index.html").read_text()
     assert page.count('class="thumb result"') == 2 and page.count('class="thumb style"') == 3
     assert "broken.png: not an image" in page and "broken</th>" not in page  # escaped, in its own row
-    assert "alpha_mode=mask" in page and "<polyline" in page
+    assert "alpha_mode=restore" in page and "<polyline" in page
     assert page.count("<br>style distance ") == 2 and "0 outliers to review" in page  # one style, too few to judge
     assert written.uri.endswith("report/index.html")
     assert report.write(str(root)).thumbnails == 0  # a later report reuses what it made

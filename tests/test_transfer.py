@@ -175,7 +175,7 @@ def test_alpha_mask_changes_nothing_outside_the_sprite(optimizer):
     sprite, style = disc_sprite(), smooth_image(32, 32, 51)
     params = StyleParams(steps=20, max_size=32, alpha_mode="mask")
     masked = stylize(sprite, style, params=params, extractor=optimizer)
-    plain = stylize(sprite, style, params=StyleParams(steps=20, max_size=32), extractor=optimizer)
+    plain = stylize(sprite, style, params=StyleParams(steps=20, max_size=32, alpha_mode="restore"), extractor=optimizer)
     outside = sprite[..., 3] == 0
     np.testing.assert_array_equal(masked.image.rgb[outside], sprite[..., :3][outside])
     np.testing.assert_array_equal(masked.image.alpha, sprite[..., 3])
