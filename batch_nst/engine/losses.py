@@ -177,8 +177,8 @@ def layer_masks(mask: np.ndarray) -> dict[str, Any]:
         height, width = mask.shape[1:3]
         for _ in range(int(name[5]) - 1):  # blockN: N - 1 poolings before it
             height, width = height // 2, width // 2
-        grid = np.einsum("yh,bhwc,xw->byxc", _area(mask.shape[1], height), mask, _area(mask.shape[2], width))
-        out[name] = ops.convert_to_tensor(grid, "float32")
+        grid = _area(mask.shape[1], height) @ mask[..., 0] @ _area(mask.shape[2], width).T  # two matmuls:
+        out[name] = ops.convert_to_tensor(grid[..., None], "float32")  # one 3-way einsum loops H*W*h*w a pixel
     return out
 
 
