@@ -28,7 +28,7 @@ _LAZY = {
     "style_distance": "batch_nst.engine.transfer",
     "Result": "batch_nst.engine.transfer",
     "Losses": "batch_nst.engine.transfer",
-    "StyleCache": "batch_nst.engine.transfer",
+    "StyleCache": "batch_nst.engine.style_cache",
     "Optimizer": "batch_nst.engine.optimize",
     "Progress": "batch_nst.engine.optimize",
     "Extractor": "batch_nst.engine.vgg",

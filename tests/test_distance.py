@@ -59,7 +59,7 @@ def test_results_carry_the_distance_of_the_image_as_written(optimizer):
 def test_cached_reference_grams_are_per_style_and_preparation(optimizer):
     """One style key, luminance-only (preserve_color) or not: each gets its own Grams."""
     from batch_nst.engine.distance import style_distances
-    from batch_nst.engine.transfer import StyleCache
+    from batch_nst.engine.style_cache import StyleCache
 
     cache, output, style = StyleCache(), smooth_image(32, 32, 9), smooth_image(32, 32, 10)
     for params in (PARAMS, PARAMS.with_overrides({"preserve_color": True})):

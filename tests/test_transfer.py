@@ -8,7 +8,8 @@ from batch_nst.engine import distance
 from batch_nst.assets import images
 from batch_nst.errors import DivergedError, ParamsError
 from batch_nst.params import StyleParams
-from batch_nst.engine.transfer import StyleCache, evaluate, stylize
+from batch_nst.engine.style_cache import StyleCache
+from batch_nst.engine.transfer import evaluate, stylize
 from tests.conftest import disc_sprite, rgba, smooth_image
 
 FAST = StyleParams(steps=8, max_size=32)

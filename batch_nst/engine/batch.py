@@ -21,6 +21,7 @@ from batch_nst.engine.losses import Targets
 from batch_nst.engine.optimize import Optimizer, Progress, ProgressCallback
 from batch_nst.params import StyleParams
 from batch_nst.engine.sequence import Previous
+from batch_nst.engine.style_cache import StyleCache
 from batch_nst.engine.vgg import Variant, effective_precision
 
 
@@ -28,7 +29,7 @@ from batch_nst.engine.vgg import Variant, effective_precision
 class Batch:
     optimizer: Optimizer
     params: StyleParams
-    cache: Any  # transfer.StyleCache or None: Gram targets per style, size, precision and alpha mode
+    cache: StyleCache | None  # Gram targets per style, size, precision and alpha mode
     contents: list[Picture]  # one cell each (a sprite sheet contributes all its cells)
     styles: list[list[Picture]]  # each item's style images (several are blended)
     keys: list[Hashable | None]  # each item's style key for the cache (a tuple: one per style)
@@ -37,7 +38,7 @@ class Batch:
     previous: list[Previous | None]  # each item's frame before it (animations; None for still images)
 
     @classmethod
-    def of(cls, optimizer: Optimizer, params: StyleParams, cache: Any,
+    def of(cls, optimizer: Optimizer, params: StyleParams, cache: StyleCache | None,
            items: list[tuple[Picture, list[Picture], Hashable | None]],
            previous: list[Previous | None] | None = None) -> "Batch":
         """A batch of (content cell, styles, style key) items, and each one's frame before it where
@@ -99,7 +100,7 @@ class Batch:
         return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
 
 
-def style_grams(optimizer: Optimizer, params: StyleParams, cache: Any, styles: list[Picture], key: Hashable | None,
+def style_grams(optimizer: Optimizer, params: StyleParams, cache: StyleCache | None, styles: list[Picture], key: Hashable | None,
                 long_side: int, precision: str) -> dict[str, Any]:
     """Style Grams for an optimization of `long_side` (scaled by params.style_scale) through the
     network in `precision`. Several styles' Grams are blended by params.style_blend; each comes

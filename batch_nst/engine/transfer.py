@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
@@ -23,6 +22,7 @@ from batch_nst.engine.batch import Batch, batch_precision
 from batch_nst.engine.checkpoint import State
 from batch_nst.assets.images import Picture
 from batch_nst.engine.optimize import Optimizer, ProgressCallback
+from batch_nst.engine.style_cache import StyleCache
 from batch_nst.params import TERMS, StyleParams
 from batch_nst.engine.vgg import Extractor
 from batch_nst.errors import DivergedError
@@ -56,26 +56,6 @@ class Result:
         if self.image.alpha is None:
             return Image.fromarray(self.image.rgb, "RGB")
         return Image.fromarray(np.dstack([self.image.rgb, self.image.alpha]), "RGBA")
-
-
-class StyleCache:
-    """A small LRU of per-style values (Gram targets per style, size, precision; decoded style
-    images in the worker): a library that shares a few styles computes each once per process."""
-
-    def __init__(self, capacity: int = 32):
-        self.capacity = capacity
-        self._values: OrderedDict[Hashable, Any] = OrderedDict()
-        self.misses = 0
-
-    def get(self, key: Hashable, compute) -> Any:
-        if key in self._values:
-            self._values.move_to_end(key)
-            return self._values[key]
-        self.misses += 1
-        value = self._values[key] = compute()
-        if len(self._values) > self.capacity:
-            self._values.popitem(last=False)
-        return value
 
 
 def stylize(

@@ -21,6 +21,7 @@ from batch_nst.engine import backend, device
 from batch_nst.job import pending, records
 from batch_nst import storage
 from batch_nst.engine.checkpoint import State
+from batch_nst.engine.style_cache import StyleCache
 from batch_nst.errors import BatchNSTError
 from batch_nst.job.manifest import WorkItem
 from batch_nst.job.pending import Chunk
@@ -80,8 +81,8 @@ class Worker:
         self.transfer = transfer
         self.where = where or {}  # record fields saying where it ran (node, accelerators): from the actor
         self.optimizer = Optimizer(Extractor(resolve_weights(config.weights)))
-        self.styles = transfer.StyleCache()  # Gram targets per (style, size, precision)
-        self.style_pictures = transfer.StyleCache()  # decoded style images per URI: a few, reused
+        self.styles = StyleCache()  # Gram targets per (style, size, precision)
+        self.style_pictures = StyleCache()  # decoded style images per URI: a few, reused
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def chunk(self, items: list[WorkItem]) -> Chunk:
