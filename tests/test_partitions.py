@@ -1,0 +1,103 @@
+"""The streaming plan: a plain manifest in several partitions plans exactly as in one."""
+
+import pyarrow as pa
+import pytest
+
+from batch_nst.errors import ManifestError
+from batch_nst.job import columns, driver, planning, records, spill
+from batch_nst.params import StyleParams
+
+ROWS = 300
+
+
+@pytest.fixture
+def library(tmp_path):
+    for name in [f"a{i}.png" for i in range(7)] + ["s0.png", "s1.png", "s2.png"]:
+        (tmp_path / name).write_bytes(name.encode())
+    lines = [f"x{i:04d},{'gone.png' if i % 37 == 5 else f'a{i % 7}.png'},s{i % 3}.png" for i in range(ROWS)]
+    (tmp_path / "m.csv").write_text("id,content,style\n" + "\n".join(lines[::-1]) + "\n")  # rows not in id order
+    return tmp_path
+
+
+def _config(library, **extra):
+    return driver.JobConfig(manifest=str(library / "m.csv"), output_root=str(library / "out"), weights="w",
+                            params=StyleParams(steps=3), **extra)
+
+
+def _plan(config, part_rows):
+    rows = planning.load(config, part_rows)
+    return rows, planning.plan(config, rows, "w")
+
+
+def _seen(the_plan):
+    """Everything a plan says, in its order."""
+    return ([(i.row, i.id, i.content, i.style, i.key, i.params) for i in the_plan.todo], the_plan.done,
+            [(i.row, i.id, why) for i, why in the_plan.invalid], the_plan.steps)
+
+
+def test_several_partitions_plan_exactly_as_one(library):
+    config = _config(library)
+    one, whole = _plan(config, 10 ** 6)
+    many, split = _plan(config, 40)
+    assert one.parts.parts == 1 and many.parts.parts > 4  # a few hundred rows forced into several
+    assert _seen(whole) == _seen(split)
+    todo = list(whole.todo)
+    gone = len(range(5, ROWS, 37))
+    assert len(todo) == len(whole.todo) == ROWS - gone and len(whole.invalid) == gone
+    assert [(i.style, i.row) for i in todo] == sorted((i.style, i.row) for i in todo)  # grouped by style
+    # records over several runs: ok with the key (image kept or deleted), ok with an old key,
+    # a later failure after an ok, an earlier ok after a later one of another key
+    now = records.now()
+    later = now.replace(year=now.year + 1)
+    keys = {i.id: i.key for i in todo}
+    ok = [records.record(id=i, key=k, status="ok", run_id="r1", finished_at=now) for i, k in keys.items()]
+    records.write_part(config.output_root, "part-r1-00000", ok)
+    records.write_part(config.output_root, "part-r2-00000", [
+        records.record(id=i, key="old" if n % 3 else keys[i], status="ok" if n % 2 else "failed", run_id="r2",
+                       finished_at=later if n % 4 else now) for n, i in enumerate(list(keys)[:60])])
+    images = library / "out" / "images"
+    images.mkdir()
+    for n, i in enumerate(keys):
+        if n % 11:
+            (images / f"{i}.png").write_bytes(b"")
+    whole, split = planning.plan(config, one, "w"), planning.plan(config, many, "w")
+    assert _seen(whole) == _seen(split)
+    assert 0 < whole.done < len(todo) and whole.done + len(whole.todo) == len(todo)
+    forced = _config(library, force=True)
+    assert _seen(planning.plan(forced, one, "w")) == _seen(planning.plan(forced, many, "w"))
+    assert planning.plan(forced, many, "w").done == 0
+
+
+def test_the_plan_matches_row_by_row(library):
+    config = _config(library)
+    many, split = _plan(config, 40)
+    assert _seen(split) == _seen(planning.plan(config, planning.manifest.load(config.manifest, config.params), "w"))
+
+
+def test_the_todo_stream_yields_every_item_once_each_time_it_is_read(library):
+    _, the_plan = _plan(_config(library), 25)
+    first, second = list(the_plan.todo), list(the_plan.todo)
+    assert first == second and len({i.id for i in first}) == len(first) == len(the_plan.todo)
+    chunks = list(driver._chunks(the_plan.todo, 16, 3))
+    assert [i for chunk in chunks for i in chunk] == first and len(chunks) % 3 == 0
+
+
+def test_duplicate_ids_in_different_partitions_are_named(library):
+    text = (library / "m.csv").read_text().splitlines()
+    text.append("x0003,a1.png,s1.png")  # x0003 is row ROWS - 3; this one is row ROWS + 1
+    (library / "m.csv").write_text("\n".join(text) + "\n")
+    config = _config(library)
+    assert columns.read(config.manifest, config.params, part_rows=20) is None
+    with pytest.raises(ManifestError, match=rf"row {ROWS + 1}: duplicate id 'x0003' \(first used in row {ROWS - 3}\)"):
+        planning.load(config, part_rows=20)
+    kept = planning.load(_config(library, skip_invalid=True), part_rows=20)
+    assert [i.problem for i in kept if i.problem] == [
+        f"row {ROWS + 1}: duplicate id 'x0003' (first used in row {ROWS - 3})"]
+
+
+def test_an_id_falls_in_the_same_partition_however_it_is_batched():
+    ids = pa.array([f"id{i}" for i in range(1000)] + ["", "é" * 50])
+    whole = spill.partition_of(ids, 7)
+    assert list(whole[10:20]) == list(spill.partition_of(ids.slice(10, 10), 7))
+    assert list(whole) == list(spill.partition_of(pa.chunked_array([ids.slice(0, 3), ids.slice(3)]), 7))
+    assert set(whole) == set(range(7)) and not spill.partition_of(ids, 1).any()
