@@ -58,10 +58,6 @@ class Columns:
         return Columns(*(column.filter(mask) for column in (self.rows, self.ids, self.content, self.style)),
                        self.params)
 
-    def take(self, indexes: pa.Array) -> Columns:
-        return Columns(*(column.take(indexes) for column in (self.rows, self.ids, self.content, self.style)),
-                       self.params)
-
     def items(self, indexes: pa.Array, keys: pa.Array | None = None) -> list[WorkItem]:
         """WorkItems of the given positions, keyed when `keys` (one per position) are given."""
         picked = [column.take(indexes).to_pylist() for column in (self.rows, self.ids, self.content, self.style)]
