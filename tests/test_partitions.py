@@ -1,10 +1,11 @@
 """The streaming plan: a plain manifest in several partitions plans exactly as in one."""
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 
 from batch_nst.errors import ManifestError
-from batch_nst.job import columns, driver, planning, records, spill
+from batch_nst.job import columns, driver, manifest, planning, records, spill
 from batch_nst.params import StyleParams
 
 ROWS = 300
@@ -71,7 +72,16 @@ def test_several_partitions_plan_exactly_as_one(library):
 def test_the_plan_matches_row_by_row(library):
     config = _config(library)
     many, split = _plan(config, 40)
-    assert _seen(split) == _seen(planning.plan(config, planning.manifest.load(config.manifest, config.params), "w"))
+    assert _seen(split) == _seen(planning.plan(config, manifest.load(config.manifest, config.params), "w"))
+
+
+def test_a_parquet_manifest_streams_as_its_csv(library):
+    config = _config(library)
+    parquet = driver.JobConfig(manifest=str(library / "m.parquet"), output_root=config.output_root, weights="w",
+                               params=config.params)
+    manifest.write(pacsv.read_csv(library / "m.csv"), parquet.manifest)
+    rows, the_plan = _plan(parquet, 40)
+    assert rows.parts.parts == -(-ROWS // 40) and _seen(the_plan) == _seen(_plan(config, 40)[1])
 
 
 def test_the_todo_stream_yields_every_item_once_each_time_it_is_read(library):
