@@ -33,7 +33,7 @@ from batch_nst.params import StyleParams
 SLICE = 262_144  # rows keyed at once: their JSON payloads (~200 bytes each) are what a slice holds
 PART_ROWS = 250_000  # rows a partition holds at most, about: its plan peaks near 1 KB a row
 CSV_ROW_BYTES = 24  # a short plain CSV row: a CSV's rows are estimated from its size (more rather than fewer)
-CSV_BLOCK = 4 << 20  # bytes of CSV parsed at once
+CSV_BLOCK = 1 << 20  # bytes of CSV parsed at once: pyarrow reads ~20 blocks ahead of a slow consumer
 PARQUET_BATCH = 65_536  # rows of Parquet read at once
 SCHEMA = pa.schema([("row", pa.int64()), ("id", pa.string()), ("content", pa.string()), ("style", pa.string())])
 _PLAIN = r"^[!#-:<-\[\]-~]+$"  # printable ASCII without space, '"', ';' (several styles) or '\\'

@@ -21,7 +21,7 @@ from batch_nst.params import StyleParams
 
 SCHEMA = pa.schema([("row", pa.int64()), ("id", pa.string()), ("content", pa.string()), ("style", pa.string()),
                     ("key", pa.string())])
-BATCH = 8_192  # items written (and read back) at once
+BATCH = 2_048  # items written, and read back: the merge holds a batch of every partition
 
 
 class Todo:
