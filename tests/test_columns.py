@@ -2,6 +2,7 @@
 
 import pytest
 
+from batch_nst.errors import ManifestError
 from batch_nst.job import columns, driver, manifest, records
 from batch_nst.params import StyleParams
 
@@ -72,7 +73,9 @@ def test_anything_else_goes_row_by_row(library, header, row):
     assert columns.read(_write(library, [row], header), StyleParams()) is None
 
 
-def test_duplicate_ids_and_json_lines_go_row_by_row(library):
-    assert columns.read(_write(library, ["x,a.png,s1.png", "x,b.png,s1.png"]), StyleParams()) is None
+def test_duplicate_ids_are_refused_naming_their_rows_and_json_lines_go_row_by_row(library):
+    with pytest.raises(ManifestError, match=r"1 problem\(s\):\n  row 2: duplicate id 'x' \(first used in row 1\)$"):
+        columns.read(_write(library, ["x,a.png,s1.png", "x,b.png,s1.png"]), StyleParams())
+    assert columns.read(str(library / "m.csv"), StyleParams(), skip_invalid=True) is None  # kept, row by row
     (library / "m.jsonl").write_text('{"id": "x", "content": "a.png", "style": "s1.png"}\n')
     assert columns.read(str(library / "m.jsonl"), StyleParams()) is None

@@ -92,17 +92,27 @@ def test_the_todo_stream_yields_every_item_once_each_time_it_is_read(library):
     assert [i for chunk in chunks for i in chunk] == first and len(chunks) % 3 == 0
 
 
-def test_duplicate_ids_in_different_partitions_are_named(library):
+def test_duplicate_ids_in_different_partitions_are_named_as_row_by_row(library):
     text = (library / "m.csv").read_text().splitlines()
-    text.append("x0003,a1.png,s1.png")  # x0003 is row ROWS - 3; this one is row ROWS + 1
+    text += ["x0003,a1.png,s1.png", "x0100,a1.png,s1.png", "x0100,a2.png,s1.png"]  # rows ROWS + 1 to ROWS + 3
     (library / "m.csv").write_text("\n".join(text) + "\n")
+    assert all(len(set(spill.partition_of(pa.array(["x0003", "x0100"]), parts))) == 2 for parts in range(3, 11))
     config = _config(library)
-    assert columns.read(config.manifest, config.params, part_rows=20) is None
-    with pytest.raises(ManifestError, match=rf"row {ROWS + 1}: duplicate id 'x0003' \(first used in row {ROWS - 3}\)"):
-        planning.load(config, part_rows=20)
-    kept = planning.load(_config(library, skip_invalid=True), part_rows=20)
-    assert [i.problem for i in kept if i.problem] == [
-        f"row {ROWS + 1}: duplicate id 'x0003' (first used in row {ROWS - 3})"]
+    with pytest.raises(ManifestError) as streamed:
+        planning.load(config, part_rows=40)
+    with pytest.raises(ManifestError) as by_rows:
+        manifest.load(config.manifest, config.params)
+    assert str(streamed.value) == str(by_rows.value)
+    assert str(streamed.value).endswith(f"3 problem(s):\n  row {ROWS + 1}: duplicate id 'x0003' (first used in row "
+                                        f"{ROWS - 3})\n  row {ROWS + 2}: duplicate id 'x0100' (first used in row "
+                                        f"{ROWS - 100})\n  row {ROWS + 3}: duplicate id 'x0100' (first used in row "
+                                        f"{ROWS - 100})")
+    skipping = _config(library, skip_invalid=True)
+    assert columns.read(skipping.manifest, skipping.params, True, part_rows=40) is None  # kept row by row
+    assert [i.problem for i in planning.load(skipping, part_rows=40) if i.problem] == [
+        f"row {ROWS + 1}: duplicate id 'x0003' (first used in row {ROWS - 3})",
+        f"row {ROWS + 2}: duplicate id 'x0100' (first used in row {ROWS - 100})",
+        f"row {ROWS + 3}: duplicate id 'x0100' (first used in row {ROWS - 100})"]
 
 
 def test_an_id_falls_in_the_same_partition_however_it_is_batched():

@@ -2,12 +2,12 @@
 
 A nightly rerun of a million rows spent ~90 s building a WorkItem, a resolved URI and a key per
 row in Python. Most manifests are plain: CSV or Parquet with `id`, `content` and `style` only,
-every id written, valid and distinct, every URI printable ASCII without quotes, backslashes,
-spaces or `;`, and no `.`/`..` segment. Such a manifest is streamed in record batches, each
+every id written and valid (one repeated is refused, naming its rows), every URI printable
+ASCII without quotes, backslashes, spaces or `;`, and no `.`/`..` segment. Such a manifest is streamed in record batches, each
 validated and resolved in Arrow and spilled into partitions by id (spill.py), so no more than a
 batch of it is in memory while it is read; each partition is then planned alone (partitions.py),
 keyed exactly as `WorkItem.keyed` keys (the same JSON, the same hash). Any other manifest returns
-None and is read row by row (manifest.load), with its errors per row, duplicate ids included.
+None and is read row by row (manifest.load), with its errors per row.
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ class Plain:
         return Columns(*(table[name].combine_chunks() for name in SCHEMA.names), self.params)
 
 
-def read(uri: str, base: StyleParams, part_rows: int = PART_ROWS) -> Plain | None:
+def read(uri: str, base: StyleParams, skip_invalid: bool = False, part_rows: int = PART_ROWS) -> Plain | None:
     """The manifest as Plain when it is plain (module docstring), else None; partitions of
-    about `part_rows` rows each."""
+    about `part_rows` rows each. Ids repeated are refused here, each repeat named by its row as
+    manifest.load names it (a 10 M-row manifest is not read again row by row to say so); with
+    `skip_invalid`, None: row by row keeps them as invalid items."""
     if manifest.format_of(uri) == "jsonl" or not _blends_one(base):
         return None
     workspace = Workspace()
@@ -103,8 +105,11 @@ def read(uri: str, base: StyleParams, part_rows: int = PART_ROWS) -> Plain | Non
                                 **cells}))
             uris.update(pc.unique(pa.concat_arrays([cells["content"], cells["style"]])).to_pylist())
     parts.close()
-    if not parts.rows or any(_repeats_an_id(parts.read(part)["id"]) for part in range(parts.parts)):
-        return None  # duplicates: each named by its row, row by row
+    repeats = _repeated_ids(parts)
+    if not parts.rows or (repeats and skip_invalid):
+        return None
+    if repeats:
+        raise manifest.refusal(uri, repeats)
     return Plain(parts, workspace, frozenset(uris), base)
 
 
@@ -182,8 +187,24 @@ def _plain(batch: pa.RecordBatch, folder: str) -> dict[str, pa.Array] | None:
     return {"id": cells["id"], "content": content, "style": style}
 
 
-def _repeats_an_id(item_ids: pa.ChunkedArray) -> bool:
-    return pc.count_distinct(item_ids).as_py() != len(item_ids)
+def _repeated_ids(parts: Spill) -> list[str]:
+    """Each row that repeats an earlier row's id, in row order, worded as manifest.load words it;
+    found a partition at a time (an id's rows share one)."""
+    problems = []
+    for part in range(parts.parts):
+        table = parts.read(part).select(["row", "id"])
+        if pc.count_distinct(table["id"]).as_py() == table.num_rows:
+            continue
+        counts = table.group_by("id").aggregate([("row", "count")])
+        repeated = counts.filter(pc.greater(counts["row_count"], 1))["id"]
+        table = table.filter(pc.is_in(table["id"], value_set=repeated)).sort_by([("id", "ascending"),
+                                                                                 ("row", "ascending")])
+        first: dict[str, int] = {}
+        for row, item_id in zip(table["row"].to_pylist(), table["id"].to_pylist()):
+            if item_id in first:
+                problems.append((row, f"row {row}: duplicate id {item_id!r} (first used in row {first[item_id]})"))
+            first.setdefault(item_id, row)
+    return [problem for _, problem in sorted(problems)]
 
 
 def _resolved(column: pa.Array, folder: str) -> pa.Array | None:

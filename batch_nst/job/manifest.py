@@ -91,12 +91,16 @@ def load(uri: str, base: StyleParams = StyleParams(), skip_invalid: bool = False
     duplicates = _duplicate_ids(items)
     rejected += [dataclasses.replace(items[n], problem=problem) for n, problem in duplicates.items()]
     if rejected and not skip_invalid:
-        problems = [item.problem for item in rejected]
-        shown = "\n  ".join(problems[:MAX_REPORTED])
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
+        raise refusal(uri, [item.problem for item in rejected])
     items = [item for n, item in enumerate(items) if n not in duplicates]
     return items + _rejected_ids(rejected, folder, {item.id for item in items})
+
+
+def refusal(uri: str, problems: list[str]) -> ManifestError:
+    """The one error refusing a manifest: how many problems, the first MAX_REPORTED named."""
+    shown = "\n  ".join(problems[:MAX_REPORTED])
+    more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+    return ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Plan:
+    """What a run does: counts and the invalid rows at once, the items to do as a sized stream
+    (a plain manifest's are on disk: a list of millions would not fit the driver)."""
+
     todo: list[WorkItem] | Todo  # in dispatch order (grouped by style); a Todo streams from disk
     done: int  # items whose id has an `ok` record of the same key, and the image it wrote
     invalid: list[tuple[WorkItem, str]]  # inputs missing at planning time (or rows --skip-invalid kept), why
@@ -35,7 +38,7 @@ class Plan:
 def load(config: JobConfig, part_rows: int = columns.PART_ROWS) -> list[WorkItem] | Plain:
     """The manifest validated: plain, in partitions of about `part_rows` rows (columns.py), else
     row by row, as items (or one ManifestError naming every bad row)."""
-    return columns.read(config.manifest, config.params, part_rows) or manifest.load(
+    return columns.read(config.manifest, config.params, config.skip_invalid, part_rows) or manifest.load(
         config.manifest, config.params, config.skip_invalid)
 
 
