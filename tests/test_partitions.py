@@ -5,7 +5,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from batch_nst.errors import ManifestError
-from batch_nst.job import columns, driver, manifest, planning, records, spill
+from batch_nst.job import columns, driver, manifest, pending, planning, records, spill
 from batch_nst.params import StyleParams
 
 ROWS = 300
@@ -56,14 +56,19 @@ def test_several_partitions_plan_exactly_as_one(library):
     records.write_part(config.output_root, "part-r2-00000", [
         records.record(id=i, key="old" if n % 3 else keys[i], status="ok" if n % 2 else "failed", run_id="r2",
                        finished_at=later if n % 4 else now) for n, i in enumerate(list(keys)[:60])])
+    first = list(keys)[61]  # done but for a pending record (a dead driver's chunk) of another key, read last
+    pending.write_chunk(config.output_root, "r3", [records.record(id=first, key="other", status="ok", run_id="r3",
+                                                                  finished_at=later)])
     images = library / "out" / "images"
     images.mkdir()
     for n, i in enumerate(keys):
         if n % 11:
             (images / f"{i}.png").write_bytes(b"")
     whole, split = planning.plan(config, one, "w"), planning.plan(config, many, "w")
-    assert _seen(whole) == _seen(split)
+    assert _seen(whole) == _seen(split) == _seen(planning.plan(config, manifest.load(config.manifest, config.params),
+                                                               "w"))
     assert 0 < whole.done < len(todo) and whole.done + len(whole.todo) == len(todo)
+    assert first in {i.id for i in whole.todo}
     forced = _config(library, force=True)
     assert _seen(planning.plan(forced, one, "w")) == _seen(planning.plan(forced, many, "w"))
     assert planning.plan(forced, many, "w").done == 0
