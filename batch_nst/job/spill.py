@@ -109,9 +109,11 @@ def partition_of(ids: pa.Array | pa.ChunkedArray, parts: int) -> np.ndarray:
     offsets = np.frombuffer(ids.buffers()[1], np.int64, len(ids) + 1, ids.offset * 8)
     data = np.frombuffer(ids.buffers()[2], np.uint8, offsets[-1] - offsets[0], offsets[0])
     offsets = offsets - offsets[0]
-    position = np.arange(len(data), dtype=np.uint64) - np.repeat(offsets[:-1], np.diff(offsets)).astype(np.uint64)
+    lengths = np.diff(offsets)
+    position = np.arange(len(data)) - np.repeat(offsets[:-1], lengths)
+    weights = _splitmix(np.arange(lengths.max(initial=0), dtype=np.uint64))  # one per position, not per byte
     with np.errstate(over="ignore"):
-        weighted = (data.astype(np.uint64) + np.uint64(1)) * _splitmix(position)
+        weighted = (data.astype(np.uint64) + np.uint64(1)) * weights[position]
         sums = np.concatenate(([np.uint64(0)], np.cumsum(weighted, dtype=np.uint64)))
         hashed = _splitmix(sums[offsets[1:]] - sums[offsets[:-1]])
     return (hashed % np.uint64(parts)).astype(np.int64)
