@@ -1,5 +1,9 @@
 """The streaming plan: a plain manifest in several partitions plans exactly as in one."""
 
+import os
+import subprocess
+import sys
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
@@ -126,3 +130,15 @@ def test_an_id_falls_in_the_same_partition_however_it_is_batched():
     assert list(whole[10:20]) == list(spill.partition_of(ids.slice(10, 10), 7))
     assert list(whole) == list(spill.partition_of(pa.chunked_array([ids.slice(0, 3), ids.slice(3)]), 7))
     assert set(whole) == set(range(7)) and not spill.partition_of(ids, 1).any()
+
+
+def test_a_killed_drivers_spill_files_are_removed_by_the_next_plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(spill.tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / f"batch-nst-plan-{dead.stdout.strip()}-abc").mkdir()
+    (tmp_path / f"batch-nst-plan-{os.getpid()}-def").mkdir()  # a plan of a process still running
+    workspace = spill.Workspace()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"batch-nst-plan-{os.getpid()}-def", os.path.basename(workspace.folder)])
+    del workspace
+    assert [p.name for p in tmp_path.iterdir()] == [f"batch-nst-plan-{os.getpid()}-def"]

@@ -9,6 +9,7 @@ whole, or streamed batch by batch (the to-do list the dispatch reads).
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -19,15 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_PREFIX = "batch-nst-plan-"
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's constants: position weights and the final mix
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 class Workspace:
-    """A temporary folder for a plan's spill files, removed when the plan is dropped (or at exit)."""
+    """A temporary folder for a plan's spill files, removed when the plan is dropped (or at exit);
+    named by its process, so the next plan removes those of a driver that was killed (GBs of a
+    10 M-row plan must not pile up on the head's disk)."""
 
     def __init__(self) -> None:
-        self.folder = tempfile.mkdtemp(prefix="batch-nst-plan-")
+        _sweep()
+        self.folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.folder, True)
 
     def spill(self, name: str, parts: int, schema: pa.Schema) -> Spill:
@@ -97,6 +102,24 @@ class Spill:
             reader = pa.ipc.open_file(f)
             for n in range(reader.num_record_batches):
                 yield reader.get_batch(n)
+
+
+def _sweep() -> None:
+    """Remove the spill folders of processes that no longer run (their pid in the name)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{_PREFIX}*-*")):
+        pid = os.path.basename(folder)[len(_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 def partition_of(ids: pa.Array | pa.ChunkedArray, parts: int) -> np.ndarray:
