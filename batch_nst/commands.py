@@ -82,7 +82,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from batch_nst.job import driver
 
     the_plan = driver.plan(job_config(args))
-    counts = {"done": len(the_plan.done), "todo": len(the_plan.todo), "invalid": len(the_plan.invalid),
+    counts = {"done": the_plan.done, "todo": len(the_plan.todo), "invalid": len(the_plan.invalid),
               "steps": the_plan.steps}
     reasons = [{"row": item.row, "id": item.id, "error": why} for item, why in the_plan.invalid[:10]]
     if args.json:

@@ -24,7 +24,7 @@ class RunProgress:
     def start(self, the_plan) -> None:
         from tqdm import tqdm
 
-        self.todo, self.done = len(the_plan.todo), len(the_plan.done)
+        self.todo, self.done = len(the_plan.todo), the_plan.done
         self.bar = tqdm(total=self.todo, unit="item", disable=self.quiet, file=sys.stderr, dynamic_ncols=True,
                         desc=f"{self.done} already done")
 

@@ -27,7 +27,7 @@ from batch_nst.errors import StorageError
 from batch_nst.uris import is_uri, join, parent, redact, resolve, scrub, split
 
 __all__ = ["resolve", "parent", "join", "redact", "filesystem", "read_bytes", "write_bytes", "exists",
-           "glob", "names", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
+           "glob", "names", "name_batches", "fingerprints", "create", "remove", "remove_empty_folder", "write_local", "errors_naming"]
 
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
              "abfss": "adlfs"}
@@ -163,6 +163,28 @@ def names(folder: str) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             return []
     return [posixpath.basename(entry.rstrip("/")) for entry in entries]
+
+
+def name_batches(folder: str, size: int = 65_536) -> Iterator[list[str]]:
+    """`names`, a batch at a time: a local folder is scanned as it goes (10 M names never held
+    at once); an object store's listing comes whole, as `names`."""
+    fs, path = filesystem(folder)
+    if not isinstance(fs, LocalFileSystem):
+        yield from (batch for batch in [names(folder)] if batch)
+        return
+    with errors_naming("list", folder):
+        try:
+            with os.scandir(path) as entries:
+                batch = []
+                for entry in entries:
+                    batch.append(entry.name)
+                    if len(batch) == size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+        except (FileNotFoundError, NotADirectoryError):
+            return
 
 
 def fingerprints(uris: Iterable[str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from batch_nst.errors import ManifestError
 from batch_nst.job import columns, driver, manifest, records
 from batch_nst.params import StyleParams
 
@@ -31,7 +32,7 @@ def _config(library, **extra):
 def _same(a, b):
     assert [(i.row, i.id, i.content, i.style, i.key, i.params) for i in a.todo] == \
         [(i.row, i.id, i.content, i.style, i.key, i.params) for i in b.todo]
-    assert a.done.to_pylist() == b.done.to_pylist()
+    assert (a.done, a.steps) == (b.done, b.steps)
     assert [(i.row, i.id, why) for i, why in a.invalid] == [(i.row, i.id, why) for i, why in b.invalid]
 
 
@@ -54,7 +55,7 @@ def test_a_plain_manifest_plans_as_row_by_row_keys_included(library):
         (library / "out" / "images" / f"{i}.png").write_bytes(b"")
     fast, slow = driver.plan(config, cols, "w"), driver.plan(config, rows, "w")
     _same(fast, slow)
-    assert sorted(fast.done.to_pylist()) == ["x1", "x3"]
+    assert fast.done == 2 and [i.id for i in fast.todo] == ["x2", "x4", "x5"]  # x1 and x3 done
     _same(driver.plan(_config(library, force=True), cols, "w"), driver.plan(_config(library, force=True), rows, "w"))
 
 
@@ -72,7 +73,9 @@ def test_anything_else_goes_row_by_row(library, header, row):
     assert columns.read(_write(library, [row], header), StyleParams()) is None
 
 
-def test_duplicate_ids_and_json_lines_go_row_by_row(library):
-    assert columns.read(_write(library, ["x,a.png,s1.png", "x,b.png,s1.png"]), StyleParams()) is None
+def test_duplicate_ids_are_refused_naming_their_rows_and_json_lines_go_row_by_row(library):
+    with pytest.raises(ManifestError, match=r"1 problem\(s\):\n  row 2: duplicate id 'x' \(first used in row 1\)$"):
+        columns.read(_write(library, ["x,a.png,s1.png", "x,b.png,s1.png"]), StyleParams())
+    assert columns.read(str(library / "m.csv"), StyleParams(), skip_invalid=True) is None  # kept, row by row
     (library / "m.jsonl").write_text('{"id": "x", "content": "a.png", "style": "s1.png"}\n')
     assert columns.read(str(library / "m.jsonl"), StyleParams()) is None

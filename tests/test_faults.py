@@ -125,7 +125,7 @@ def test_a_poison_item_fails_alone_after_bounded_attempts():
     from batch_nst.job.manifest import WorkItem
 
     items = [WorkItem(i, f"i{i}", f"/c{i}.png", "/s.png", StyleParams(), f"k{i}") for i in range(10)]
-    plan = job.Plan(todo=items, done=[], invalid=[], weights_identity="w")
+    plan = job.Plan(todo=items, done=0, invalid=[], weights_identity="w", steps=0)
     config = job.JobConfig(manifest="m.csv", output_root="out", batch_items=4, max_attempts=3)
     workers = _PoolLosingPoison("i5")
     recs = {r["id"]: r for chunk in job._collect(workers, config, plan, "r1", stopping.Stop(grace=0))

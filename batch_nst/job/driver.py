@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import secrets
 import signal
@@ -31,6 +32,7 @@ from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
 from batch_nst.job.manifest import WorkItem
 from batch_nst.job.pending import Chunk
 from batch_nst.job.planning import Plan, plan
+from batch_nst.job.todo import Todo
 from batch_nst.params import StyleParams
 from batch_nst.job.runs import Summary
 from batch_nst.job.worker import WorkerConfig
@@ -114,7 +116,7 @@ def _run(config: JobConfig, the_plan: Plan, run_id: str, started: float, on_chun
          stop: stopping.Stop) -> Summary:
     """The run under the lease: invalid rows recorded, the rest dispatched, the summary written
     whatever happens (`crashed` for an exception, `interrupted` for a signal, `no_resources`)."""
-    summary = Summary(run_id=run_id, skipped=len(the_plan.done))
+    summary = Summary(run_id=run_id, skipped=the_plan.done)
     runs.start(config.output_root, run_id)
     writer = Writer(config.output_root, summary.run_id)
     try:
@@ -215,16 +217,18 @@ def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
     ) for item in lost))
 
 
-def _chunks(items: list[WorkItem], batch_items: int, workers: int) -> Iterator[list[WorkItem]]:
-    """Consecutive items (one style together) in chunks of at most `batch_items`.
+def _chunks(items: list[WorkItem] | Todo, batch_items: int, workers: int) -> Iterator[list[WorkItem]]:
+    """Consecutive items (one style together) in chunks of at most `batch_items`, taken from the
+    plan's stream as the workers need them (a plan of millions is never a list here).
 
     The number of chunks is a multiple of the workers, so the last round keeps every worker busy
     instead of leaving all but one idle for a whole batch (measured: README, Benchmarks).
     """
     rounds = -(-len(items) // (workers * batch_items))
     size = max(1, -(-len(items) // (rounds * workers)))
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    stream = iter(items)
+    while chunk := list(itertools.islice(stream, size)):
+        yield chunk
 
 
 def _init_ray(config: JobConfig) -> None:

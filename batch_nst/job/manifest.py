@@ -38,6 +38,9 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "js
 REQUIRED = ("content", "style")
 COLUMNS = frozenset(("id", *REQUIRED, *param_names()))
 MAX_REPORTED = 20
+CSV_CELLS = pacsv.ConvertOptions(  # every known column read as text, none taken for null (`read_table`)
+    column_types=dict.fromkeys(COLUMNS, pa.string()), null_values=[], strings_can_be_null=False,
+    quoted_strings_can_be_null=False)
 _PARAMS = frozenset(param_names())
 key_json = functools.lru_cache(maxsize=256)(StyleParams.key_json)  # per distinct params, not per row
 OUTPUT_FOLDERS = ("images", "report", "checkpoints", "metadata", "runs")  # of an output root
@@ -88,12 +91,16 @@ def load(uri: str, base: StyleParams = StyleParams(), skip_invalid: bool = False
     duplicates = _duplicate_ids(items)
     rejected += [dataclasses.replace(items[n], problem=problem) for n, problem in duplicates.items()]
     if rejected and not skip_invalid:
-        problems = [item.problem for item in rejected]
-        shown = "\n  ".join(problems[:MAX_REPORTED])
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
-        raise ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
+        raise refusal(uri, [item.problem for item in rejected])
     items = [item for n, item in enumerate(items) if n not in duplicates]
     return items + _rejected_ids(rejected, folder, {item.id for item in items})
+
+
+def refusal(uri: str, problems: list[str]) -> ManifestError:
+    """The one error refusing a manifest: how many problems, the first MAX_REPORTED named."""
+    shown = "\n  ".join(problems[:MAX_REPORTED])
+    more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+    return ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
 
 
 def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
@@ -111,7 +118,7 @@ def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
 def write(table: pa.Table, uri: str) -> None:
     """Write a manifest in the format its extension names, atomically."""
     buf = io.BytesIO()
-    kind = _format(uri)
+    kind = format_of(uri)
     if kind == "csv":
         pacsv.write_csv(table, buf)
     elif kind == "parquet":
@@ -121,7 +128,7 @@ def write(table: pa.Table, uri: str) -> None:
     storage.write_bytes(uri, buf.getvalue())
 
 
-def _format(uri: str) -> str:
+def format_of(uri: str) -> str:
     path = uri.split("?", 1)[0].lower()
     for ext, kind in FORMATS.items():
         if path.endswith(ext):
@@ -131,7 +138,7 @@ def _format(uri: str) -> str:
 
 def _read(uri: str) -> tuple[list[str], Iterable[dict[str, Any]]]:
     """(column names, rows as dicts)."""
-    if _format(uri) == "jsonl":
+    if format_of(uri) == "jsonl":
         try:
             return _json_lines(storage.read_bytes(uri))
         except ValueError as err:
@@ -144,15 +151,13 @@ def read_table(uri: str) -> pa.Table | None:
     """A CSV or Parquet manifest as one Arrow table; None for JSON Lines (parsed row by row, as
     written). Text is never taken for null: 'NA', 'NaN', 'null', 'N/A' are read as written (and
     refused where they are not valid), a CSV's empty cell as "" (not given)."""
-    kind = _format(uri)
+    kind = format_of(uri)
     if kind == "jsonl":
         return None
     data = storage.read_bytes(uri)
     try:
         if kind == "csv":
-            return pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(COLUMNS, pa.string()), null_values=[], strings_can_be_null=False,
-                quoted_strings_can_be_null=False))
+            return pacsv.read_csv(io.BytesIO(data), convert_options=CSV_CELLS)
         return pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ManifestError(f"manifest {storage.redact(uri)}: not a readable {kind} table: {err}") from None

@@ -20,7 +20,7 @@ import io
 import json
 import os
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -36,8 +36,8 @@ __all__ = [  # with schema.py's Record and what makes one: writers and readers r
     "COLUMNS", "SCHEMA", "Record", "for_item", "from_table", "now", "record", "table",
     "OK", "FAILED", "DRIVER", "PENDING", "COMPACTED", "REPLACES", "READ_ATTEMPTS", "IMAGE_EXTENSIONS",
     "metadata_dir", "write_part", "stale_images", "read", "live_files", "footer", "replaces", "name_of", "current_ok",
-    "latest_ok", "read_files", "parquet", "write_summary", "image_uri", "image_uris", "output_uri", "stored_ids",
-    "stored_id_array", "checkpoint_uri",
+    "latest_ok", "latest_of", "batches", "read_files", "parquet", "write_summary", "image_uri", "image_uris", "output_uri", "stored_ids",
+    "stored_id_array", "stored_id_batches", "checkpoint_uri",
 ]
 
 OK, FAILED = "ok", "failed"
@@ -122,21 +122,51 @@ def current_ok(root: str) -> dict[str, str]:
 
 def latest_ok(root: str) -> pa.Table:
     """(id, key) of the ids whose latest record, pending ones included, is `ok`: what a run may
-    skip. Only the latest counts: after runs with steps 5, 8, 5 the image on disk is the steps-8
-    one, so the steps-5 `ok` record of the first run must not make the third skip. Latest: the
-    greatest `finished_at`, then the last read; found with one stable sort of integers (an id's
-    group number, its time, its place), not per row in Python nor by a grouping of strings: a
-    million records in about a second and a few hundred MB."""
+    skip (`latest_of`)."""
     columns = ["id", "key", "status", "finished_at"]
     table = pa.concat_tables([read(root, columns), _dataset(storage.join(metadata_dir(root), PENDING), columns)])
+    return latest_of(table, np.arange(table.num_rows))
+
+
+def latest_of(table: pa.Table, place: np.ndarray) -> pa.Table:
+    """(id, key) of the ids whose latest record in `table` (id, key, status, finished_at) is
+    `ok`. Only the latest counts: after runs with steps 5, 8, 5 the image on disk is the steps-8
+    one, so the steps-5 `ok` record of the first run must not make the third skip. Latest: the
+    greatest `finished_at`, then the greatest `place` (the order records were read in); found
+    with one stable sort of integers (an id's group number, its time, its place), not per row in
+    Python nor by a grouping of strings: a million records in about a second and a few hundred MB."""
     if table.num_rows:
         groups = pc.dictionary_encode(table["id"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
         times = pc.fill_null(table["finished_at"].cast(pa.int64()), np.iinfo(np.int64).max)  # a null sorts last
-        order = np.lexsort((np.arange(table.num_rows), times.to_numpy(), groups))
+        order = np.lexsort((place, times.to_numpy(), groups))
         ends = np.append(groups[order][1:] != groups[order][:-1], True)  # the last of each id's group
         table = table.take(pa.array(order[ends]))
     table = table.filter(pc.and_(pc.equal(table["status"], OK), pc.is_valid(table["key"])))
     return table.select(["id", "key"])
+
+
+def batches(root: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Every record (`read`'s, then the pending ones), a batch at a time, in the order `latest_ok`
+    reads them; a file at a time, so a slow reader holds one batch (a dataset scanner reads ahead
+    of it: 768 MB over 10 M records). A file compacted away midway raises a BatchNSTError: the
+    caller starts over."""
+    for uri in live_files(root):
+        yield from _file_batches(uri, columns)
+    yield from _dataset(storage.join(metadata_dir(root), PENDING), columns).to_batches()
+
+
+def _file_batches(uri: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """One metadata file's records in SCHEMA's types, 65,536 at a time (an older file's missing
+    columns: null)."""
+    schema = pa.schema([SCHEMA.field(name) for name in columns])
+    fs, path = storage.filesystem(uri)
+    with storage.errors_naming("read", uri), fs.open(path, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        present = [name for name in columns if name in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=65_536, columns=present):
+            yield pa.RecordBatch.from_arrays([
+                batch.column(name).cast(field.type) if name in present else pa.nulls(batch.num_rows, field.type)
+                for name, field in zip(columns, schema)], schema=schema)
 
 
 def read_files(files: list[str], columns: list[str]) -> pa.Table:
@@ -213,8 +243,17 @@ def stored_ids(root: str) -> set[str]:
 def stored_id_array(root: str) -> pa.Array:
     """`stored_ids` as an Arrow array, from names alone (no per-file stat: a million images list
     in about a second)."""
-    names = pa.array(storage.names(storage.join(root, "images")), pa.string())
-    parts = pc.split_pattern(names, ".", reverse=True, max_splits=1)
+    return _image_ids(storage.names(storage.join(root, "images")))
+
+
+def stored_id_batches(root: str) -> Iterator[pa.Array]:
+    """`stored_id_array` a listing batch at a time (a plan of millions holds one batch)."""
+    return map(_image_ids, storage.name_batches(storage.join(root, "images")))
+
+
+def _image_ids(names: list[str]) -> pa.Array:
+    """The ids of the images among file names (`<id>.<an image extension>`)."""
+    parts = pc.split_pattern(pa.array(names, pa.string()), ".", reverse=True, max_splits=1)
     images = pc.is_in(pc.list_element(parts, 1), value_set=pa.array(IMAGE_EXTENSIONS))
     return pc.list_element(parts, 0).filter(pc.fill_null(images, False))
 

@@ -1,8 +1,9 @@
-"""Peak memory: the driver planning a 1,000,000-row manifest, and one worker at 256/512/1024 px.
+"""Peak memory: the driver planning N-row manifests, and one worker at 256/512/1024 px.
 
-    python -m tests.benchmarks.bench_memory [--rows 1000000] [--sizes 256 512 1024] [--plain]
+    python -m tests.benchmarks.bench_memory [--rows 1000000 10000000] [--sizes 256 512 1024] [--plain]
 
-Each measurement runs in a fresh process and reports its peak resident set (ru_maxrss). The
+Each measurement runs in a fresh process and reports its peak resident set (ru_maxrss, from
+wait4 for the driver). The
 manifest's rows reference 1,000 real files (distinct ids, two styles, varied steps), so planning
 does its real work: validation, one listing per folder, keys, the done-set, the sort.
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import time
 
 from PIL import Image
 
@@ -50,20 +51,25 @@ def write_assets(folder: str) -> None:
         Image.fromarray(smooth_image(16, 16, 5000 + s)).save(os.path.join(folder, f"style{s}.png"))
 
 
-def driver_peak(rows: int, folder: str, weights: str, plain: bool) -> float:
-    """`batch-nst plan`'s peak RSS; `plain`: without the per-row `steps` (planned in columns)."""
+def driver_peak(rows: int, folder: str, weights: str, plain: bool) -> tuple[float, float, str]:
+    """(peak RSS MiB, wall s, its output) of `batch-nst plan` in a fresh process, on a fresh root
+    (every row to do); `plain`: without the per-row `steps` (planned in columns, streamed)."""
     write_assets(folder)
     manifest = os.path.join(folder, "manifest.csv")
     with open(manifest, "w") as f:
         f.write("id,content,style" + ("" if plain else ",steps") + "\n")
-        for i in range(rows):
-            f.write(f"r{i:07d},assets/a{i % 1000:04d}.png,style{i % 2}.png" + ("" if plain else f",{100 + i % 5}") + "\n")
-    proc = subprocess.run([sys.executable, "-m", "batch_nst", "plan", manifest, "-o", os.path.join(folder, "out"),
-                           "--weights", weights], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-2000:])
-    print(f"plan output: {proc.stdout.strip()}")
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        for start in range(0, rows, 100_000):
+            f.write("".join(f"r{i:08d},assets/a{i % 1000:04d}.png,style{i % 2}.png" + ("" if plain else f",{100 + i % 5}")
+                            + "\n" for i in range(start, min(rows, start + 100_000))))
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "batch_nst", "plan", manifest, "-o", os.path.join(folder, "out"),
+                             "--weights", weights], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(proc.stderr.read()[-2000:])
+    os.remove(manifest)
+    return usage.ru_maxrss / 1024, wall, proc.stdout.read().strip()
 
 
 def worker_peak(size: int, weights: str) -> tuple[float, float]:
@@ -76,16 +82,21 @@ def worker_peak(size: int, weights: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512, 1024], help="none: the driver alone")
     parser.add_argument("--plain", action="store_true", help="no per-row option: the manifest is planned in columns")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="bench-memory-")
     weights = os.path.join(folder, "vgg19_seeded_notop.h5")
     vgg_weights.write_legacy_h5(weights)
-    print(f"driver: `batch-nst plan` of a {args.rows}-row manifest: peak RSS {driver_peak(args.rows, folder, weights, args.plain):.0f} MiB")
-    print("| size | worker RSS with the network loaded | peak RSS stylizing | growth | growth per megapixel |")
-    print("|---|---|---|---|---|")
+    print("| rows | `batch-nst plan` peak RSS | wall s | its output |")
+    print("|---|---|---|---|")
+    for rows in args.rows:
+        peak, wall, output = driver_peak(rows, os.path.join(folder, f"lib{rows}"), weights, args.plain)
+        print(f"| {rows} | {peak:.0f} MiB | {wall:.1f} | {output} |", flush=True)
+    if args.sizes:
+        print("| size | worker RSS with the network loaded | peak RSS stylizing | growth | growth per megapixel |")
+        print("|---|---|---|---|---|")
     for size in args.sizes:
         base, peak = worker_peak(size, weights)
         grow = peak - base

@@ -15,6 +15,7 @@ done-set's (reading the metadata), and the compaction's seconds.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import tempfile
@@ -55,8 +56,8 @@ def night(config: driver.JobConfig, run_id: str, part_rows: int) -> dict[str, fl
     writer = Writer(config.output_root, run_id, every=part_rows, seconds=3600)
     images = os.path.join(config.output_root, "images")
     os.makedirs(images, exist_ok=True)
-    for start in range(0, len(plan.todo), 16):
-        chunk = plan.todo[start:start + 16]
+    todo = iter(plan.todo)
+    for chunk in iter(lambda: list(itertools.islice(todo, 16)), []):
         for item in chunk:
             open(os.path.join(images, f"{item.id}.png"), "wb").close()
         writer.add(Chunk(records.table(records.record(id=item.id, key=item.key, status="ok", run_id=run_id, steps=1,
