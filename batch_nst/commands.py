@@ -134,10 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
-    from batch_nst.job import manifest
     from batch_nst import storage
+    from batch_nst.job import library, manifest
 
-    table = manifest.from_glob(args.glob, args.style)
+    table = library.from_glob(args.glob, args.style)
     if table.num_rows == 0:
         raise BatchNSTError(f"no file matches {storage.redact(args.glob)}")
     manifest.write(table, args.output)

@@ -1,4 +1,4 @@
-"""Manifest reading and validation, ids, keys and the glob-built manifest."""
+"""Manifest reading and validation, ids and keys (the glob-built manifest: tests/test_library.py)."""
 
 import json
 import re
@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_nst.job import ids, manifest
+from batch_nst.job import ids, library, manifest
 from batch_nst.errors import ManifestError
 from batch_nst.params import StyleParams
 
@@ -92,21 +92,6 @@ def test_keys_hash_only_non_default_params_so_new_options_keep_old_keys():
     assert StyleParams(steps=9).changed() == {"steps": 9}
 
 
-@pytest.mark.parametrize("ext", [".csv", ".parquet", ".jsonl"])
-def test_glob_manifest_round_trips_with_stable_ids(mem, ext):
-    for path in ["/lib/chars/hero.png", "/lib/chars/npc/guard.png", "/lib/tree.png", "/lib/readme.txt"]:
-        _put(mem, path, b"x")
-    table = manifest.from_glob("memory://lib/**/*.png", ["memory://styles/ink.jpg", "memory://styles/oil.png"])
-    manifest.write(table, "memory://out/m" + ext)
-    items = manifest.load("memory://out/m" + ext)
-    assert sorted(i.id for i in items) == sorted(
-        f"{a}--{s}" for a in ["chars__hero", "chars__npc__guard", "tree"] for s in ["ink", "oil"]
-    )
-    _put(mem, "/lib/chars/aaa.png", b"x")  # a new asset leaves the others' ids alone
-    grown = {r["id"] for r in manifest.from_glob("memory://lib/**/*.png", ["memory://styles/ink.jpg"]).to_pylist()}
-    assert {"chars__hero--ink", "chars__aaa--ink", "tree--ink"} <= grown
-
-
 @pytest.mark.parametrize(
     "row, message",
     [
@@ -147,7 +132,7 @@ def test_derived_ids_never_collide_and_match_between_manifest_and_run(mem):
     names = ["crate.png", "crate.tga", "日本.png", "中国.png", "héro.png", "h_ro.png", "a/b.png", "a__b.png", "tree.png"]
     for name in names:
         _put(mem, "/lib/" + name, b"x")
-    table = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    table = library.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
     written = dict(zip(table["content"].to_pylist(), table["id"].to_pylist()))
     assert len(set(written.values())) == len(names) and written["memory://lib/tree.png"] == "tree--ink"
     assert all(ids.PATTERN.fullmatch(i) for i in written.values())
@@ -155,7 +140,7 @@ def test_derived_ids_never_collide_and_match_between_manifest_and_run(mem):
     derived = {i.content: i.id for i in manifest.load("memory://lib/m.csv")}  # no id column: `run` derives
     assert derived == written
     _put(mem, "/lib/other.png", b"x")  # a new asset changes no existing id
-    again = manifest.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
+    again = library.from_glob("memory://lib/**/*.*", ["memory://styles/ink.jpg"])
     assert written.items() <= dict(zip(again["content"].to_pylist(), again["id"].to_pylist())).items()
 
 
@@ -240,13 +225,3 @@ def test_null_and_nan_overrides_in_json_lines_mean_the_default(mem):
     first, second = manifest.load("memory://m.jsonl")
     assert (first.id, first.params.steps, first.params.tv_weight) == ("a--s", 1000, StyleParams().tv_weight)
     assert (second.params.steps, second.params.tv_weight) == (4, 0.5)
-
-
-def test_a_glob_never_picks_up_the_styles_or_an_output_root(mem):
-    """Defect 9: a glob over a folder holding the output root fed results, thumbnails and the
-    style back in as content. A folder merely named `images` stays in."""
-    for path in ["/lib/hero.png", "/lib/ink.png", "/lib/images/tree.png", "/lib/out/images/hero--ink.png",
-                 "/lib/out/report/thumbs/a.png", "/lib/out/runs/r1.json", "/lib/out/metadata/part-r1-00000.parquet"]:
-        _put(mem, path, b"x")
-    table = manifest.from_glob("memory://lib/**/*.png", ["memory://lib/ink.png"])
-    assert sorted(table["content"].to_pylist()) == ["memory://lib/hero.png", "memory://lib/images/tree.png"]

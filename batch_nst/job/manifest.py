@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import math
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -43,7 +42,6 @@ CSV_CELLS = pacsv.ConvertOptions(  # every known column read as text, none taken
     quoted_strings_can_be_null=False)
 _PARAMS = frozenset(param_names())
 key_json = functools.lru_cache(maxsize=256)(StyleParams.key_json)  # per distinct params, not per row
-OUTPUT_FOLDERS = ("images", "report", "checkpoints", "metadata", "runs")  # of an output root
 
 
 @dataclass(frozen=True, slots=True)  # slots: a million of them must fit a driver
@@ -101,18 +99,6 @@ def refusal(uri: str, problems: list[str]) -> ManifestError:
     shown = "\n  ".join(problems[:MAX_REPORTED])
     more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
     return ManifestError(f"manifest {storage.redact(uri)}: {len(problems)} problem(s):\n  {shown}{more}")
-
-
-def from_glob(pattern: str, styles: Iterable[str]) -> pa.Table:
-    """A manifest table covering every file matching `pattern` once per style, except the styles
-    themselves and the files of output roots under the pattern (earlier results, thumbnails)."""
-    styles = [storage.resolve(s) for s in styles]
-    root = _glob_root(storage.resolve(pattern))
-    files = storage.glob(storage.resolve(pattern))
-    skip = set(styles) | _outputs(files, root)
-    pairs = [(content, style) for content in files if content not in skip for style in styles]
-    return pa.table({"id": ids.derive_all(pairs, root), "content": [c for c, _ in pairs], "style": [s for _, s in pairs]},
-                    schema=pa.schema([("id", pa.string()), ("content", pa.string()), ("style", pa.string())]))
 
 
 def write(table: pa.Table, uri: str) -> None:
@@ -283,28 +269,3 @@ def _rejected_ids(rejected: list[WorkItem], folder: str, taken: set[str]) -> lis
     derived = ids.derive_all(pairs, folder, taken=taken)
     return sorted(out + [dataclasses.replace(item, id=new) for item, new in zip(derive, derived)],
                   key=lambda item: item.row)
-
-
-def _outputs(files: list[str], root: str) -> set[str]:
-    """The files lying in an output root's folders: an ancestor of such a folder holding `runs/`
-    and `metadata/` is an output root (one check per candidate folder, not per file)."""
-    roots: dict[str, bool] = {}
-    found = set()
-    for uri in files:
-        parts = uri[len(root):].strip("/").split("/")[:-1]
-        for depth, name in enumerate(parts):
-            if name not in OUTPUT_FOLDERS:
-                continue
-            candidate = storage.join(root, *parts[:depth]) if depth else root
-            if candidate not in roots:
-                roots[candidate] = all(storage.exists(storage.join(candidate, d)) for d in ("runs", "metadata"))
-            if roots[candidate]:
-                found.add(uri)
-                break
-    return found
-
-
-def _glob_root(pattern: str) -> str:
-    """The folder above the first wildcard: ids are paths relative to it."""
-    head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
-    return head.rsplit("/", 1)[0] if "/" in head else head
