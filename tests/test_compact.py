@@ -135,6 +135,19 @@ def test_due_past_the_threshold(tmp_path, monkeypatch):
     assert compact.due(root)
 
 
+def test_full_compacted_files_never_make_a_compaction_due(tmp_path, monkeypatch):
+    """A library past THRESHOLD x ROWS records holds more full files than THRESHOLD: compacting
+    them would rewrite nothing, so they are not counted; the small ones still are."""
+    root = str(tmp_path)
+    monkeypatch.setattr(compact, "THRESHOLD", 2)
+    monkeypatch.setattr(compact, "ROWS", 10)
+    _nights(root, nights=1, parts=4)  # 4 parts of 10 records
+    compact.compact(root)
+    assert len(_files(tmp_path)) == 4 and not compact.due(root)  # 4 full compacted files
+    _nights(root, nights=1, parts=3, first=1)
+    assert compact.due(root)
+
+
 def test_the_compact_command_holds_the_lease(tmp_path, capsys):
     from batch_nst.cli import main
     from batch_nst.job import lease

@@ -13,7 +13,7 @@ night. `compact` gathers every small file (a run's part, or a compacted file not
   never both and never neither. The replaced files are deleted after every new file is written.
   A compaction killed at any point leaves a root that reads whole; the next one finishes it.
 - **Under the root's lease**: no run writes parts meanwhile (`batch-nst compact` takes it; a run
-  compacts at its own end, past THRESHOLD live files).
+  compacts at its own end, past THRESHOLD small live files).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pyarrow as pa
 from batch_nst import storage
 from batch_nst.job import lease, records, runs
 
-THRESHOLD = 32  # live metadata files past which a run compacts at its end (a plan reads each one)
+THRESHOLD = 32  # small live metadata files past which a run compacts at its end (a plan reads each one)
 ROWS = 200_000  # records per compacted file (a file read whole stays within a few hundred MB)
 
 
@@ -43,9 +43,15 @@ class Compacted:
 
 
 def due(root: str) -> bool:
-    """Whether the metadata has grown past THRESHOLD live files (one listing, footers of the
-    compacted files only)."""
-    return len(records.live_files(root)) > THRESHOLD
+    """Whether the metadata has grown past THRESHOLD small live files: run parts, or compacted
+    files under ROWS records (one listing, footers of the compacted files only). Full compacted
+    files do not count: compaction would leave them as they are, and a 10 M-record library holds
+    50 of them."""
+    return sum(not _full(uri) for uri in records.live_files(root)) > THRESHOLD
+
+
+def _full(uri: str) -> bool:
+    return records.name_of(uri).startswith(records.COMPACTED) and records.footer(uri).num_rows >= ROWS
 
 
 def under_lease(root: str) -> Compacted:
@@ -59,7 +65,7 @@ def under_lease(root: str) -> Compacted:
 
 
 def compact_if_due(root: str) -> Compacted | None:
-    """What a run does at its end, under its lease: compaction once past THRESHOLD live files."""
+    """What a run does at its end, under its lease: compaction once past THRESHOLD small live files."""
     return compact(root) if due(root) else None
 
 

@@ -165,7 +165,7 @@ def _end(config: JobConfig, the_plan: Plan, summary: Summary, writer: Writer, st
 
 
 def _compact(root: str, summary: Summary) -> dict[str, Any] | None:
-    """Past compact.THRESHOLD live metadata files, the run compacts them at its end, under its
+    """Past compact.THRESHOLD small live metadata files, the run compacts them at its end, under its
     lease, so the next plan reads few files. One that fails leaves the metadata whole
     (compact.py) and the run's status as it was: the next run tries again. An interrupted or
     crashed run skips it: its grace is for the items in flight."""
