@@ -150,6 +150,7 @@ def test_device_settings_are_applied_before_the_framework_starts(name, fraction,
         assert seen["settings"]["memory_growth"] is False  # no GPU here; on one, True (set per GPU)
 
 
+@pytest.mark.after_probes
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 def test_a_run_on_another_backend_records_it_and_keeps_the_items_keys(ray_session, tmp_path, legacy_weights_path):
     """`--backend` reaches the actors; records and summary name it; the key ignores it, so a

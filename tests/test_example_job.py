@@ -33,7 +33,7 @@ def test_nightly_stylizes_what_was_added_during_the_day(ray_session, tmp_path, l
     style = os.path.join(ROOT, "jobs", "example", "styles", "waves.png")
     root = str(tmp_path / "out")
     args = ["--library", str(library / "**" / "*.png"), "--style", style, "--output-root", root,
-            "--weights", legacy_weights_path, *FAST]
+            "--weights", legacy_weights_path, *FAST, "--workers", "1"]  # one: a worker's start is ~8 s of CPU
     nightly = _nightly()
     assert nightly.main(args) == 0
     shutil.copy(library / "crate.png", library / "props" / "crate_copy.png")  # a new asset today

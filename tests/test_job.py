@@ -19,7 +19,10 @@ from batch_nst.params import StyleParams
 from batch_nst.engine.transfer import evaluate
 from tests.conftest import smooth_image
 
-FAST = ["--steps", "3", "--max-size", "32", "--workers", "2", "--quiet"]
+# One worker: a Ray worker's start (TensorFlow, the network, the first trace) is ~8 s of CPU, the
+# suite is CPU-bound on two cores, and several workers sharing a run are tested in test_faults.py,
+# test_multinode.py and test_example_job.py.
+FAST = ["--steps", "3", "--max-size", "32", "--workers", "1", "--quiet"]
 GOOD = ["c1--s1", "c2--s1", "c3--s2", "c4--s2"]
 
 
