@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from batch_nst import storage
 from batch_nst.job import lease, records, runs
@@ -47,11 +48,7 @@ def due(root: str) -> bool:
     files under ROWS records (one listing, footers of the compacted files only). Full compacted
     files do not count: compaction would leave them as they are, and a 10 M-record library holds
     50 of them."""
-    return sum(not _full(uri) for uri in records.live_files(root)) > THRESHOLD
-
-
-def _full(uri: str) -> bool:
-    return records.name_of(uri).startswith(records.COMPACTED) and records.footer(uri).num_rows >= ROWS
+    return len(_Inventory.of(root).small) > THRESHOLD
 
 
 def under_lease(root: str) -> Compacted:
@@ -72,11 +69,8 @@ def compact_if_due(root: str) -> Compacted | None:
 def compact(root: str) -> Compacted:
     """Rewrite the small metadata files into compacted ones, then delete what they replace.
     Call while holding the root's lease."""
-    listed = storage.glob(storage.join(records.metadata_dir(root), "*.parquet"))
-    footers = {uri: records.footer(uri) for uri in listed if records.name_of(uri).startswith(records.COMPACTED)}
-    claimed = {name for meta in footers.values() for name in records.replaces(meta)}
-    live = [uri for uri in listed if records.name_of(uri) not in claimed]
-    small = [uri for uri in live if uri not in footers or footers[uri].num_rows < ROWS]
+    files = _Inventory.of(root)
+    listed, footers, claimed, small = files.listed, files.footers, files.claimed, files.small
     names = {records.name_of(uri) for uri in listed}
     stamp = _stamp()
     outputs, moved = [], 0
@@ -94,6 +88,25 @@ def compact(root: str) -> Compacted:
     gone = [uri for uri in listed if records.name_of(uri) in covered]
     storage.remove(gone)
     return Compacted(inputs=len(small) if outputs else 0, outputs=len(outputs), records=moved, deleted=len(gone))
+
+
+@dataclass(frozen=True)
+class _Inventory:
+    """The metadata files as compaction sees them, from one listing and the compacted files' footers."""
+
+    listed: list[str]
+    footers: dict[str, pq.FileMetaData]  # of the compacted files
+    claimed: set[str]  # names the compacted files replace
+    small: list[str]  # live files compaction would merge: parts, and compacted files under ROWS
+
+    @classmethod
+    def of(cls, root: str) -> _Inventory:
+        listed = storage.glob(storage.join(records.metadata_dir(root), "*.parquet"))
+        footers = {uri: records.footer(uri) for uri in listed if records.name_of(uri).startswith(records.COMPACTED)}
+        claimed = {name for meta in footers.values() for name in records.replaces(meta)}
+        small = [uri for uri in listed if records.name_of(uri) not in claimed
+                 and (uri not in footers or footers[uri].num_rows < ROWS)]
+        return cls(listed, footers, claimed, small)
 
 
 def _stamp() -> str:
