@@ -110,14 +110,17 @@ class _PoolLosingPoison:
     def __init__(self, poison):
         self.poison, self.chunks_seen = poison, []
 
-    def drain(self, chunks, stop):
+    def drain(self, chunks, stop, on_done=None):
         lost = []
         for chunk in chunks:
             self.chunks_seen.append([i.id for i in chunk])
             if any(i.id == self.poison for i in chunk):
                 lost += chunk
             else:
-                yield Chunk(records.table(records.record(id=i.id, status="ok") for i in chunk))
+                done = Chunk(records.table(records.record(id=i.id, status="ok", seconds=1.0) for i in chunk))
+                if on_done:
+                    on_done(done)
+                yield done
         return lost
 
 

@@ -187,20 +187,6 @@ def test_job_with_everything_in_an_s3_bucket(ray_session, s3_endpoint, legacy_we
     assert ENV_SECRET not in printed.out + printed.err and ENV_SECRET.encode() not in stored
 
 
-@pytest.mark.parametrize("n, batch, workers, sizes", [
-    (40, 8, 1, [8] * 5),
-    (40, 8, 2, [7] * 5 + [5]),  # six chunks: three rounds of two, not 3 + 2 with one idle worker
-    (3, 8, 2, [2, 1]),
-    (10, 1, 3, [1] * 10),
-])
-def test_chunks_keep_every_worker_busy_in_the_last_round(n, batch, workers, sizes):
-    from batch_nst.job import driver
-
-    chunks = list(driver._chunks(list(range(n)), batch, workers))
-    assert [len(c) for c in chunks] == sizes
-    assert [i for c in chunks for i in c] == list(range(n))  # order (styles together) kept
-
-
 def test_output_bucket_that_denies_writes_exits_2_naming_it(ray_session, s3_endpoint, legacy_weights_path, capsys):
     """A permanent storage error on the output root fails the run before any work, naming the URI."""
     import boto3

@@ -9,7 +9,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from batch_nst.errors import ManifestError
-from batch_nst.job import columns, driver, manifest, pending, planning, records, spill
+from batch_nst.job import chunking, columns, driver, manifest, pending, planning, records, spill
 from batch_nst.params import StyleParams
 
 ROWS = 300
@@ -97,7 +97,7 @@ def test_the_todo_stream_yields_every_item_once_each_time_it_is_read(library):
     _, the_plan = _plan(_config(library), 25)
     first, second = list(the_plan.todo), list(the_plan.todo)
     assert first == second and len({i.id for i in first}) == len(first) == len(the_plan.todo)
-    chunks = list(driver._chunks(the_plan.todo, 16, 3))
+    chunks = list(chunking.Chunker(len(the_plan.todo), 16, 3).chunks(the_plan.todo))
     assert [i for chunk in chunks for i in chunk] == first and len(chunks) % 3 == 0
 
 

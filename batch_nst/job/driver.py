@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import os
 import secrets
 import signal
@@ -26,13 +25,11 @@ import pyarrow as pa
 
 from batch_nst.engine import backend
 from batch_nst.assets import images
-from batch_nst.job import compact, lease, pending, planning, pool, quiet, records, runs, stopping
+from batch_nst.job import chunking, compact, lease, pending, planning, pool, quiet, records, runs, stopping
 from batch_nst import storage, weights
 from batch_nst.errors import BatchNSTError, ParamsError, ResourcesError
-from batch_nst.job.manifest import WorkItem
 from batch_nst.job.pending import Chunk
 from batch_nst.job.planning import Plan, plan
-from batch_nst.job.todo import Todo
 from batch_nst.params import StyleParams
 from batch_nst.job.runs import Summary
 from batch_nst.job.worker import WorkerConfig
@@ -206,7 +203,8 @@ def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
     """Every item's record, in chunks: from the pool, or, for items whose worker died on every
     attempt, a failed record after one more try alone (a poison item must not sink its batch-mates).
     After a stop signal, items without a record get none: the next run does them."""
-    lost = yield from workers.drain(_chunks(the_plan.todo, config.batch_items, workers.shape.workers), stop)
+    sizes = chunking.Chunker(len(the_plan.todo), config.batch_items, workers.shape.workers)
+    lost = yield from workers.drain(sizes.chunks(the_plan.todo), stop, lambda done: sizes.observe(done.table))
     if lost and config.batch_items > 1 and not stop.requested:
         lost = yield from workers.drain(([item] for item in lost), stop)
     if stop.requested or not lost:
@@ -215,20 +213,6 @@ def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
         item, run_id=run_id, worker=records.DRIVER, weights=the_plan.weights_identity, status=records.FAILED,
         error=f"the worker process died while stylizing it, {config.max_attempts} times (killed, or out of memory)",
     ) for item in lost))
-
-
-def _chunks(items: list[WorkItem] | Todo, batch_items: int, workers: int) -> Iterator[list[WorkItem]]:
-    """Consecutive items (one style together) in chunks of at most `batch_items`, taken from the
-    plan's stream as the workers need them (a plan of millions is never a list here).
-
-    The number of chunks is a multiple of the workers, so the last round keeps every worker busy
-    instead of leaving all but one idle for a whole batch (measured: README, Benchmarks).
-    """
-    rounds = -(-len(items) // (workers * batch_items))
-    size = max(1, -(-len(items) // (rounds * workers)))
-    stream = iter(items)
-    while chunk := list(itertools.islice(stream, size)):
-        yield chunk
 
 
 def _init_ray(config: JobConfig) -> None:

@@ -152,8 +152,10 @@ class Pool:
         self._actors = [actor.remote(self.worker_config, self.verbose) for _ in range(self.shape.workers)]
         self._starting = {a.identity.remote(): i for i, a in enumerate(self._actors)}
 
-    def drain(self, chunks: Iterator[list], stop: Stop) -> Generator[Chunk, None, list]:
-        """Feed chunks to idle started workers and yield their records, a Chunk each; return the items whose
+    def drain(self, chunks: Iterator[list], stop: Stop,
+              on_done: Callable[[Chunk], None] | None = None) -> Generator[Chunk, None, list]:
+        """Feed chunks to idle started workers and yield their records, a Chunk each (`on_done` sees
+        it first: the next chunks can be sized by it); return the items whose
         chunk was lost on every attempt (its worker died `max_attempts` times). After a stop
         signal no chunk is dispatched; once its grace is over, the items in flight are returned
         too (they get no record: the next run does them)."""
@@ -174,7 +176,7 @@ class Pool:
                 if ref in self._starting:
                     self._started(ref)
                 else:
-                    lost += yield from self._finished(ref)
+                    lost += yield from self._finished(ref, on_done)
             chunk = chunk or self._next(chunks, stop)
             since = self._check_waiting(since)
         return lost
@@ -216,7 +218,7 @@ class Pool:
             return
         self._idle.append(index)
 
-    def _finished(self, ref) -> Generator[Chunk, None, list]:
+    def _finished(self, ref, on_done: Callable[[Chunk], None] | None) -> Generator[Chunk, None, list]:
         """The records of a chunk; a chunk whose worker was lost is redone (its records were not
         taken: each item still gets one) or, after `max_attempts`, returned as lost."""
         import ray
@@ -234,6 +236,8 @@ class Pool:
             return list(chunk)
         self._placed(index, placement)
         self._idle.append(index)
+        if on_done:
+            on_done(done)
         yield done
         return []
 
