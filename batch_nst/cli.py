@@ -173,6 +173,10 @@ def _add_pool_options(p: argparse.ArgumentParser) -> None:
                    help="tries per item when its worker dies (default %(default)s)")
     p.add_argument("--batch-items", type=int, default=d.batch_items,
                    help="items of one size and parameters optimized together in one batch (default %(default)s)")
+    p.add_argument("--chunk-seconds", type=float, default=d.chunk_seconds,
+                   help="a worker's time each chunk of items is sized for once the pace is known, in whole batches: "
+                   "larger chunks cost the driver fewer round trips, smaller ones lose less when a worker is lost "
+                   "(default %(default)g)")
     from batch_nst.engine.device import CPU_BATCH_PIXELS
 
     p.add_argument("--batch-pixels", type=_positive, default=d.batch_pixels,

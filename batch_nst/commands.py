@@ -27,7 +27,7 @@ def job_config(args: argparse.Namespace):
 
     pool = {name: getattr(args, name) for name in ("workers", "gpus_per_worker", "address", "wait_timeout",
                                                    "max_attempts", "batch_items", "batch_pixels", "checkpoint_every",
-                                                   "grace")
+                                                   "chunk_seconds", "grace")
             if hasattr(args, name)}
     return JobConfig(manifest=args.manifest, output_root=args.output_root, weights=args.weights,
                      params=style_params(args), force=args.force, skip_invalid=args.skip_invalid,

@@ -49,3 +49,14 @@ def test_failed_records_without_seconds_do_not_change_the_pace():
     chunker = Chunker(1_000, 16, 2)
     chunker.observe(pa.table({"seconds": pa.array([None, None], pa.float64())}))
     assert chunker.size() == 16
+
+
+def test_chunk_seconds_sets_the_batches_a_chunk_holds_and_must_be_positive():
+    from batch_nst.errors import ParamsError
+    from batch_nst.job.driver import JobConfig
+
+    longer = Chunker(100_000, 16, 2, seconds=8.0)
+    _finished(longer, 16, 1.0 / 16)  # a batch a second
+    assert longer.size() == 16 * 8
+    with pytest.raises(ParamsError, match="--chunk-seconds must be > 0"):
+        JobConfig(manifest="m.csv", output_root="out", chunk_seconds=0)

@@ -34,6 +34,7 @@ class Chunker:
     total: int  # items in the stream
     batch_items: int
     workers: int
+    seconds: float = CHUNK_SECONDS  # a worker's time a chunk is sized for
     _given: int = 0
     _seconds: float = 0.0  # worker seconds of the items observed so far
     _observed: int = 0
@@ -64,8 +65,8 @@ class Chunker:
         return self._size
 
     def wanted(self) -> int:
-        """Whole batches for CHUNK_SECONDS of a worker at the pace seen (one batch before any is seen)."""
+        """Whole batches for `seconds` of a worker at the pace seen (one batch before any is seen)."""
         if not self._observed or self._seconds <= 0:
             return self.batch_items
         per_batch = self._seconds / self._observed * self.batch_items
-        return self.batch_items * int(min(MAX_BATCHES, max(1.0, CHUNK_SECONDS / per_batch)))
+        return self.batch_items * int(min(MAX_BATCHES, max(1.0, self.seconds / per_batch)))

@@ -52,6 +52,7 @@ class JobConfig:
     max_attempts: int = 3  # per item, across worker deaths
     batch_items: int = 16  # items of one size and parameters optimized together (memory-bound)
     batch_pixels: int | None = None  # memory bound of a batch; None: each worker sizes it to its device
+    chunk_seconds: float = chunking.CHUNK_SECONDS  # a worker's time a chunk is sized for (job/chunking.py)
     checkpoint_every: int = 0  # steps between checkpoints of long items under the root; 0 = none
     wait_timeout: float = 900.0  # seconds without any running worker before the run gives up (exit 2)
     backend: str = field(default_factory=backend.resolve)  # the workers': $KERAS_BACKEND, else auto (in each worker)
@@ -73,6 +74,9 @@ class JobConfig:
         ):
             if value is not None and value < least:
                 raise ParamsError(f"--{name.replace('_', '-')} must be >= {least} ({why}), got {value}")
+        if not self.chunk_seconds > 0:
+            raise ParamsError(f"--chunk-seconds must be > 0 (a worker's time each chunk is sized for), "
+                              f"got {self.chunk_seconds}")
         if not self.wait_timeout > 0:
             raise ParamsError(f"--wait-timeout must be > 0 seconds (how long to wait for workers' "
                               f"resources before giving up), got {self.wait_timeout}")
@@ -203,7 +207,7 @@ def _collect(workers: pool.Pool, config: JobConfig, the_plan: Plan, run_id: str,
     """Every item's record, in chunks: from the pool, or, for items whose worker died on every
     attempt, a failed record after one more try alone (a poison item must not sink its batch-mates).
     After a stop signal, items without a record get none: the next run does them."""
-    sizes = chunking.Chunker(len(the_plan.todo), config.batch_items, workers.shape.workers)
+    sizes = chunking.Chunker(len(the_plan.todo), config.batch_items, workers.shape.workers, config.chunk_seconds)
     lost = yield from workers.drain(sizes.chunks(the_plan.todo), stop, lambda done: sizes.observe(done.table))
     if lost and config.batch_items > 1 and not stop.requested:
         lost = yield from workers.drain(([item] for item in lost), stop)
@@ -247,6 +251,7 @@ def _config_json(config: JobConfig, the_plan: Plan) -> dict[str, Any]:
         "params": config.params, "backend": config.backend, "workers": config.workers,
         "gpus_per_worker": config.gpus_per_worker, "force": config.force, "max_pixels": config.max_pixels,
         "max_attempts": config.max_attempts, "batch_items": config.batch_items, "batch_pixels": config.batch_pixels,
+        "chunk_seconds": config.chunk_seconds,
         "checkpoint_every": config.checkpoint_every, "grace": config.grace, "wait_timeout": config.wait_timeout,
         "skip_invalid": config.skip_invalid,
     }
