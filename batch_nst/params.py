@@ -3,11 +3,12 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 6, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 7, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
 weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
-down (`min_size`), total-variation weight 1.0, and Adam at a constant learning rate 5.0 (the TF
+down (`min_size`), the losses scoring what that way down keeps (`upscaled_loss="written"`),
+total-variation weight 2.0, and Adam at a constant learning rate 5.0 (the TF
 tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most
 512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
 (`loss_scale="area"`, issue 13); sprites' losses count their opaque pixels only
@@ -38,6 +39,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 LOSS_SCALES = ("area", "seed")
 STYLE_NORMS = ("target", "seed")
 POOLINGS = ("avg", "max")
+UPSCALED_LOSSES = ("written", "working")
 CONTENT_LAYERS = ("block4_conv2", "block5_conv2")  # the network is cut at the deeper one
 MAX_STAGES = 6
 # Default temporal_weight: a still background's flicker fell 5x on a flipbook (0.01: 4x; 1 and 10
@@ -68,9 +70,16 @@ class StyleParams:
                       "averages away the pixel noise the optimizer leaves (0 = never scaled up, the seed)",
                       low=0, high=16384),
     )
+    upscaled_loss: str = field(
+        default="written",
+        metadata=opt("assets scaled up to min_size: written = the losses see the working image as the asset's own "
+                      "size holds it (brought down and back up), so they score the pixels written; working = the "
+                      "working image itself, whose finer detail the way down removes (version 6)",
+                      choices=UPSCALED_LOSSES),
+    )
     style_weight: float = field(default=1e7, metadata=opt("weight of the mean style loss", low=0.0))
     content_weight: float = field(default=3e-5, metadata=opt("weight of the content loss", low=0.0))
-    tv_weight: float = field(default=1.0, metadata=opt("weight of the total-variation loss", low=0.0))
+    tv_weight: float = field(default=2.0, metadata=opt("weight of the total-variation loss", low=0.0))
     temporal_weight: float = field(
         default=TEMPORAL_WEIGHT,
         metadata=opt("animations: weight of the term keeping consecutive output frames close where their content "

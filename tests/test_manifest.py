@@ -212,10 +212,10 @@ def test_null_overrides_in_parquet_mean_the_default(mem):
     buf = io.BytesIO()
     pq.write_table(table, buf)
     _put(mem, "/m.parquet", buf.getvalue())
-    items = manifest.load("memory://m.parquet", StyleParams(tv_weight=2.0))
+    items = manifest.load("memory://m.parquet", StyleParams(tv_weight=3.0))
     assert [i.id for i in items] == ["a--s", "bee", "c--s"]
     assert [(i.params.tv_weight, i.params.steps, i.params.alpha_mode) for i in items] == [
-        (2.0, 1000, "mask"), (2.0, 4, "restore"), (0.5, 1000, "mask")]
+        (3.0, 1000, "mask"), (3.0, 4, "restore"), (0.5, 1000, "mask")]
 
 
 def test_null_and_nan_overrides_in_json_lines_mean_the_default(mem):

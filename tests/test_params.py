@@ -10,7 +10,8 @@ from batch_nst.errors import ParamsError
 def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
-    assert (p.style_weight, p.content_weight, p.tv_weight, p.content_layer) == (1e7, 3e-5, 1.0, "block4_conv2")
+    assert (p.style_weight, p.content_weight, p.tv_weight, p.content_layer) == (1e7, 3e-5, 2.0, "block4_conv2")
+    assert p.upscaled_loss == "written"
     assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
                                                                                             False)
     assert p.pooling == "avg"

@@ -40,3 +40,32 @@ def test_a_sheet_that_does_not_split_evenly_is_refused_by_name(optimizer):
         batch_key(images.to_picture(smooth_image(64, 100, 1)), StyleParams(grid="3x2"), "sheet.png")
     with pytest.raises(ParamsError, match="grid must be COLSxROWS"):
         StyleParams(grid="3by2")
+
+
+def test_the_losses_see_an_upscaled_asset_as_it_will_be_written():
+    """upscaled_loss="written": the map the losses see the working image through is the way down to
+    the asset's own size and back up, as `restore` and `prepared` take it (to Pillow's 8-bit rounding)."""
+    from batch_nst.engine import losses, prepare
+
+    content = images.to_picture(smooth_image(12, 30, 1))
+    size = prepare.opt_size(content, StyleParams(max_size=64))
+    assert size == (26, 64)
+    working = np.random.default_rng(0).uniform(0, 255, (1, *size, 3)).astype(np.float32)
+    written = prepare.restore(content, working[0], StyleParams())
+    seen_again = prepare.prepared(written, StyleParams(), size)
+    projected = np.asarray(losses.as_written(working, prepare.round_trips(content, size, StyleParams())))
+    assert np.abs(projected - seen_again).mean() < 1.0 and np.abs(projected - working).mean() > 20
+    assert prepare.round_trips(content, size, StyleParams(upscaled_loss="working")) is None
+    assert prepare.round_trips(content, (12, 30), StyleParams()) is None  # not upscaled: seen as it is
+
+
+def test_an_upscaled_sprite_is_optimized_for_what_is_written(optimizer):
+    """Under "written" the loss the optimization reached is the written sprite's, and lower than
+    what "working" writes, whose finer detail the way down (32 px to 10) removes."""
+    style = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)  # fine texture
+    results = {mode: stylize(smooth_image(10, 10, 5), style, extractor=optimizer,
+                             params=FAST.with_overrides({"steps": 30, "upscaled_loss": mode, "precision": "fp32"}))
+               for mode in ("written", "working")}
+    written = results["written"]
+    assert abs(written.losses.total - written.history[-1]) < 0.02 * written.history[-1]
+    assert written.losses.total < 0.99 * results["working"].losses.total

@@ -87,7 +87,7 @@ class Batch:
         """The batch's targets at `size`, item by item (each style's Grams from the cache when seen),
         and the temporal targets that tie an animation's frames."""
         stacked = _stack([self._item_targets(c, s, k, precision, size)
-                          for c, s, k in zip(self.contents, self.styles, self.keys)])
+                          for c, s, k in zip(self.contents, self.styles, self.keys)], size)
         temporal = sequence.targets(self.previous, self.contents, self.params, size)
         return stacked if temporal is None else dataclasses.replace(stacked, temporal=temporal)
 
@@ -97,7 +97,8 @@ class Batch:
         grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
         features = self.optimizer.content_features(prepare.prepared(content, self.params, size), self.params, precision)
         mask = prepare.mask(content, size, self.params)
-        return Targets(features, grams, None if mask is None else losses.layer_masks(mask))
+        return Targets(features, grams, None if mask is None else losses.layer_masks(mask),
+                       written=prepare.round_trips(content, size, self.params))
 
 
 def style_grams(optimizer: Optimizer, params: StyleParams, cache: StyleCache | None, styles: list[Picture], key: Hashable | None,
@@ -147,8 +148,9 @@ class _Staged:
             self.on_step(Progress(self.done + progress.step, self.steps, progress.losses))
 
 
-def _stack(items: list[Targets]) -> Targets:
-    """Per-item targets ([1, ...] each) as one batch ([B, ...]); items without a mask count as opaque."""
+def _stack(items: list[Targets], size: tuple[int, int]) -> Targets:
+    """Per-item targets ([1, ...] each) at `size` as one batch ([B, ...]); items without a mask count
+    as opaque."""
     if len(items) == 1:
         return items[0]
     concat = lambda tensors: ops.concatenate(tensors, axis=0)  # noqa: E731
@@ -157,5 +159,11 @@ def _stack(items: list[Targets]) -> Targets:
         shapes = next(t.masks for t in items if t.masks is not None)
         masks = {name: concat([ops.ones_like(shapes[name]) if t.masks is None else t.masks[name] for t in items])
                  for name in shapes}
+    written = None
+    if any(t.written is not None for t in items):  # items seen as they are get identities
+        eye = lambda n: np.eye(n, dtype=np.float32)[None]  # noqa: E731
+        written = tuple(np.concatenate([eye(n) if t.written is None else t.written[axis] for t in items])
+                        for axis, n in enumerate(size))
     return Targets(concat([t.content for t in items]),
-                   {name: concat([t.grams[name] for t in items]) for name in items[0].grams}, masks)
+                   {name: concat([t.grams[name] for t in items]) for name in items[0].grams}, masks,
+                   written=written)

@@ -31,12 +31,14 @@ class Targets:
     grams: dict[str, Any]  # layer -> [B, C, C] Gram matrices of the style image
     masks: dict[str, Any] | None = None  # layer -> [B, h, w, 1] opacity on its grid (alpha_mode="mask")
     temporal: dict[str, Any] | None = None  # animations: see `temporal_loss`; None for still images
+    written: tuple[Any, Any] | None = None  # ([B, H, H], [B, W, W]): see `as_written`; None: seen as is
 
     def part(self, b: int) -> "Targets":
         """Item b's targets, as a batch of one (a still item: frames are never taken apart)."""
         assert self.temporal is None, "an animation's frames are optimized together"
         pick = lambda tensors: {n: t[b:b + 1] for n, t in tensors.items()}  # noqa: E731
-        return Targets(self.content[b:b + 1], pick(self.grams), None if self.masks is None else pick(self.masks))
+        return Targets(self.content[b:b + 1], pick(self.grams), None if self.masks is None else pick(self.masks),
+                       written=None if self.written is None else tuple(m[b:b + 1] for m in self.written))
 
     def tensors(self) -> tuple:
         """As backend tensors in plain dicts: what compiled steps take (a dataclass would not
@@ -44,7 +46,19 @@ class Targets:
         def convert(tensors: dict[str, Any] | None) -> dict[str, Any] | None:
             return None if tensors is None else {n: ops.convert_to_tensor(t) for n, t in tensors.items()}
 
-        return ops.convert_to_tensor(self.content), convert(self.grams), convert(self.masks), convert(self.temporal)
+        written = None if self.written is None else tuple(ops.convert_to_tensor(m) for m in self.written)
+        return (ops.convert_to_tensor(self.content), convert(self.grams), convert(self.masks), convert(self.temporal),
+                written)
+
+
+def as_written(image: Any, written: tuple[Any, Any] | None) -> Any:
+    """The working image [B, H, W, 3] as it will be written and seen again: each item's rows and
+    columns through its round trip to its own size (`prepare.round_trips`), clipped to [0, 255] as
+    8-bit pixels are (Lanczos overshoots at sharp edges); as is without one."""
+    if written is None:
+        return image
+    rows, columns = written
+    return ops.clip(ops.einsum("bwk,bhkc->bhwc", columns, ops.einsum("bhk,bkwc->bhwc", rows, image)), 0.0, 255.0)
 
 
 def gram_matrix(features: Any, mask: Any | None = None) -> Any:

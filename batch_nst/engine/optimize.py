@@ -121,8 +121,10 @@ class Optimizer:
             backend = autodiff.current()
 
             def objective(image, variables, targets, weights):
+                targets = Targets(*targets)
+                image = losses.as_written(image, targets.written)
                 features = vgg.features(model, variables, image)
-                terms = losses.loss_terms(features, image, Targets(*targets), weights, **options)
+                terms = losses.loss_terms(features, image, targets, weights, **options)
                 return ops.sum(terms["total"]), terms
 
             self._compiled[key] = build(backend, backend.value_and_grad(objective))

@@ -6,6 +6,7 @@ same on every backend (no framework here), so a backend changes only the optimiz
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -130,6 +131,31 @@ def opacity(picture: Picture, size: tuple[int, int]) -> np.ndarray | None:
         return None
     alpha = images.resize(np.repeat(picture.alpha[..., None], 3, axis=2), *size)[..., :1]
     return (alpha[None] / 255.0).astype(np.float32)
+
+
+def round_trips(content: Picture, size: tuple[int, int], params: StyleParams) -> tuple[np.ndarray, np.ndarray] | None:
+    """([1, H, H], [1, W, W]) float32: what bringing pixels at `size` down to the content's own size
+    and back up does to them (the Lanczos of `restore` and `prepared`, as one linear map per axis),
+    where `size` is larger than the content (`min_size`) and `upscaled_loss="written"`; else None.
+    The losses see the working image through it, so they score what is written: optimized freely
+    at 256 px, a 12x30 sprite's strokes averaged away on the way down (README, "Version 7")."""
+    own = (content.height, content.width)
+    if params.upscaled_loss != "written" or all(s <= o for s, o in zip(size, own)):
+        return None
+    return tuple(_axis_round_trip(min(o, s), s)[None] for o, s in zip(own, size))
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_round_trip(own: int, side: int) -> np.ndarray:
+    """[side, side]: a line of `side` pixels Lanczos-resized to `own` and back (identity when equal)."""
+    return _lanczos(own, side) @ _lanczos(side, own)
+
+
+def _lanczos(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights of Pillow's Lanczos resize of a line (one column per input pixel)."""
+    impulses = np.eye(src, dtype=np.float32)
+    return np.stack([np.asarray(Image.fromarray(line[None], "F").resize((dst, 1), Image.Resampling.LANCZOS))[0]
+                     for line in impulses], axis=1)
 
 
 def initial(content: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from batch_nst import Extractor, Optimizer, StyleParams, resolve_weights, stylize
+from batch_nst.job.manifest import ALGORITHM_VERSION
 from batch_nst.params import SEED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,12 +92,12 @@ def main() -> None:
     pictures = {
         "look": lambda: [panel(crate, "content"), panel(waves, "style"),
                          panel(run(crate, waves, max_size=256, **SEED), "the seed's recipe"),
-                         panel(run(crate, waves, max_size=256), "defaults (version 5)"),
+                         panel(run(crate, waves, max_size=256), f"defaults (version {ALGORITHM_VERSION})"),
                          panel(potion, "content (sprite)"), panel(mosaic, "style"),
                          panel(run(potion, mosaic, max_size=256, **SEED), "the seed's recipe"),
-                         panel(run(potion, mosaic, max_size=256), "defaults (version 5)")],
+                         panel(run(potion, mosaic, max_size=256), f"defaults (version {ALGORITHM_VERSION})")],
         "alpha_mode": lambda: [panel(potion, "content (sprite)"), panel(mosaic, "style"),
-                       panel(run(potion, mosaic), "alpha_mode=restore"),
+                       panel(run(potion, mosaic, alpha_mode="restore"), "alpha_mode=restore"),
                        panel(run(potion, mosaic, alpha_mode="mask"), "alpha_mode=mask")],
         "tileable": lambda: [panel(tiled(periodic()), "content (a tile), 2x2"), panel(mosaic, "style"),
                      panel(tiled(run(periodic(), mosaic)), "result 2x2: seams"),
