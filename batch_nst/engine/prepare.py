@@ -152,10 +152,10 @@ def _axis_round_trip(own: int, side: int) -> np.ndarray:
 
 
 def _lanczos(src: int, dst: int) -> np.ndarray:
-    """[dst, src] weights of Pillow's Lanczos resize of a line (one column per input pixel)."""
-    impulses = np.eye(src, dtype=np.float32)
-    return np.stack([np.asarray(Image.fromarray(line[None], "F").resize((dst, 1), Image.Resampling.LANCZOS))[0]
-                     for line in impulses], axis=1)
+    """[dst, src] weights of Pillow's Lanczos resize of a line: the identity's rows (one impulse
+    each) resized along the line in one call, each row's response a column."""
+    impulses = Image.fromarray(np.eye(src, dtype=np.float32), "F")
+    return np.asarray(impulses.resize((dst, src), Image.Resampling.LANCZOS)).T.copy()
 
 
 def initial(content: Picture, params: StyleParams, size: tuple[int, int]) -> np.ndarray:
