@@ -3,7 +3,7 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 7, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 8, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
 weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
@@ -12,10 +12,12 @@ total-variation weight 2.0, and Adam at a constant learning rate 5.0 (the TF
 tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 steps at most
 512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
 (`loss_scale="area"`, issue 13); sprites' losses count their opaque pixels only
-(`alpha_mode="mask"`). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
+(`alpha_mode="mask"`), and each item's style loss is taken relative to its content's own
+(`relative_style`). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
 `min_size=0`, style weight 1e-2, content weight 4e-2 at block5_conv2, TV weight 0.12,
-`pooling="max"`, `alpha_mode="restore"`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16
-where the hardware runs it natively); the losses and their weights stay float32.
+`pooling="max"`, `alpha_mode="restore"`, `relative_style=False`) are the seed's arithmetic
+exactly. `precision` only changes the network's arithmetic (bf16 where the hardware runs it
+natively); the losses and their weights stay float32.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ WEIGHTED_TERMS = ("style", "content", "tv", "temporal")
 TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer descends
 # The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
 SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12,
-        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2, "alpha_mode": "restore"}
+        "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2, "alpha_mode": "restore",
+        "relative_style": False}
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ class StyleParams:
                       "size holds it (brought down and back up), so they score the pixels written; working = the "
                       "working image itself, whose finer detail the way down removes (version 6)",
                       choices=UPSCALED_LOSSES),
+    )
+    relative_style: bool = field(
+        default=True,
+        metadata=opt("one look across a library: each item's style loss taken relative to its content's own (the "
+                      "content's distance from the style where it is optimized), so an asset far from the style is "
+                      "not pulled harder than one near it (README, \"Quality on real weights\")"),
     )
     style_weight: float = field(default=1e7, metadata=opt("weight of the mean style loss", low=0.0))
     content_weight: float = field(default=3e-5, metadata=opt("weight of the content loss", low=0.0))

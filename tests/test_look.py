@@ -80,3 +80,21 @@ def test_style_size_is_in_the_assets_pixels_whatever_its_size(optimizer, monkeyp
     assert [shape[1:3] for shape in seen[::3]] == [(20, 40), (16, 20)]  # (then the style distance's two)
 
 
+
+
+def test_relative_style_takes_each_items_style_loss_against_its_contents_own(optimizer):
+    """relative_style (the default since version 8): the content as it is scores 1 (its own distance from the style), whatever
+    that distance is, so a sprite far from the style is not pulled harder than one near it; the
+    optimization then lowers it below 1, and the consistency score (style_distance) stays absolute."""
+    style = smooth_image(32, 32, 21)
+    near, far = smooth_image(24, 24, 21), 255 - smooth_image(24, 24, 21)
+    params = StyleParams(steps=6, max_size=32, precision="fp32", relative_style=True)
+    untouched = [stylize(c, style, params=params.with_overrides({"strength": 0.0}), extractor=optimizer)
+                 for c in (near, far)]
+    assert [r.losses.style for r in untouched] == [pytest.approx(1.0, rel=1e-4)] * 2
+    absolute = [stylize(c, style, params=params.with_overrides({"strength": 0.0, "relative_style": False}),
+                        extractor=optimizer) for c in (near, far)]
+    assert absolute[1].losses.style > 2 * absolute[0].losses.style  # the two really differ in distance
+    assert [r.style_distance for r in untouched] == pytest.approx([r.style_distance for r in absolute])
+    styled = stylize(far, style, params=params, extractor=optimizer)
+    assert styled.losses.style < 1.0

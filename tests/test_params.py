@@ -11,7 +11,7 @@ def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
     assert (p.style_weight, p.content_weight, p.tv_weight, p.content_layer) == (1e7, 3e-5, 2.0, "block4_conv2")
-    assert p.upscaled_loss == "written"
+    assert p.upscaled_loss == "written" and p.relative_style
     assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
                                                                                             False)
     assert p.pooling == "avg"
@@ -124,5 +124,6 @@ def test_readme_names_the_flags_that_give_the_seed():
 
     readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
     flags = readme.split("` reproduces it exactly**", 1)[0].rsplit("**`", 1)[1]
-    named = {k.replace("-", "_"): v for k, v in re.findall(r"--([a-z-]+) (\S+)", flags)}
+    named = {k.replace("-", "_"): v for k, v in re.findall(r"--(?!no-)([a-z-]+) (\S+)", flags)}
+    named.update({k.replace("-", "_"): False for k in re.findall(r"--no-([a-z-]+)", flags)})
     assert named.keys() == SEED.keys() and StyleParams.from_mapping(named) == StyleParams(**SEED)

@@ -97,8 +97,13 @@ class Batch:
         grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
         features = self.optimizer.content_features(prepare.prepared(content, self.params, size), self.params, precision)
         mask = prepare.mask(content, size, self.params)
-        return Targets(features, grams, None if mask is None else losses.layer_masks(mask),
-                       written=prepare.round_trips(content, size, self.params))
+        masks = None if mask is None else losses.layer_masks(mask)
+        own = None
+        if self.params.relative_style:  # the content's own distance from the style, here
+            pixels = prepare.prepared(content, self.params, size)
+            own_grams = losses.style_targets(self.optimizer.extractor(pixels, precision, Variant.of(self.params)), masks)
+            own = ops.maximum(losses.style_term(own_grams, grams, self.params.style_norm), 1e-12)
+        return Targets(features, grams, masks, written=prepare.round_trips(content, size, self.params), own_style=own)
 
 
 def style_grams(optimizer: Optimizer, params: StyleParams, cache: StyleCache | None, styles: list[Picture], key: Hashable | None,
@@ -164,6 +169,9 @@ def _stack(items: list[Targets], size: tuple[int, int]) -> Targets:
         eye = lambda n: np.eye(n, dtype=np.float32)[None]  # noqa: E731
         written = tuple(np.concatenate([eye(n) if t.written is None else t.written[axis] for t in items])
                         for axis, n in enumerate(size))
+    own = None
+    if any(t.own_style is not None for t in items):  # relative_style is the batch's: all or none
+        own = concat([t.own_style for t in items])
     return Targets(concat([t.content for t in items]),
                    {name: concat([t.grams[name] for t in items]) for name in items[0].grams}, masks,
-                   written=written)
+                   written=written, own_style=own)

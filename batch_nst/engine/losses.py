@@ -32,13 +32,15 @@ class Targets:
     masks: dict[str, Any] | None = None  # layer -> [B, h, w, 1] opacity on its grid (alpha_mode="mask")
     temporal: dict[str, Any] | None = None  # animations: see `temporal_loss`; None for still images
     written: tuple[Any, Any] | None = None  # ([B, H, H], [B, W, W]): see `as_written`; None: seen as is
+    own_style: Any | None = None  # [B] the content's own style term (params.relative_style); None: absolute
 
     def part(self, b: int) -> "Targets":
         """Item b's targets, as a batch of one (a still item: frames are never taken apart)."""
         assert self.temporal is None, "an animation's frames are optimized together"
         pick = lambda tensors: {n: t[b:b + 1] for n, t in tensors.items()}  # noqa: E731
         return Targets(self.content[b:b + 1], pick(self.grams), None if self.masks is None else pick(self.masks),
-                       written=None if self.written is None else tuple(m[b:b + 1] for m in self.written))
+                       written=None if self.written is None else tuple(m[b:b + 1] for m in self.written),
+                       own_style=None if self.own_style is None else self.own_style[b:b + 1])
 
     def tensors(self) -> tuple:
         """As backend tensors in plain dicts: what compiled steps take (a dataclass would not
@@ -47,8 +49,9 @@ class Targets:
             return None if tensors is None else {n: ops.convert_to_tensor(t) for n, t in tensors.items()}
 
         written = None if self.written is None else tuple(ops.convert_to_tensor(m) for m in self.written)
+        own = None if self.own_style is None else ops.convert_to_tensor(self.own_style)
         return (ops.convert_to_tensor(self.content), convert(self.grams), convert(self.masks), convert(self.temporal),
-                written)
+                written, own)
 
 
 def as_written(image: Any, written: tuple[Any, Any] | None) -> Any:
@@ -165,14 +168,16 @@ def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: 
                wrap: bool = False, loss_scale: str = "seed", style_norm: str = "seed",
                content_layer: str = CONTENT_LAYER) -> dict[str, Any]:
     """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted (the pixel sums scaled by
-    `area_scale`, the style layers by `style_term`, the content at `content_layer`, where
-    `targets.content` was taken), and `total`, their sum weighted by `weights` (term name ->
-    float32 scalar), which the optimizer descends."""
+    `area_scale`, the style layers by `style_term`, over the content's own where `targets.own_style`
+    is given (relative_style), the content at `content_layer`, where `targets.content` was taken),
+    and `total`, their sum weighted by `weights` (term name -> float32 scalar), which the
+    optimizer descends."""
     masks = targets.masks or {}
     grams = {n: gram_matrix(features[n], masks.get(n)) for n in STYLE_LAYERS}
     scale = area_scale(image.shape[1], image.shape[2], loss_scale)
+    style = style_term(grams, targets.grams, style_norm)
     terms = {
-        "style": style_term(grams, targets.grams, style_norm),
+        "style": style if targets.own_style is None else style / targets.own_style,
         "content": scale * content_loss(features[content_layer], targets.content, masks.get(content_layer)),
         "tv": math.sqrt(scale) * tv_loss(image, wrap),
         "temporal": scale * temporal_loss(image, targets.temporal),

@@ -30,9 +30,10 @@ from batch_nst.params import StyleParams, param_names
 
 # Bump when the optimization changes its output for the same inputs and parameters: every key
 # changes, so the next run redoes everything.
-ALGORITHM_VERSION = "7"  # 2: loss_scale="area" (issue 13); 3: the look on real weights (issue 22); 4: average pooling;
+ALGORITHM_VERSION = "8"  # 2: loss_scale="area" (issue 13); 3: the look on real weights (issue 22); 4: average pooling;
 # 5: the content loss at block4_conv2; 6: alpha_mode="mask" (a sprite's style spent on what is seen);
-# 7: upscaled_loss="written" (the losses score what an upscaled asset keeps on the way down), TV weight 2.0
+# 7: upscaled_loss="written" (the losses score what an upscaled asset keeps on the way down), TV weight 2.0;
+# 8: relative_style (each item's style loss relative to its content's own: one look across a library)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED = ("content", "style")
