@@ -4,10 +4,11 @@ A chunk's round trip (a Ray task out, its records back) costs the driver ~8-14 m
 many items it holds (README, "The driver at scale"). Chunks of one batch were right for 512 px
 items (a batch takes seconds) but made the driver the limit for tiny sprites, whose batch of 16
 is done in a fraction of a second: the round trip, not the GPU, set the pace. So chunks start at
-one batch (`batch_items`), and once chunks have come back the next ones are sized in whole batches
-to keep a worker busy for about CHUNK_SECONDS at the pace seen so far, at most MAX_BATCHES
-batches. That bounds what a lost worker costs (its chunk is redone) and how stale the progress
-line gets, and leaves slow items at one batch a chunk as before.
+one batch (`batch_items`), and once chunks have come back the next ones hold as many whole batches
+as keep a worker busy for about `seconds` (`run --chunk-seconds`, default CHUNK_SECONDS) at the
+pace seen so far, at most MAX_BATCHES batches, before the evening out below. That bounds what a
+lost worker costs (its chunk is redone) and how stale the progress line gets, and leaves slow
+items at one batch a chunk as before.
 
 Chunks are cut in rounds of one chunk per worker, as equal as the items allow, so the last round
 keeps every worker busy instead of leaving all but one idle (measured: README, Benchmarks). The
