@@ -95,15 +95,16 @@ class Batch:
         """Content features and style Grams at `size` through the network in `precision`."""
         side = prepare.style_side(self.params, size, content)
         grams = style_grams(self.optimizer, self.params, self.cache, styles, key, side, precision)
-        features = self.optimizer.content_features(prepare.prepared(content, self.params, size), self.params, precision)
+        # One pass of the content: its features at the content layer, and its own Grams, whose
+        # distance from the style's is what relative_style divides by.
+        seen = self.optimizer.extractor(prepare.prepared(content, self.params, size), precision, Variant.of(self.params))
         mask = prepare.mask(content, size, self.params)
         masks = None if mask is None else losses.layer_masks(mask)
         own = None
-        if self.params.relative_style:  # the content's own distance from the style, here
-            pixels = prepare.prepared(content, self.params, size)
-            own_grams = losses.style_targets(self.optimizer.extractor(pixels, precision, Variant.of(self.params)), masks)
-            own = ops.maximum(losses.style_term(own_grams, grams, self.params.style_norm), 1e-12)
-        return Targets(features, grams, masks, written=prepare.round_trips(content, size, self.params), own_style=own)
+        if self.params.relative_style:
+            own = ops.maximum(losses.style_term(losses.style_targets(seen, masks), grams, self.params.style_norm), 1e-12)
+        return Targets(ops.cast(seen[self.params.content_layer], "float32"), grams, masks,
+                       written=prepare.round_trips(content, size, self.params), own_style=own)
 
 
 def style_grams(optimizer: Optimizer, params: StyleParams, cache: StyleCache | None, styles: list[Picture], key: Hashable | None,
