@@ -3,7 +3,7 @@
 `StyleParams` is everything that changes an output image; it is part of every item's key, built
 the same way by the CLI (`from_mapping` of parsed flags) and by manifest rows (`with_overrides`).
 
-Default recipe (algorithm version 8, chosen on the real ImageNet weights: README, "The recipe"):
+Default recipe (algorithm version 9, chosen on the real ImageNet weights: README, "The recipe"):
 the seed's losses with each style layer taken relative to its target (`style_norm="target"`, style
 weight 1e7), the content compared at block4_conv2 (weight 3e-5; Gatys et al.'s conv4_2), VGG19
 with average pooling (`pooling="avg"`), assets under 256 px optimized at 256 px and brought back
@@ -13,10 +13,10 @@ tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 s
 512 px; the content, TV and temporal terms are taken per 512x512 area, TV per 512 px side
 (`loss_scale="area"`, issue 13); sprites' losses count their opaque pixels only
 (`alpha_mode="mask"`), and each item's style loss is taken relative to its content's own
-(`relative_style`). `SEED`'s overrides (`style_norm="seed"`, `loss_scale="seed"`,
-`min_size=0`, style weight 1e-2, content weight 4e-2 at block5_conv2, TV weight 0.12,
-`pooling="max"`, `alpha_mode="restore"`, `relative_style=False`) are the seed's arithmetic
-exactly. `precision` only changes the network's arithmetic (bf16 where the hardware runs it
+(`relative_style`), which stops pulling once it is 0.3 of that (`style_target`). `SEED`'s
+overrides (`style_norm="seed"`, `loss_scale="seed"`, `min_size=0`, style weight 1e-2, content
+weight 4e-2 at block5_conv2, TV weight 0.12, `pooling="max"`, `alpha_mode="restore"`,
+`relative_style=False`, `style_target=0`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16 where the hardware runs it
 natively); the losses and their weights stay float32.
 """
 
@@ -54,7 +54,7 @@ TERMS = ("total", *WEIGHTED_TERMS)  # total: the weighted sum the optimizer desc
 # The overrides that give the seed's arithmetic exactly (`StyleParams(**SEED)`, or these flags).
 SEED = {"style_norm": "seed", "loss_scale": "seed", "min_size": 0, "style_weight": 1e-2, "tv_weight": 0.12,
         "pooling": "max", "content_layer": "block5_conv2", "content_weight": 4e-2, "alpha_mode": "restore",
-        "relative_style": False}
+        "relative_style": False, "style_target": 0.0}
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,13 @@ class StyleParams:
                       "content's distance from the style where it is optimized), so an asset far from the style is "
                       "not pulled harder than one near it (README, \"Quality on real weights\")"),
     )
+    style_target: float = field(
+        default=0.3,
+        metadata=opt("with relative_style: the style stops pulling an item once its style term is this fraction of "
+                      "its content's own, so every asset comes the same way toward the style instead of those "
+                      "near it going much farther (0 = no stop: each goes as far as it can, version 8)",
+                      low=0.0, high=0.99),
+    )
     style_weight: float = field(default=1e7, metadata=opt("weight of the mean style loss", low=0.0))
     content_weight: float = field(default=3e-5, metadata=opt("weight of the content loss", low=0.0))
     tv_weight: float = field(default=2.0, metadata=opt("weight of the total-variation loss", low=0.0))
@@ -97,7 +104,8 @@ class StyleParams:
     strength: float = field(
         default=0.5,
         metadata=opt("style strength, 0 to 1: 0 = the content unchanged, 1 = style only, 0.5 = the weights as "
-                      "given; scales style, TV and temporal weights by 2*strength and content by 2*(1-strength)",
+                      "given; scales style, TV and temporal weights by 2*strength, content and style_target by "
+                      "2*(1-strength)",
                       low=0.0, high=1.0),
     )
     loss_scale: str = field(
@@ -201,6 +209,10 @@ class StyleParams:
         if self.style_size and self.style_scale != 1.0:
             raise ParamsError("style_size and style_scale cannot both be set: style_size is in pixels, style_scale "
                               "relative to the asset")
+        if self.style_target and not self.relative_style:
+            raise ParamsError(f"style_target {self.style_target} is a fraction of the content's own style term and "
+                              "needs relative_style: set style_target 0 with it off (--style-target 0 "
+                              "--no-relative-style)")
         if self.frames and not sheet:
             raise ParamsError("frames needs a grid: it makes a sheet's cells one animation (animated GIF, APNG "
                               "and WebP contents are animations without it)")
@@ -247,6 +259,12 @@ class StyleParams:
         style_side, content_side = 2.0 * self.strength, 2.0 * (1.0 - self.strength)
         return {name: getattr(self, f"{name}_weight") * (content_side if name == "content" else style_side)
                 for name in WEIGHTED_TERMS}
+
+    def style_floor(self) -> float:
+        """The relative style term below which the style stops pulling: `style_target` moved by
+        `strength` as the content weight is (times 2(1 - s)), so more strength still means more
+        style for items that reach the target (0.3 at 0.5; none at 1, style only)."""
+        return self.style_target * 2.0 * (1.0 - self.strength)
 
     def blend_weights(self, styles: int | None) -> tuple[float, ...]:
         """style_blend as normalized weights for `styles` styles (equal when empty); ParamsError

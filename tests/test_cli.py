@@ -68,7 +68,8 @@ def test_stylize_whose_loss_overflows_fails_with_a_reason_and_writes_nothing(pai
                                                                           capsys):
     out = tmp_path / "black.png"
     code = main(["stylize", *pair, "-o", str(out), "--weights", legacy_weights_path, "--quiet", *FAST,
-                 "--style-weight", "1e20", "--style-norm", "seed", "--no-relative-style"])
+                 "--style-weight", "1e20", "--style-norm", "seed", "--no-relative-style",
+                 "--style-target", "0"])
     assert code == 1 and not out.exists()
     assert "the loss became" in capsys.readouterr().err
 

@@ -92,9 +92,24 @@ def test_relative_style_takes_each_items_style_loss_against_its_contents_own(opt
     untouched = [stylize(c, style, params=params.with_overrides({"strength": 0.0}), extractor=optimizer)
                  for c in (near, far)]
     assert [r.losses.style for r in untouched] == [pytest.approx(1.0, rel=1e-4)] * 2
-    absolute = [stylize(c, style, params=params.with_overrides({"strength": 0.0, "relative_style": False}),
+    absolute = [stylize(c, style, params=params.with_overrides({"strength": 0.0, "relative_style": False,
+                                                                  "style_target": 0}),
                         extractor=optimizer) for c in (near, far)]
     assert absolute[1].losses.style > 2 * absolute[0].losses.style  # the two really differ in distance
     assert [r.style_distance for r in untouched] == pytest.approx([r.style_distance for r in absolute])
     styled = stylize(far, style, params=params, extractor=optimizer)
     assert styled.losses.style < 1.0
+
+
+def test_style_target_stops_an_item_near_it_and_leaves_one_that_never_reaches_it_alone(optimizer):
+    """style_target (the default since version 9): the style stops pulling an item once its style
+    term is below the target, so it settles near it instead of going as far as it can; an item that
+    never gets there is optimized exactly as without it."""
+    style, far = smooth_image(32, 32, 21), 255 - smooth_image(24, 24, 21)
+    params = StyleParams(steps=40, max_size=32, precision="fp32")
+    free, held, unreached = (stylize(far, style, params=params.with_overrides({"style_target": t}), extractor=optimizer)
+                             for t in (0.0, 0.5, 0.3))
+    assert free.losses.style < 0.4  # left alone it goes farther than 0.5
+    assert 0.45 < held.losses.style < 0.55
+    assert held.style_distance > free.style_distance  # less style, as seen on the common scale too
+    assert np.array_equal(unreached.image.rgb, free.image.rgb)  # 0.3 is never reached in 40 steps

@@ -60,6 +60,26 @@ def test_loss_terms_weighting_and_layer_mean(rng):
     assert terms["temporal"] == 0.0  # a still image has no frame before it
 
 
+def test_style_target_counts_the_style_term_as_at_least_the_target_in_total_only(rng):
+    """Below style_target an item's style stops pulling (its total holds w * target, so no style
+    gradient reaches it); above, the total is the plain weighted sum. The style term reported is
+    the item's own either way (records and reports show how far it went)."""
+    shapes = {n: (2, 4, 4, 3) for n in losses.STYLE_LAYERS} | {losses.CONTENT_LAYER: (2, 2, 2, 5)}
+    feats = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
+    other = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
+    image = ops.convert_to_tensor(rng.uniform(0, 255, size=(2, 8, 8, 3)).astype(np.float32))
+    w = {"style": 0.3, "content": 2.0, "tv": 0.05, "temporal": 7.0}
+    plain = losses.loss_terms(feats, image, losses.Targets(content=other[losses.CONTENT_LAYER],
+                                                           grams=losses.style_targets(other)), w)
+    own = np.asarray(plain["style"]) / np.array([0.5, 2.0], np.float32)  # item 0 at 0.5 of its own, item 1 at 2.0
+    targets = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other),
+                             own_style=ops.convert_to_tensor(own))
+    held = {k: np.asarray(v) for k, v in losses.loss_terms(feats, image, targets, w, style_target=0.8).items()}
+    rest = np.asarray(plain["total"]) - 0.3 * np.asarray(plain["style"])
+    np.testing.assert_allclose(held["style"], [0.5, 2.0], rtol=1e-5)
+    np.testing.assert_allclose(held["total"], rest + 0.3 * np.array([0.8, 2.0]), rtol=1e-5)
+
+
 def test_style_norm_target_takes_each_layer_relative_to_its_target_and_is_scale_free(rng):
     """style_norm="target": mean over layers of mean((G - Gt)^2) / mean(Gt^2); a layer whose
     features are 1000x larger (as block4's are on ImageNet VGG19) counts no more than the others."""

@@ -11,7 +11,7 @@ def test_defaults_are_the_documented_recipe():
     p = StyleParams()
     assert (p.steps, p.max_size, p.learning_rate, p.init) == (1000, 512, 5.0, "content")
     assert (p.style_weight, p.content_weight, p.tv_weight, p.content_layer) == (1e7, 3e-5, 2.0, "block4_conv2")
-    assert p.upscaled_loss == "written" and p.relative_style
+    assert p.upscaled_loss == "written" and p.relative_style and p.style_target == 0.3
     assert (p.loss_scale, p.style_norm, p.min_size, p.strength, p.style_size, p.frames) == ("area", "target", 256, 0.5, 0,
                                                                                             False)
     assert p.pooling == "avg"
@@ -21,8 +21,16 @@ def test_the_seed_overrides_give_the_seeds_arithmetic():
     seed = StyleParams(**SEED)
     assert (seed.style_norm, seed.loss_scale, seed.min_size, seed.style_weight, seed.tv_weight, seed.pooling) == (
         "seed", "seed", 0, 1e-2, 0.12, "max")
+    assert (seed.relative_style, seed.style_target) == (False, 0.0)
     assert (seed.content_weight, seed.content_layer) == (4e-2, "block5_conv2")
     assert (seed.learning_rate, seed.steps) == (5.0, 1000)  # unchanged from the seed
+
+
+def test_strength_moves_the_style_target_as_it_moves_the_content_weight():
+    """More strength, a lower stop: items that reach the target still get more style with it."""
+    floors = [StyleParams(strength=s).style_floor() for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert floors == pytest.approx([0.6, 0.45, 0.3, 0.15, 0.0])
+    assert StyleParams(**SEED).style_floor() == 0.0
 
 
 def test_strength_moves_the_style_to_content_odds_monotonically():
@@ -63,6 +71,8 @@ def test_coerces_strings_and_integral_floats_from_tables():
         ({"strength": "nan"}, r"strength must be float \(a finite number\)"),
         ({"style_weight": 1e39}, r"style_weight must be at most 3.403e\+38 \(float32's largest\)"),
         ({"content_weight": 1e300}, "content_weight must be at most"),
+        ({"relative_style": False}, r"style_target 0.3 .* needs relative_style: set style_target 0 with it off"),
+        ({"style_target": 1.0}, "style_target must be <= 0.99"),
     ],
 )
 def test_bad_values_name_the_parameter(values, message):

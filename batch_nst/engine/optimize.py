@@ -249,7 +249,7 @@ def record(history: list[float], total: float, params: StyleParams) -> bool:
 def loss_options(params: StyleParams) -> dict[str, Any]:
     """The parameters that shape `losses.loss_terms`' graph, as its keyword arguments."""
     return {"wrap": params.tileable, "loss_scale": params.loss_scale, "style_norm": params.style_norm,
-            "content_layer": params.content_layer}
+            "content_layer": params.content_layer, "style_target": params.style_floor()}
 
 
 def loss_weights(params: StyleParams) -> dict[str, Any]:

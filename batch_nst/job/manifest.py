@@ -30,10 +30,11 @@ from batch_nst.params import StyleParams, param_names
 
 # Bump when the optimization changes its output for the same inputs and parameters: every key
 # changes, so the next run redoes everything.
-ALGORITHM_VERSION = "8"  # 2: loss_scale="area" (issue 13); 3: the look on real weights (issue 22); 4: average pooling;
+ALGORITHM_VERSION = "9"  # 2: loss_scale="area" (issue 13); 3: the look on real weights (issue 22); 4: average pooling;
 # 5: the content loss at block4_conv2; 6: alpha_mode="mask" (a sprite's style spent on what is seen);
 # 7: upscaled_loss="written" (the losses score what an upscaled asset keeps on the way down), TV weight 2.0;
 # 8: relative_style (each item's style loss relative to its content's own: one look across a library)
+# 9: style_target 0.3 (the style stops pulling an item once it is 0.3 of its content's own: every item alike)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 REQUIRED = ("content", "style")
