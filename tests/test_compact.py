@@ -135,6 +135,23 @@ def test_due_past_the_threshold(tmp_path, monkeypatch):
     assert compact.due(root)
 
 
+def test_a_runs_end_lists_the_metadata_once_to_decide_and_to_compact(tmp_path, monkeypatch):
+    """On cloud storage a listing and each compacted file's footer are requests: the check and
+    the compaction share them."""
+    root = str(tmp_path)
+    monkeypatch.setattr(compact, "THRESHOLD", 3)
+    _nights(root, nights=1, parts=2)
+    listings = []
+    glob = storage.glob
+    monkeypatch.setattr(storage, "glob", lambda pattern: listings.append(pattern) or glob(pattern))
+    assert compact.compact_if_due(root) is None and len(listings) == 1
+    _nights(root, nights=1, parts=2, first=1)
+    before = _all(root)
+    listings.clear()
+    done = compact.compact_if_due(root)
+    assert done.inputs == 4 and len(listings) == 1 and _all(root) == before
+
+
 def test_full_compacted_files_never_make_a_compaction_due(tmp_path, monkeypatch):
     """A library past THRESHOLD x ROWS records holds more full files than THRESHOLD: compacting
     them would rewrite nothing, so they are not counted; the small ones still are."""
@@ -173,7 +190,7 @@ def test_a_run_compacts_at_its_end_past_the_threshold_unless_interrupted(tmp_pat
     assert driver._compact(root, Summary("r9", failed=1))["outputs"] == 1 and len(_files(tmp_path)) == 1
     assert driver._compact(root, Summary("r9")) is None  # one file: not due
 
-    def broken(root):
+    def broken(root, files):
         raise StorageError("cannot write metadata/compacted-x.parquet: No space left on device")
 
     _nights(root, nights=1, parts=3, first=1)  # part names are never reused: a run's id is new

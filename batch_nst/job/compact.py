@@ -48,7 +48,7 @@ def due(root: str) -> bool:
     files under ROWS records (one listing, footers of the compacted files only). Full compacted
     files do not count: compaction would leave them as they are, and a 10 M-record library holds
     50 of them."""
-    return len(_Inventory.of(root).small) > THRESHOLD
+    return _Inventory.of(root).due()
 
 
 def under_lease(root: str) -> Compacted:
@@ -62,14 +62,16 @@ def under_lease(root: str) -> Compacted:
 
 
 def compact_if_due(root: str) -> Compacted | None:
-    """What a run does at its end, under its lease: compaction once past THRESHOLD small live files."""
-    return compact(root) if due(root) else None
-
-
-def compact(root: str) -> Compacted:
-    """Rewrite the small metadata files into compacted ones, then delete what they replace.
-    Call while holding the root's lease."""
+    """What a run does at its end, under its lease: compaction once past THRESHOLD small live files
+    (the metadata listed and its footers read once, for the check and the compaction both)."""
     files = _Inventory.of(root)
+    return compact(root, files) if files.due() else None
+
+
+def compact(root: str, files: _Inventory | None = None) -> Compacted:
+    """Rewrite the small metadata files into compacted ones, then delete what they replace.
+    Call while holding the root's lease (`files`: its metadata as just listed, else listed here)."""
+    files = files or _Inventory.of(root)
     listed, footers, claimed, small = files.listed, files.footers, files.claimed, files.small
     names = {records.name_of(uri) for uri in listed}
     stamp = _stamp()
@@ -107,6 +109,9 @@ class _Inventory:
         small = [uri for uri in listed if records.name_of(uri) not in claimed
                  and (uri not in footers or footers[uri].num_rows < ROWS)]
         return cls(listed, footers, claimed, small)
+
+    def due(self) -> bool:
+        return len(self.small) > THRESHOLD
 
 
 def _stamp() -> str:
