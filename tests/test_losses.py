@@ -69,8 +69,11 @@ def test_style_target_counts_the_style_term_as_at_least_the_target_in_total_only
     other = {n: ops.convert_to_tensor(rng.normal(size=s).astype(np.float32)) for n, s in shapes.items()}
     image = ops.convert_to_tensor(rng.uniform(0, 255, size=(2, 8, 8, 3)).astype(np.float32))
     w = {"style": 0.3, "content": 2.0, "tv": 0.05, "temporal": 7.0}
-    plain = losses.loss_terms(feats, image, losses.Targets(content=other[losses.CONTENT_LAYER],
-                                                           grams=losses.style_targets(other)), w)
+    absolute = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other))
+    plain = losses.loss_terms(feats, image, absolute, w)
+    # absolute style losses (no content's own to be a fraction of) are never held
+    np.testing.assert_array_equal(losses.loss_terms(feats, image, absolute, w, style_target=1e9)["total"],
+                                  plain["total"])
     own = np.asarray(plain["style"]) / np.array([0.5, 2.0], np.float32)  # item 0 at 0.5 of its own, item 1 at 2.0
     targets = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other),
                              own_style=ops.convert_to_tensor(own))

@@ -171,9 +171,9 @@ def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: 
     `area_scale`, the style layers by `style_term`, over the content's own where `targets.own_style`
     is given (relative_style), the content at `content_layer`, where `targets.content` was taken),
     and `total`, their sum weighted by `weights` (term name -> float32 scalar), which the
-    optimizer descends. In `total` the style term counts as at least `style_target`: below it the
-    style stops pulling and the content and TV terms alone act, so each item settles near that
-    fraction of its content's own distance however near the style it could go."""
+    optimizer descends. Relative, in `total` the style term counts as at least `style_target`:
+    below it the style stops pulling and the content and TV terms alone act, so each item settles
+    near that fraction of its content's own distance however near the style it could go."""
     masks = targets.masks or {}
     grams = {n: gram_matrix(features[n], masks.get(n)) for n in STYLE_LAYERS}
     scale = area_scale(image.shape[1], image.shape[2], loss_scale)
@@ -184,7 +184,8 @@ def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: 
         "tv": math.sqrt(scale) * tv_loss(image, wrap),
         "temporal": scale * temporal_loss(image, targets.temporal),
     }
-    pulled = dict(terms, style=ops.maximum(terms["style"], style_target)) if style_target else terms
+    relative = style_target and targets.own_style is not None
+    pulled = dict(terms, style=ops.maximum(terms["style"], style_target)) if relative else terms
     return {"total": sum(weights[name] * pulled[name] for name in WEIGHTED_TERMS), **terms}
 
 
