@@ -1,5 +1,5 @@
 """`batch-nst`: the command line parsed, each command's flags with their help and defaults; its
-function (batch_nst.commands) does the rest. Exit codes (DESIGN.md): 0 all ok or already done;
+function (batch_nst.commands) does the rest. Exit codes (README, "Commands"): 0 all ok or already done;
 1 the job ran but some items failed; 2 nothing was run (bad usage, input, manifest, config or
 weights; resources that never came).
 """

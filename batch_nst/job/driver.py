@@ -235,7 +235,7 @@ def _init_ray(config: JobConfig) -> None:
         ray.init(address=address, **options)
     else:
         # "local": else ray.init joins any cluster that Ray's current-cluster file names (an earlier
-        # `ray start` on this machine, even a dead one) and refuses num_cpus there (DESIGN.md).
+        # `ray start` on this machine, even a dead one) and refuses num_cpus there.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **options)
 
 

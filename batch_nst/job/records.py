@@ -1,6 +1,6 @@
 """The metadata contract: one Parquet record per item processed per run, and run summaries.
 
-Layout under the output root (DESIGN.md):
+Layout under the output root (README, "Output root"):
     metadata/part-<run_id>-<seq>.parquet      records a run wrote, a part every few thousand
     metadata/compacted-<stamp>-<n>.parquet    records compaction gathered (compact.py)
     metadata/_pending/<run_id>/<chunk>.parquet a worker's records of one chunk (pending.py)
