@@ -16,8 +16,9 @@ tutorial's 0.02 on [0, 1] pixels) with beta_1 0.99 and epsilon 0.1 / 255, 1000 s
 (`relative_style`), which stops pulling once it is 0.3 of that (`style_target`). `SEED`'s
 overrides (`style_norm="seed"`, `loss_scale="seed"`, `min_size=0`, style weight 1e-2, content
 weight 4e-2 at block5_conv2, TV weight 0.12, `pooling="max"`, `alpha_mode="restore"`,
-`relative_style=False`, `style_target=0`) are the seed's arithmetic exactly. `precision` only changes the network's arithmetic (bf16 where the hardware runs it
-natively); the losses and their weights stay float32.
+`relative_style=False`, `style_target=0`) are the seed's arithmetic exactly. `precision` only
+changes the network's arithmetic (bf16 where the hardware runs it natively); the losses and their
+weights stay float32.
 """
 
 from __future__ import annotations

@@ -111,6 +111,7 @@ class _Inventory:
         return cls(listed, footers, claimed, small)
 
     def due(self) -> bool:
+        """Past THRESHOLD small live files (see `due`)."""
         return len(self.small) > THRESHOLD
 
 
