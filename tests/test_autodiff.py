@@ -131,6 +131,8 @@ def test_step_is_traced_once_per_shape_and_reused_across_items(optimizer):
     content, targets = problem(optimizer, size=48)
     optimizer.run(content, targets, StyleParams(steps=2, style_weight=5.0))  # new shape, new weights
     assert optimizer.traces == before + 2
+    optimizer.run(content, targets, StyleParams(steps=2, strength=0.7, style_target=0.2))  # a new style floor
+    assert optimizer.traces == before + 2
 
 
 def test_value_and_grad_gives_the_functions_value_its_aux_and_its_gradient():

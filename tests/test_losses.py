@@ -72,12 +72,12 @@ def test_style_target_counts_the_style_term_as_at_least_the_target_in_total_only
     absolute = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other))
     plain = losses.loss_terms(feats, image, absolute, w)
     # absolute style losses (no content's own to be a fraction of) are never held
-    np.testing.assert_array_equal(losses.loss_terms(feats, image, absolute, w, style_target=1e9)["total"],
+    np.testing.assert_array_equal(losses.loss_terms(feats, image, absolute, w | {"style_floor": 1e9})["total"],
                                   plain["total"])
     own = np.asarray(plain["style"]) / np.array([0.5, 2.0], np.float32)  # item 0 at 0.5 of its own, item 1 at 2.0
     targets = losses.Targets(content=other[losses.CONTENT_LAYER], grams=losses.style_targets(other),
                              own_style=ops.convert_to_tensor(own))
-    held = {k: np.asarray(v) for k, v in losses.loss_terms(feats, image, targets, w, style_target=0.8).items()}
+    held = {k: np.asarray(v) for k, v in losses.loss_terms(feats, image, targets, w | {"style_floor": 0.8}).items()}
     rest = np.asarray(plain["total"]) - 0.3 * np.asarray(plain["style"])
     np.testing.assert_allclose(held["style"], [0.5, 2.0], rtol=1e-5)
     np.testing.assert_allclose(held["total"], rest + 0.3 * np.array([0.8, 2.0]), rtol=1e-5)

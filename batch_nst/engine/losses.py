@@ -166,14 +166,15 @@ def style_targets(features: dict[str, Any], masks: dict[str, Any] | None = None)
 
 def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: dict[str, Any], *,
                wrap: bool = False, loss_scale: str = "seed", style_norm: str = "seed",
-               content_layer: str = CONTENT_LAYER, style_target: float = 0.0) -> dict[str, Any]:
+               content_layer: str = CONTENT_LAYER) -> dict[str, Any]:
     """All loss terms per item, each [B]: the WEIGHTED_TERMS unweighted (the pixel sums scaled by
     `area_scale`, the style layers by `style_term`, over the content's own where `targets.own_style`
     is given (relative_style), the content at `content_layer`, where `targets.content` was taken),
     and `total`, their sum weighted by `weights` (term name -> float32 scalar), which the
-    optimizer descends. Relative, in `total` the style term counts as at least `style_target`:
-    below it the style stops pulling and the content and TV terms alone act, so each item settles
-    near that fraction of its content's own distance however near the style it could go."""
+    optimizer descends. Relative, in `total` the style term counts as at least
+    `weights["style_floor"]` where given (params.style_floor()): below it the style stops pulling
+    and the content and TV terms alone act, so each item settles near that fraction of its
+    content's own distance however near the style it could go."""
     masks = targets.masks or {}
     grams = {n: gram_matrix(features[n], masks.get(n)) for n in STYLE_LAYERS}
     scale = area_scale(image.shape[1], image.shape[2], loss_scale)
@@ -184,8 +185,8 @@ def loss_terms(features: dict[str, Any], image: Any, targets: Targets, weights: 
         "tv": math.sqrt(scale) * tv_loss(image, wrap),
         "temporal": scale * temporal_loss(image, targets.temporal),
     }
-    relative = style_target and targets.own_style is not None
-    pulled = dict(terms, style=ops.maximum(terms["style"], style_target)) if relative else terms
+    held = "style_floor" in weights and targets.own_style is not None
+    pulled = dict(terms, style=ops.maximum(terms["style"], weights["style_floor"])) if held else terms
     return {"total": sum(weights[name] * pulled[name] for name in WEIGHTED_TERMS), **terms}
 
 

@@ -249,9 +249,11 @@ def record(history: list[float], total: float, params: StyleParams) -> bool:
 def loss_options(params: StyleParams) -> dict[str, Any]:
     """The parameters that shape `losses.loss_terms`' graph, as its keyword arguments."""
     return {"wrap": params.tileable, "loss_scale": params.loss_scale, "style_norm": params.style_norm,
-            "content_layer": params.content_layer, "style_target": params.style_floor()}
+            "content_layer": params.content_layer}
 
 
 def loss_weights(params: StyleParams) -> dict[str, Any]:
-    """Loss weights as float32 scalar tensors by term name, so changing them never retraces a step."""
-    return {name: ops.convert_to_tensor(w, "float32") for name, w in params.loss_weights().items()}
+    """Loss weights as float32 scalar tensors by term name, and the style term's floor
+    (`style_floor`; 0 holds nothing: the term is never negative), so changing them never retraces a step."""
+    weights = {**params.loss_weights(), "style_floor": params.style_floor()}
+    return {name: ops.convert_to_tensor(w, "float32") for name, w in weights.items()}
